@@ -1,0 +1,74 @@
+"""``dogops``: the kit's command line.
+
+    dogops data synthetic --out DIR [--classes N] [--per-class M] [--size PX] [--seed S]
+    dogops data dogimages --out DIR [--sha256 HEX]
+    dogops data upload DIR s3://BUCKET/PREFIX
+"""
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def _synthetic(args) -> None:
+    from .synthetic import generate
+
+    generate(args.out, args.classes, args.per_class, args.size, args.seed)
+
+
+def _dogimages(args) -> None:
+    from .download import DOGIMAGES_URL, download_dogimages
+
+    download_dogimages(args.out, args.url or DOGIMAGES_URL, args.sha256)
+
+
+def _upload(args) -> None:
+    from .s3upload import upload_dir
+
+    upload_dir(args.dir, args.uri)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dogops", description="Local-first dev kit for a PyTorch "
+                                     "image classifier on AWS.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    data = commands.add_parser("data", help="make, fetch and upload data sets").add_subparsers(
+        dest="data_command", required=True)
+
+    synthetic = data.add_parser("synthetic", help="generate a learnable data set in the dogImages layout")
+    synthetic.add_argument("--out", type=Path, required=True)
+    synthetic.add_argument("--classes", type=int, default=10, help="number of breeds (default 10, max 133)")
+    synthetic.add_argument("--per-class", type=int, default=30,
+                           help="train images per breed; valid and test get a quarter each (default 30)")
+    synthetic.add_argument("--size", type=int, default=96, help="image side in pixels (default 96)")
+    synthetic.add_argument("--seed", type=int, default=0)
+    synthetic.set_defaults(func=_synthetic)
+
+    dogimages = data.add_parser("dogimages", help="download and unpack Udacity's dogImages (about 1 GB)")
+    dogimages.add_argument("--out", type=Path, required=True)
+    dogimages.add_argument("--sha256", help="expected sha256 of dogImages.zip (default: the server's ETag)")
+    dogimages.add_argument("--url", help=argparse.SUPPRESS)
+    dogimages.set_defaults(func=_dogimages)
+
+    upload = data.add_parser("upload", help="upload a folder to S3 (or the emulator), skipping unchanged files")
+    upload.add_argument("dir", type=Path)
+    upload.add_argument("uri", help="s3://BUCKET/PREFIX")
+    upload.set_defaults(func=_upload)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``dogops`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except Exception as exc:  # every command reports failures the same way: one clear line, exit 1
+        logging.getLogger("dogops").error("%s: %s", type(exc).__name__, exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
