@@ -65,24 +65,20 @@ def str2bool(text: str) -> bool:
     raise ValueError(f"not a boolean: {text!r}")
 
 
+_KINDS = {bool: ("a boolean", str2bool), int: ("an integer", int), float: ("a number", float), str: ("text", str)}
+
+
 def _convert(name: str, raw: Any) -> Any:
-    kind = _fields()[name].type
-    if isinstance(raw, str):
-        text = raw.strip()
-        if len(text) >= 2 and text[0] == text[-1] == '"':  # JSON-quoted by SDK v2 framework estimators
-            text = json.loads(text)
-    else:
-        text = str(raw)
+    what, parse = _KINDS[_fields()[name].type]
+    text = raw.strip() if isinstance(raw, str) else str(raw)
+    if len(text) >= 2 and text[0] == text[-1] == '"':  # JSON-quoted by SDK v2 framework estimators
+        text = json.loads(text)
+    if parse is int and text.endswith(".0"):  # "5.0" from a float-typed tuning range
+        text = text[:-2]
     try:
-        if kind in (bool, "bool"):
-            return str2bool(text)
-        if kind in (int, "int"):
-            return int(float(text)) if float(text).is_integer() else int(text)
-        if kind in (float, "float"):
-            return float(text)
-        return text
+        return parse(text)
     except ValueError:
-        raise ValueError(f"hyperparameter {name}: cannot read {raw!r} as {kind}") from None
+        raise ValueError(f"hyperparameter {name}: cannot read {raw!r} as {what}") from None
 
 
 def is_platform_key(name: str) -> bool:

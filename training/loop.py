@@ -122,7 +122,11 @@ def train_head(features: Callable[[], dict], num_classes: int, feature_dim: int,
             _save(state, meta, checkpoint)
 
     while not state.finished and state.epoch < hp.epochs:
-        data = features()
+        try:
+            data = features()
+        except Interrupted:
+            save()
+            raise Interrupted(f"stopped before epoch {state.epoch + 1}; checkpoint saved") from None
         x, y = data["train"]["features"], data["train"]["labels"]
         order = torch.randperm(len(y), generator=torch.Generator().manual_seed(hp.seed * 100_003 + state.epoch))
         batches = order.split(hp.batch_size)

@@ -1,0 +1,69 @@
+"""Shared fixtures: generated data, and helpers that run the real console scripts."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dogops.synthetic import generate
+
+BIN = Path(sys.executable).parent
+# Small but real: 10 breeds, 64 px, the offline-available pretrained backbone.
+FAST = {"backbone": "efficientnet_lite0", "image_size": "64", "batch_size": "32",
+        "learning_rate": "0.003", "epochs": "12", "seed": "0"}
+
+
+def flags(hyperparameters: dict) -> list[str]:
+    """``{"epochs": "3"}`` -> ``["--epochs", "3"]``."""
+    return [item for key, value in hyperparameters.items() for item in (f"--{key}", str(value))]
+
+
+def script_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_"))}
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def run_script(name: str, *args, env=None, timeout=300, check=False) -> subprocess.CompletedProcess:
+    """Run a console script of the venv (``train``, ``dogops``) and capture its output."""
+    result = subprocess.run([str(BIN / name), *map(str, args)], env=env or script_env(), text=True,
+                            capture_output=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{name} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def read_metrics(model_dir: Path) -> dict:
+    return json.loads((Path(model_dir) / "metrics.json").read_text())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """10 generated breeds, 20 training images each, 64 px."""
+    root = tmp_path_factory.mktemp("data")
+    generate(root, classes=10, per_class=20, size=64, seed=0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("feature-cache")
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, data_dir, cache_dir) -> tuple[Path, subprocess.CompletedProcess]:
+    """One real CLI training run, shared by the tests that inspect its results."""
+    model_dir = tmp_path_factory.mktemp("trained") / "model"
+    result = run_script("train", "--data", data_dir, "--model-dir", model_dir, "--checkpoint-dir",
+                        model_dir.parent / "checkpoints", "--cache-dir", cache_dir, *flags(FAST), check=True)
+    return model_dir, result
