@@ -1,0 +1,61 @@
+"""`dogops data upload` against moto's real S3 server on loopback."""
+
+import subprocess
+import time
+
+import boto3
+import pytest
+import requests
+
+from ..conftest import BIN, free_port, run_script, script_env
+
+
+@pytest.fixture(scope="module")
+def s3_env():
+    port = free_port()
+    server = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            requests.get(url, timeout=1)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    env = script_env(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                     AWS_DEFAULT_REGION="us-east-1")
+    yield env
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_upload_skips_unchanged_files_and_resends_changed_ones(s3_env, data_dir, tmp_path):
+    s3 = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3.create_bucket(Bucket="dogops-data")
+    local = tmp_path / "data"
+    import shutil
+
+    shutil.copytree(data_dir, local)
+    (local / "big.bin").write_bytes(b"x" * (9 << 20))  # multipart: its ETag has a part count
+
+    first = run_script("dogops", "data", "upload", local, "s3://dogops-data/dogImages", env=s3_env, check=True)
+    total = sum(1 for p in local.rglob("*") if p.is_file())
+    assert f"{total} uploaded" in first.stderr
+    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket="dogops-data")
+            for o in page.get("Contents", [])]
+    assert len(keys) == total and "dogImages/train/001.Affenpinscher/Affenpinscher_00001.jpg" in keys
+
+    changed = local / "train" / "001.Affenpinscher" / "Affenpinscher_00001.jpg"
+    changed.write_bytes(changed.read_bytes() + b"\0")
+    second = run_script("dogops", "data", "upload", local, "s3://dogops-data/dogImages", env=s3_env, check=True)
+    assert f"1 uploaded" in second.stderr and f"{total - 1} unchanged" in second.stderr
+    body = s3.get_object(Bucket="dogops-data", Key="dogImages/train/001.Affenpinscher/Affenpinscher_00001.jpg")
+    assert body["Body"].read() == changed.read_bytes()
+
+
+def test_upload_errors_are_clear(s3_env, data_dir):
+    missing = run_script("dogops", "data", "upload", data_dir, "s3://no-such-bucket/x", env=s3_env)
+    assert missing.returncode == 1 and "NoSuchBucket" in missing.stderr and "Traceback" not in missing.stderr
+    bad_uri = run_script("dogops", "data", "upload", data_dir, "bucket/x", env=s3_env)
+    assert bad_uri.returncode == 1 and "not an s3://BUCKET/PREFIX URI" in bad_uri.stderr
