@@ -88,6 +88,7 @@ class _Gunicorn(BaseApplication):
             "accesslog": None,
             "errorlog": "-",
             "loglevel": "info",
+            "control_socket_disable": True,
         }
         for key, value in options.items():
             self.cfg.set(key, value)

@@ -1,0 +1,98 @@
+"""A real `serve` process on loopback, started from the trained artifact."""
+
+import hashlib
+import io
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from PIL import Image
+
+from ..conftest import BIN, free_port, script_env
+
+
+class Server:
+    """A running `serve` subprocess and its base URL."""
+
+    def __init__(self, base_dir: Path, **env):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = base_dir / f"serve-{self.port}.log"
+        self.proc = subprocess.Popen([str(BIN / "serve")], stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
+                                     env=script_env(SAGEMAKER_BASE_DIR=base_dir, SAGEMAKER_BIND_TO_PORT=self.port,
+                                                    **env))
+
+    def wait_ready(self, timeout: float = 60) -> "Server":
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"serve exited {self.proc.returncode}:\n{self.log.read_text()}")
+            try:
+                if requests.get(self.url + "/ping", timeout=2).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"serve not healthy after {timeout} s:\n{self.log.read_text()}")
+
+    def stop(self) -> float:
+        """SIGTERM, as SageMaker sends it; return how long the exit took."""
+        started = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                raise
+        return time.monotonic() - started
+
+    def invoke(self, body: bytes, content_type: str = "image/jpeg", **headers) -> requests.Response:
+        return requests.post(self.url + "/invocations", data=body,
+                             headers={"Content-Type": content_type, **headers}, timeout=60)
+
+
+def tree_digest(root: Path) -> str:
+    """Paths, modes and bytes of everything under ``root``: changes if the server writes there."""
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        digest.update(f"{path.relative_to(root)}:{path.stat().st_mode}".encode())
+        if path.is_file():
+            digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+@pytest.fixture(scope="session")
+def ml_base(trained, tmp_path_factory) -> Path:
+    """A SageMaker-style /opt/ml root holding the trained model."""
+    base = tmp_path_factory.mktemp("opt-ml")
+    shutil.copytree(trained[0], base / "model")
+    return base
+
+
+@pytest.fixture(scope="session")
+def server(ml_base):
+    before = tree_digest(ml_base / "model")
+    srv = Server(ml_base).wait_ready()
+    yield srv
+    assert srv.stop() < 30
+    assert srv.proc.returncode == 0, srv.log.read_text()
+    assert tree_digest(ml_base / "model") == before, "the server wrote into the read-only model directory"
+
+
+@pytest.fixture(scope="session")
+def sample(data_dir) -> tuple[bytes, int]:
+    """A test-split JPEG of class index 3 and its label."""
+    path = sorted((data_dir / "test" / "004.Akita").iterdir())[0]
+    return path.read_bytes(), 3
+
+
+def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, fmt, **kwargs)
+    return buf.getvalue()
