@@ -5,9 +5,11 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from dogops.synthetic import generate
 
@@ -67,3 +69,22 @@ def trained(tmp_path_factory, data_dir, cache_dir) -> tuple[Path, subprocess.Com
     result = run_script("train", "--data", data_dir, "--model-dir", model_dir, "--checkpoint-dir",
                         model_dir.parent / "checkpoints", "--cache-dir", cache_dir, *flags(FAST), check=True)
     return model_dir, result
+
+
+@pytest.fixture(scope="session")
+def s3_env():
+    """moto's S3 server on loopback, and the environment that points boto3 at it."""
+    port = free_port()
+    server = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(100):
+        try:
+            requests.get(url, timeout=1)
+            break
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    yield script_env(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                     AWS_DEFAULT_REGION="us-east-1")
+    server.terminate()
+    server.wait(timeout=10)

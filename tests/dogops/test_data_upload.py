@@ -1,32 +1,8 @@
 """`dogops data upload` against moto's real S3 server on loopback."""
 
-import subprocess
-import time
-
 import boto3
-import pytest
-import requests
 
-from ..conftest import BIN, free_port, run_script, script_env
-
-
-@pytest.fixture(scope="module")
-def s3_env():
-    port = free_port()
-    server = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            requests.get(url, timeout=1)
-            break
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    env = script_env(AWS_ENDPOINT_URL=url, AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-                     AWS_DEFAULT_REGION="us-east-1")
-    yield env
-    server.terminate()
-    server.wait(timeout=10)
+from ..conftest import run_script
 
 
 def test_upload_skips_unchanged_files_and_resends_changed_ones(s3_env, data_dir, tmp_path):

@@ -22,6 +22,7 @@ class Server:
     def __init__(self, base_dir: Path, **env):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        base_dir.mkdir(parents=True, exist_ok=True)
         self.log = base_dir / f"serve-{self.port}.log"
         self.proc = subprocess.Popen([str(BIN / "serve")], stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
                                      env=script_env(SAGEMAKER_BASE_DIR=base_dir, SAGEMAKER_BIND_TO_PORT=self.port,
