@@ -1,0 +1,34 @@
+"""Runs netns_url_guard.py in a network namespace that has only loopback (`unshare -n`)."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from serving.url_fetch import is_public
+
+
+def test_url_guard_inside_a_loopback_only_namespace(tmp_path):
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.fail("the URL guard tests need `unshare` (util-linux) and `ip` (iproute2)")
+    inner = Path(__file__).with_name("netns_url_guard.py")
+    command = f"ip link set lo up && exec {sys.executable} -m pytest -q -p no:cacheprovider " \
+              f"--basetemp {tmp_path / 'inner'} {inner}"
+    result = subprocess.run(["unshare", "-n", "--", "sh", "-c", command], capture_output=True, text=True,
+                            env={**os.environ, "DOGOPS_IN_NETNS": "1"}, cwd=Path(__file__).parents[2],
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout and "skipped" not in result.stdout.splitlines()[-1]
+
+
+@pytest.mark.parametrize("address,public", [("8.8.8.8", True), ("2606:4700::1111", True), ("127.0.0.1", False),
+                                            ("10.1.2.3", False), ("169.254.169.254", False), ("::1", False),
+                                            ("::ffff:10.0.0.1", False), ("fd00:ec2::254", False),
+                                            ("100.64.1.1", False), ("239.1.1.1", False), ("0.0.0.0", False)])
+def test_is_public(address, public):
+    import ipaddress
+
+    assert is_public(ipaddress.ip_address(address)) is public
