@@ -69,7 +69,8 @@ def create_app(runtime: Runtime) -> Flask:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         code = (exc.name or "error").lower().replace(" ", "_")
-        return _json(exc.code or 500, {"error": code, "message": exc.description or exc.name})
+        headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}  # e.g. Allow on a 405
+        return _json(exc.code or 500, {"error": code, "message": exc.description or exc.name}, headers)
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

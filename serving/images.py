@@ -10,7 +10,7 @@ the model sees images exactly as it did in training.
 import io
 import warnings
 
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from training.dataset import load_rgb
 
@@ -35,6 +35,8 @@ def decode_image(data: bytes, max_pixels: int, target_size: int) -> Image.Image:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise BadRequest("the image is too large to decode safely") from None
+    except UnidentifiedImageError:
+        raise BadRequest("the body is not a decodable image (unknown or corrupt format)") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        # PIL reports unknown formats, truncation and corrupt data as these.
-        raise BadRequest(f"the body is not a decodable image ({type(exc).__name__}: {exc})") from None
+        # PIL reports truncation and corrupt data as these; their text names no internals.
+        raise BadRequest(f"the body is not a decodable image ({exc})") from None
