@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO   := demo
+PORT   ?= 8080
 
-.PHONY: help setup demo test bench-train clean
+.PHONY: help setup demo serve test bench-train bench-serve clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -16,7 +17,7 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed  ## create .venv and install dogops, train (and their pinned dependencies)
 
-demo: setup  ## generated data -> a real training run -> the model artifact it wrote
+demo: setup  ## generated data -> a real training run -> its artifact -> served and asked for a prediction
 	$(BIN)/dogops data synthetic --out $(DEMO)/data --classes 10 --per-class 30 --size 96
 	$(BIN)/train --data $(DEMO)/data --model-dir $(DEMO)/model --checkpoint-dir $(DEMO)/checkpoints \
 		--backbone efficientnet_lite0 --image_size 96 --epochs 15 --learning_rate 0.003 --batch_size 32
@@ -24,12 +25,23 @@ demo: setup  ## generated data -> a real training run -> the model artifact it w
 	@echo; echo "artifact ($(DEMO)/model, packed as SageMaker would in $(DEMO)/model.tar.gz):"
 	@ls -l $(DEMO)/model
 	@cat $(DEMO)/model/manifest.json
+	@echo; echo "serving it on 127.0.0.1:$(PORT) (the SageMaker hosting contract) and asking for a prediction:"
+	@DOGOPS_BIND_HOST=127.0.0.1 SAGEMAKER_BASE_DIR=$(DEMO) SAGEMAKER_BIND_TO_PORT=$(PORT) $(BIN)/serve > $(DEMO)/serve.log 2>&1 & pid=$$!; \
+	  $(BIN)/dogops predict --endpoint http://127.0.0.1:$(PORT) --wait 120 \
+	    $$(ls $(DEMO)/data/test/004.Akita/* | head -1); rc=$$?; \
+	  kill $$pid; wait $$pid; exit $$rc
 
-test: setup  ## the whole test suite (real training runs, a real S3 emulator server)
+serve: setup  ## serve demo/model on 127.0.0.1:8080 (PORT=...) until Ctrl-C
+	DOGOPS_BIND_HOST=127.0.0.1 SAGEMAKER_BASE_DIR=$(DEMO) SAGEMAKER_BIND_TO_PORT=$(PORT) $(BIN)/serve
+
+test: setup  ## the whole test suite (real training runs, real servers on loopback)
 	$(BIN)/pytest
 
 bench-train: setup  ## training throughput vs a bare PyTorch loop; trial time with vs without the feature cache
 	$(BIN)/python benchmarks/bench_train.py
+
+bench-serve: setup  ## serve's p50/p99 latency and throughput as ratios to the raw in-process path
+	$(BIN)/python benchmarks/bench_serve.py
 
 clean:  ## remove the demo output (keeps .venv)
 	rm -rf $(DEMO)

@@ -3,6 +3,7 @@
     dogops data synthetic --out DIR [--classes N] [--per-class M] [--size PX] [--seed S]
     dogops data dogimages --out DIR [--sha256 HEX]
     dogops data upload DIR s3://BUCKET/PREFIX
+    dogops predict IMAGE|URL [--endpoint http://127.0.0.1:8080] [--top-k 5] [--wait SECONDS]
 """
 
 import argparse
@@ -27,6 +28,15 @@ def _upload(args) -> None:
     from .s3upload import upload_dir
 
     upload_dir(args.dir, args.uri)
+
+
+def _predict(args) -> None:
+    from .predict import predict, wait_healthy
+
+    if args.wait:
+        wait_healthy(args.endpoint, args.wait)
+    for p in predict(args.endpoint, args.image, args.top_k):
+        print(f"{p['rank']:>2}. {p['breed']:<36} {p['probability']:8.2%}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
     upload.add_argument("dir", type=Path)
     upload.add_argument("uri", help="s3://BUCKET/PREFIX")
     upload.set_defaults(func=_upload)
+
+    predict = commands.add_parser("predict", help="classify an image with a running serving container")
+    predict.add_argument("image", help="a local image file, or an http(s) URL for the server to fetch")
+    predict.add_argument("--endpoint", default="http://127.0.0.1:8080", help="the container's base URL")
+    predict.add_argument("--top-k", type=int, default=5)
+    predict.add_argument("--wait", type=float, default=0, help="first wait up to this many seconds for /ping")
+    predict.set_defaults(func=_predict)
     return parser
 
 

@@ -79,7 +79,7 @@ class _Gunicorn(BaseApplication):
 
     def load_config(self):
         options = {
-            "bind": f"0.0.0.0:{self.settings.port}",
+            "bind": f"{self.settings.bind_host}:{self.settings.port}",
             "workers": self.settings.workers,
             "worker_class": "sync",
             "timeout": self.settings.timeout,

@@ -36,6 +36,7 @@ class Settings:
 
     base_dir: Path  # SAGEMAKER_BASE_DIR, default /opt/ml
     port: int  # SAGEMAKER_BIND_TO_PORT, default 8080
+    bind_host: str  # DOGOPS_BIND_HOST, default 0.0.0.0 (all interfaces, as a container must)
     workers: int  # SAGEMAKER_MODEL_SERVER_WORKERS, default: the CPU count
     timeout: int  # SAGEMAKER_MODEL_SERVER_TIMEOUT, seconds per request, default 60
     program: str  # SAGEMAKER_PROGRAM, the handler module, default inference.py
@@ -58,6 +59,7 @@ class Settings:
         return cls(
             base_dir=Path(os.environ.get("SAGEMAKER_BASE_DIR", "/opt/ml")),
             port=_int("SAGEMAKER_BIND_TO_PORT", 8080),
+            bind_host=os.environ.get("DOGOPS_BIND_HOST", "0.0.0.0"),
             workers=_int("SAGEMAKER_MODEL_SERVER_WORKERS", os.cpu_count() or 1),
             timeout=_int("SAGEMAKER_MODEL_SERVER_TIMEOUT", 60),
             program=program or "inference.py",

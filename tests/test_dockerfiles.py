@@ -27,5 +27,11 @@ def test_base_image_is_a_build_argument_and_the_entrypoint_is_exec_form_without_
     assert "tini" not in text and not re.search(r"^USER ", text, re.M), "no tini, runs as root"
 
 
-def test_the_training_image_exists():
-    assert ROOT / "training" / "Dockerfile" in DOCKERFILES
+def test_both_images_exist():
+    assert {ROOT / "training" / "Dockerfile", ROOT / "serving" / "Dockerfile"} <= set(DOCKERFILES)
+
+
+def test_the_serving_image_accepts_a_bind_port():
+    text = (ROOT / "serving" / "Dockerfile").read_text()
+    assert "LABEL com.amazonaws.sagemaker.capabilities.accept-bind-to-port=true" in text
+    assert 'ENTRYPOINT ["serve"]' in text

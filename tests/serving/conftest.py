@@ -25,7 +25,7 @@ class Server:
         base_dir.mkdir(parents=True, exist_ok=True)
         self.log = base_dir / f"serve-{self.port}.log"
         self.proc = subprocess.Popen([str(BIN / "serve")], stdout=open(self.log, "w"), stderr=subprocess.STDOUT,
-                                     env=script_env(SAGEMAKER_BASE_DIR=base_dir, SAGEMAKER_BIND_TO_PORT=self.port,
+                                     env=script_env(SAGEMAKER_BASE_DIR=base_dir, SAGEMAKER_BIND_TO_PORT=self.port, DOGOPS_BIND_HOST="127.0.0.1",
                                                     **env))
 
     def wait_ready(self, timeout: float = 60) -> "Server":
@@ -36,7 +36,7 @@ class Server:
             try:
                 if requests.get(self.url + "/ping", timeout=2).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or a loaded machine
                 pass
             time.sleep(0.2)
         raise AssertionError(f"serve not healthy after {timeout} s:\n{self.log.read_text()}")

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# CI and offline machines only: build the project's images with no registry.
+# Wheels are resolved on the host (pip reaches PyPI and this machine's local wheel
+# store), served over loopback, and installed in the build with --no-index, on the
+# stand-in base from docker-engine.sh. Users build with plain `docker build`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+wheels=.ci/wheels
+mkdir -p "$wheels"
+.venv/bin/pip download --quiet --disable-pip-version-check -d "$wheels" . 2>&1 | grep -v '^WARNING: Location' || true
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+python3 -m http.server --bind 127.0.0.1 --directory "$wheels" "$port" >/dev/null 2>&1 &
+server=$!
+trap 'kill $server' EXIT
+args=(--network=host --build-arg BASE_IMAGE=dogops-base:bookworm
+      --build-arg "PIP_EXTRA_ARGS=--no-index --find-links http://127.0.0.1:$port/")
+for role in training serving; do
+    docker build --quiet "${args[@]}" -f "$role/Dockerfile" -t "dogops-${role}:dev" . >/dev/null
+    echo "built dogops-${role}:dev"
+done
