@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 DEMO   := demo
 PORT   ?= 8080
 
-.PHONY: help setup demo serve test bench-train bench-serve clean
+.PHONY: help setup demo serve test images test-images bench-train bench-serve clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -36,6 +36,13 @@ serve: setup  ## serve demo/model on 127.0.0.1:8080 (PORT=...) until Ctrl-C
 
 test: setup  ## the whole test suite (real training runs, real servers on loopback)
 	$(BIN)/pytest
+
+images:  ## build the training and serving images (needs Docker)
+	docker build -f training/Dockerfile -t dogops-training:dev .
+	docker build -f serving/Dockerfile -t dogops-serving:dev .
+
+test-images: setup images  ## the test suite with the image tests (docker run IMAGE train / serve) switched on
+	DOGOPS_TEST_IMAGES=1 $(BIN)/pytest
 
 bench-train: setup  ## training throughput vs a bare PyTorch loop; trial time with vs without the feature cache
 	$(BIN)/python benchmarks/bench_train.py

@@ -58,6 +58,13 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def sample(data_dir) -> tuple[bytes, int]:
+    """A test-split JPEG of class index 3 and its label."""
+    path = sorted((data_dir / "test" / "004.Akita").iterdir())[0]
+    return path.read_bytes(), 3
+
+
+@pytest.fixture(scope="session")
 def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("feature-cache")
 
@@ -88,3 +95,22 @@ def s3_env():
                      AWS_DEFAULT_REGION="us-east-1")
     server.terminate()
     server.wait(timeout=10)
+
+
+def s3_client(s3_env: dict):
+    """A boto3 S3 client pointed at the emulator of ``s3_env``."""
+    import boto3
+
+    return boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"], region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def tarball(folder: Path) -> bytes:
+    """``folder`` packed as SageMaker packs /opt/ml/model: a gzipped tar of its contents."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        tar.add(folder, arcname=".")
+    return buffer.getvalue()

@@ -1,13 +1,10 @@
 """`dogops data upload` against moto's real S3 server on loopback."""
 
-import boto3
-
-from ..conftest import run_script
+from ..conftest import run_script, s3_client
 
 
 def test_upload_skips_unchanged_files_and_resends_changed_ones(s3_env, data_dir, tmp_path):
-    s3 = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3 = s3_client(s3_env)
     s3.create_bucket(Bucket="dogops-data")
     local = tmp_path / "data"
     import shutil
@@ -25,7 +22,7 @@ def test_upload_skips_unchanged_files_and_resends_changed_ones(s3_env, data_dir,
     changed = local / "train" / "001.Affenpinscher" / "Affenpinscher_00001.jpg"
     changed.write_bytes(changed.read_bytes() + b"\0")
     second = run_script("dogops", "data", "upload", local, "s3://dogops-data/dogImages", env=s3_env, check=True)
-    assert f"1 uploaded" in second.stderr and f"{total - 1} unchanged" in second.stderr
+    assert "1 uploaded" in second.stderr and f"{total - 1} unchanged" in second.stderr
     body = s3.get_object(Bucket="dogops-data", Key="dogImages/train/001.Affenpinscher/Affenpinscher_00001.jpg")
     assert body["Body"].read() == changed.read_bytes()
 

@@ -2,7 +2,6 @@
 
 import hashlib
 import io
-import os
 import shutil
 import signal
 import subprocess
@@ -84,13 +83,6 @@ def server(ml_base):
     assert srv.stop() < 30
     assert srv.proc.returncode == 0, srv.log.read_text()
     assert tree_digest(ml_base / "model") == before, "the server wrote into the read-only model directory"
-
-
-@pytest.fixture(scope="session")
-def sample(data_dir) -> tuple[bytes, int]:
-    """A test-split JPEG of class index 3 and its label."""
-    path = sorted((data_dir / "test" / "004.Akita").iterdir())[0]
-    return path.read_bytes(), 3
 
 
 def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:

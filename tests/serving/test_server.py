@@ -1,7 +1,6 @@
 """Real HTTP against a running `serve`: the SageMaker hosting contract and hostile input."""
 
 import io
-import json
 import math
 import struct
 import zlib

@@ -1,15 +1,13 @@
 """How `serve` starts: model sources, manifest checks, handler overrides, clear start-up errors."""
 
 import io
-import json
 import shutil
 import tarfile
 
-import boto3
 import pytest
 import requests
 
-from ..conftest import run_script, script_env
+from ..conftest import run_script, s3_client, script_env, tarball
 from .conftest import Server
 
 
@@ -89,13 +87,9 @@ def test_a_missing_sagemaker_program_is_a_startup_error(trained, tmp_path):
 
 
 def test_model_data_url_is_fetched_from_s3_and_unpacked(trained, tmp_path, sample, s3_env):
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        tar.add(trained[0], arcname=".")
-    s3 = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL"], region_name="us-east-1",
-                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    s3 = s3_client(s3_env)
     s3.create_bucket(Bucket="models")
-    s3.put_object(Bucket="models", Key="job-1/output/model.tar.gz", Body=buffer.getvalue())
+    s3.put_object(Bucket="models", Key="job-1/output/model.tar.gz", Body=tarball(trained[0]))
     env = {k: s3_env[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                                   "AWS_DEFAULT_REGION")}
     server = Server(tmp_path / "empty", MODEL_DATA_URL="s3://models/job-1/output/model.tar.gz", **env).wait_ready()
@@ -105,6 +99,20 @@ def test_model_data_url_is_fetched_from_s3_and_unpacked(trained, tmp_path, sampl
         server.stop()
     missing = _start_error(tmp_path / "empty", MODEL_DATA_URL="s3://models/nope.tar.gz", **env)
     assert "cannot fetch MODEL_DATA_URL" in missing
+
+    for evil in ("../escape.txt", "/etc/evil", "link"):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+            member = tarfile.TarInfo(evil)
+            if evil == "link":
+                member.type, member.linkname = tarfile.SYMTYPE, "/etc/passwd"
+                tar.addfile(member)
+            else:
+                member.size = 2
+                tar.addfile(member, io.BytesIO(b"hi"))
+        s3.put_object(Bucket="models", Key="evil.tar.gz", Body=buffer.getvalue())
+        refused = _start_error(tmp_path / "empty", MODEL_DATA_URL="s3://models/evil.tar.gz", **env)
+        assert "not a plain file inside the archive" in refused
 
 
 def test_sigterm_while_busy_finishes_in_flight_work_and_exits_in_time(trained, tmp_path, sample):
