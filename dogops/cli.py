@@ -4,9 +4,13 @@
     dogops data dogimages --out DIR [--sha256 HEX]
     dogops data upload DIR s3://BUCKET/PREFIX
     dogops predict IMAGE|URL [--endpoint http://127.0.0.1:8080] [--top-k 5] [--wait SECONDS]
+    dogops tune --data DIR [--spec FILE] [--name NAME] [--output s3://BUCKET/PREFIX] [--image IMAGE]
+    dogops tune-request --spec FILE --image URI --role ARN --training s3://... --output s3://...
+    dogops deploy [--endpoint-name dogops] [--image IMAGE] [--record .dogops/best.json]
 """
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -37,6 +41,52 @@ def _predict(args) -> None:
         wait_healthy(args.endpoint, args.wait)
     for p in predict(args.endpoint, args.image, args.top_k):
         print(f"{p['rank']:>2}. {p['breed']:<36} {p['probability']:8.2%}")
+
+
+def _tune(args) -> None:
+    import signal
+    import threading
+
+    from .tuning.best import record_best
+    from .tuning.local import run_tuning_job
+    from .tuning.spec import load_spec
+    from .tuning.trial import stop_all
+
+    spec = load_spec(args.spec)
+    stopping = threading.Event()
+
+    def stop(signum, frame):
+        logging.getLogger("dogops").warning("stopping: the running trials checkpoint; rerun the same "
+                                            "command to resume")
+        stopping.set()
+        stop_all()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
+    job_dir = args.jobs_dir / args.name
+    study = run_tuning_job(spec, args.data, job_dir, args.image, stopping)
+    if stopping.is_set():
+        raise SystemExit(130)
+    image = args.image or "native train (dogops)"
+    record_best(study, spec.objective, job_dir, args.output, image)
+    print(f"results: {job_dir / 'results.csv'}, {job_dir / 'objective.png'}; best: {job_dir / 'best.json'}")
+
+
+def _tune_request(args) -> None:
+    from .tuning.request import tuning_job_request
+    from .tuning.spec import load_spec
+
+    request = tuning_job_request(load_spec(args.spec), args.name, args.image, args.role, args.training, args.output,
+                                 args.instance_type)
+    print(json.dumps(request, indent=2))
+
+
+def _deploy(args) -> None:
+    from .deploy import deploy_model
+    from .tuning.best import load_best
+
+    names = deploy_model(load_best(args.record), args.endpoint_name, args.image, args.instance_type)
+    print(json.dumps(names))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,6 +122,32 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top-k", type=int, default=5)
     predict.add_argument("--wait", type=float, default=0, help="first wait up to this many seconds for /ping")
     predict.set_defaults(func=_predict)
+
+    tune = commands.add_parser("tune", help="run (or resume) a tuning job locally; record the best model")
+    tune.add_argument("--data", type=Path, required=True, help="data in the dogImages layout")
+    tune.add_argument("--spec", type=Path, help="tuning spec, YAML or JSON (default: the original project's search)")
+    tune.add_argument("--name", default="dogops-tune", help="job name; rerun with the same name to resume")
+    tune.add_argument("--jobs-dir", type=Path, default=Path("tuning-jobs"))
+    tune.add_argument("--output", help="s3://BUCKET/PREFIX for the best model.tar.gz (needed by deploy)")
+    tune.add_argument("--image", help="run trials as `docker run IMAGE train` instead of native `train`")
+    tune.set_defaults(func=_tune)
+
+    request = commands.add_parser("tune-request", help="print the spec as a CreateHyperParameterTuningJob request")
+    request.add_argument("--spec", type=Path)
+    request.add_argument("--name", default="dogops-tune")
+    request.add_argument("--image", required=True, help="training image URI, by digest")
+    request.add_argument("--role", required=True, help="SageMaker execution role ARN")
+    request.add_argument("--training", required=True, help="s3:// prefix of the training channel")
+    request.add_argument("--output", required=True, help="s3:// output path")
+    request.add_argument("--instance-type", default="ml.m5.xlarge")
+    request.set_defaults(func=_tune_request)
+
+    deploy = commands.add_parser("deploy", help="deploy the current best model as a SageMaker endpoint")
+    deploy.add_argument("--endpoint-name", default="dogops")
+    deploy.add_argument("--image", default="dogops-serving:dev", help="serving image URI")
+    deploy.add_argument("--instance-type", default="ml.m5.large")
+    deploy.add_argument("--record", type=Path, default=Path(".dogops/best.json"))
+    deploy.set_defaults(func=_deploy)
     return parser
 
 

@@ -1,0 +1,168 @@
+"""A tuning job run locally: optuna searches, trials run through the SageMaker contract.
+
+The job lives in one folder: ``study.journal`` (optuna's journal, so an
+interrupted job resumes where it stopped: finished trials stay finished,
+trials that were running are marked Failed and their slots run again),
+``trials/<name>/`` (each trial's ``/opt/ml`` tree and log), ``cache/``
+(the feature cache all trials share), and the results: ``results.csv``,
+``results.json`` and ``objective.png``, rewritten as trials finish.
+"""
+
+import csv
+import json
+import logging
+import threading
+from pathlib import Path
+
+import optuna
+from optuna.storages import JournalStorage
+from optuna.storages.journal import JournalFileBackend
+from optuna.trial import TrialState
+
+from .spec import TuningSpec, sampler_and_pruner
+from .trial import prepare_job_dir, run_trial
+
+log = logging.getLogger(__name__)
+optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own lines report each trial
+logging.getLogger("matplotlib").setLevel(logging.WARNING)
+
+STATUS = {TrialState.COMPLETE: "Completed", TrialState.PRUNED: "Stopped", TrialState.FAIL: "Failed",
+          TrialState.RUNNING: "InProgress", TrialState.WAITING: "Pending"}
+
+
+class TrialFailed(Exception):
+    """A trial ended without an objective value (recorded as Failed; the job goes on)."""
+
+
+def _study(job_dir: Path, name: str, spec: TuningSpec) -> optuna.Study:
+    sampler, pruner = sampler_and_pruner(spec)
+    storage = JournalStorage(JournalFileBackend(str(job_dir / "study.journal")))
+    study = optuna.create_study(study_name=name, storage=storage, sampler=sampler, pruner=pruner,
+                                direction=spec.direction, load_if_exists=True)
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study.tell(trial.number, state=TrialState.FAIL)  # left running by a job that was killed
+        study.set_user_attr(f"interrupted_{trial.number}", True)
+    return study
+
+
+def _interrupted(study: optuna.Study) -> set[int]:
+    return {int(k.split("_")[1]) for k in study.user_attrs if k.startswith("interrupted_")}
+
+
+def results_rows(study: optuna.Study, spec: TuningSpec) -> list[dict]:
+    """One row per trial: name, status, hyperparameters, objective, final metrics, failure reason."""
+    rows, interrupted = [], _interrupted(study)
+    for trial in study.get_trials(deepcopy=False):
+        status = "Interrupted" if trial.number in interrupted else STATUS[trial.state]
+        row = {"trial": trial.user_attrs.get("name", f"trial-{trial.number:03d}"), "status": status,
+               **{r.name: trial.user_attrs.get("hyperparameters", {}).get(r.name, "") for r in spec.ranges},
+               spec.objective: trial.value if trial.state == TrialState.COMPLETE else "",
+               "seconds": round(trial.user_attrs.get("seconds", 0.0), 1)}
+        row.update({f"final_{k}": v for k, v in trial.user_attrs.get("metrics", {}).items() if k != spec.objective})
+        row["failure_reason"] = trial.user_attrs.get("failure_reason", "")
+        rows.append(row)
+    return rows
+
+
+def write_results(job_dir: Path, rows: list[dict]) -> None:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with open(job_dir / "results.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    (job_dir / "results.json").write_text(json.dumps(rows, indent=2))
+
+
+def plot_results(job_dir: Path, rows: list[dict], spec: TuningSpec) -> Path:
+    """Objective against each tuned parameter, one panel each (completed trials)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = [r for r in rows if r["status"] == "Completed"]
+    fig, axes = plt.subplots(1, len(spec.ranges), figsize=(4.5 * len(spec.ranges), 3.8), squeeze=False)
+    for ax, rng in zip(axes[0], spec.ranges):
+        xs = [r[rng.name] if rng.kind == "categorical" else float(r[rng.name]) for r in done]
+        ax.scatter(xs, [r[spec.objective] for r in done], color="tab:blue")
+        if rng.scaling == "Logarithmic":
+            ax.set_xscale("log")
+        ax.set_xlabel(rng.name)
+        ax.set_ylabel(spec.objective)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{job_dir.name}: {spec.objective} ({'lower' if spec.minimize else 'higher'} is better), "
+                 f"{len(done)} completed trials")
+    fig.tight_layout()
+    path = job_dir / "objective.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def run_tuning_job(spec: TuningSpec, data_dir: Path, job_dir: Path, image: str | None = None,
+                   stopping: threading.Event | None = None) -> optuna.Study:
+    """Run (or resume) the tuning job in ``job_dir`` until ``MaxNumberOfTrainingJobs`` trials have ended.
+
+    Setting ``stopping`` (the CLI does on SIGTERM/SIGINT, after signalling the trials)
+    ends the job after the running trials; they are marked to run again on resume.
+    """
+    stopping = stopping or threading.Event()
+    job_dir.mkdir(parents=True, exist_ok=True)
+    name = job_dir.name
+    study = _study(job_dir, name, spec)
+    interrupted = _interrupted(study)
+    ended = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
+                                                                TrialState.FAIL)) if t.number not in interrupted]
+    remaining = spec.max_jobs - len(ended)
+    if ended or interrupted:
+        log.info("resuming tuning job %s: %d trials ended, %d to run", name, len(ended), max(0, remaining))
+    lock = threading.Lock()
+    finished = [len(ended)]
+
+    def objective(trial: optuna.Trial) -> float:
+        hyperparameters = {**spec.static, **{r.name: r.suggest(trial) for r in spec.ranges},
+                           "_tuning_objective_metric": spec.objective}
+        trial_name = f"{name}-{trial.number:03d}"
+        trial.set_user_attr("name", trial_name)
+        trial.set_user_attr("hyperparameters", hyperparameters)
+        root = prepare_job_dir(job_dir / "trials" / trial_name, data_dir, hyperparameters)
+
+        def report(value: float, step: int) -> bool:
+            trial.report(value, step)
+            return trial.should_prune()
+
+        result = run_trial(root, trial_name, data_dir, job_dir / "cache", spec.metric_definitions,
+                           spec.objective, report, image)
+        if stopping.is_set():  # the job is being stopped: this trial runs again on resume
+            study.set_user_attr(f"interrupted_{trial.number}", True)
+            study.stop()
+            raise TrialFailed("interrupted: the tuning job was stopped while this trial ran")
+        trial.set_user_attr("metrics", result.metrics)
+        trial.set_user_attr("seconds", result.seconds)
+        trial.set_user_attr("failure_reason", result.failure_reason)
+        with lock:
+            finished[0] += 1
+            tuned = ", ".join(f"{r.name}={hyperparameters[r.name]}" for r in spec.ranges)
+            log.info("trial %d/%d %s (%s): %s%s", finished[0], spec.max_jobs, trial_name, tuned, result.status,
+                     f" {spec.objective}={result.objective:.6f}" if result.status == "Completed"
+                     else f": {result.failure_reason.splitlines()[0] if result.failure_reason else ''}")
+        if result.status == "Stopped":
+            raise optuna.TrialPruned()
+        if result.status == "Failed":
+            raise TrialFailed(result.failure_reason)
+        if stopping.is_set():
+            study.stop()
+        return result.objective
+
+    def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        with lock:
+            write_results(job_dir, results_rows(study, spec))
+
+    if remaining > 0:
+        study.optimize(objective, n_trials=remaining, n_jobs=spec.max_parallel, catch=(TrialFailed,),
+                       callbacks=[after_trial])
+    rows = results_rows(study, spec)
+    write_results(job_dir, rows)
+    if any(r["status"] == "Completed" for r in rows):
+        plot_results(job_dir, rows, spec)
+    return study
