@@ -60,6 +60,8 @@ def results_rows(study: optuna.Study, spec: TuningSpec) -> list[dict]:
                "seconds": round(trial.user_attrs.get("seconds", 0.0), 1)}
         row.update({f"final_{k}": v for k, v in trial.user_attrs.get("metrics", {}).items() if k != spec.objective})
         row["failure_reason"] = trial.user_attrs.get("failure_reason", "")
+        row["started"] = trial.datetime_start.isoformat(timespec="seconds") if trial.datetime_start else ""
+        row["ended"] = trial.datetime_complete.isoformat(timespec="seconds") if trial.datetime_complete else ""
         rows.append(row)
     return rows
 
