@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 DEMO   := demo
 PORT   ?= 8080
 
-.PHONY: help setup demo serve test images test-images bench-train bench-serve clean
+.PHONY: help setup demo serve tune test images test-images bench-train bench-serve bench-tune clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,9 @@ demo: setup  ## generated data -> a real training run -> its artifact -> served 
 serve: setup  ## serve demo/model on 127.0.0.1:8080 (PORT=...) until Ctrl-C
 	DOGOPS_BIND_HOST=127.0.0.1 SAGEMAKER_BASE_DIR=$(DEMO) SAGEMAKER_BIND_TO_PORT=$(PORT) $(BIN)/serve
 
+tune: setup  ## tune on demo/data with the default spec (SPEC=file to change); records the best model
+	$(BIN)/dogops tune --data $(DEMO)/data $(if $(SPEC),--spec $(SPEC)) --jobs-dir $(DEMO)/tuning-jobs
+
 test: setup  ## the whole test suite (real training runs, real servers on loopback)
 	$(BIN)/pytest
 
@@ -49,6 +52,9 @@ bench-train: setup  ## training throughput vs a bare PyTorch loop; trial time wi
 
 bench-serve: setup  ## serve's p50/p99 latency and throughput as ratios to the raw in-process path
 	$(BIN)/python benchmarks/bench_serve.py
+
+bench-tune: setup  ## 8 trials: with vs without the feature cache, 2-parallel vs sequential
+	$(BIN)/python benchmarks/bench_tune.py
 
 clean:  ## remove the demo output (keeps .venv)
 	rm -rf $(DEMO)

@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 
-from ..conftest import FAST, free_port, read_metrics, s3_client, tarball
+from ..conftest import FAST, free_port, read_metrics, run_script, s3_client, tarball
 from ..serving.conftest import tree_digest
 
 TRAIN, SERVE = "dogops-training:dev", "dogops-serving:dev"
@@ -138,3 +138,21 @@ def test_serve_fetches_model_data_url_from_the_s3_emulator(trained, sample, s3_e
         assert max(range(10), key=response.json()[0].__getitem__) == sample[1]
     finally:
         docker("rm", "-f", name, check=False)
+
+
+def test_tuning_trials_run_as_training_containers(data_dir, tmp_path):
+    import yaml
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(yaml.safe_dump({
+        "Strategy": "Random", "HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName": "test_loss"},
+        "ResourceLimits": {"MaxNumberOfTrainingJobs": 2, "MaxParallelTrainingJobs": 2},
+        "ParameterRanges": {"ContinuousParameterRanges": [
+            {"Name": "learning_rate", "MinValue": "0.002", "MaxValue": "0.01"}]},
+        "StaticHyperParameters": {**{k: v for k, v in FAST.items() if k != "learning_rate"}, "epochs": "3"}}))
+    result = run_script("dogops", "tune", "--data", data_dir, "--spec", spec, "--name", "containers",
+                        "--jobs-dir", tmp_path, "--image", TRAIN, timeout=600)
+    assert result.returncode == 0, result.stderr[-4000:]
+    rows = json.loads((tmp_path / "containers" / "results.json").read_text())
+    assert [r["status"] for r in rows] == ["Completed", "Completed"]
+    assert json.loads((tmp_path / "containers" / "best.json").read_text())["image"] == TRAIN
