@@ -11,6 +11,7 @@ trials that were running are marked Failed and their slots run again),
 import csv
 import json
 import logging
+import os
 import threading
 from pathlib import Path
 
@@ -134,7 +135,7 @@ def run_tuning_job(spec: TuningSpec, data_dir: Path, job_dir: Path, image: str |
             return trial.should_prune()
 
         result = run_trial(root, trial_name, data_dir, job_dir / "cache", spec.metric_definitions,
-                           spec.objective, report, image)
+                           spec.objective, report, image, threads[0])
         if stopping.is_set():  # the job is being stopped: this trial runs again on resume
             study.set_user_attr(f"interrupted_{trial.number}", True)
             study.stop()
@@ -160,7 +161,14 @@ def run_tuning_job(spec: TuningSpec, data_dir: Path, job_dir: Path, image: str |
         with lock:
             write_results(job_dir, results_rows(study, spec))
 
-    if remaining > 0:
+    cores = os.cpu_count() or 1
+    threads = [cores]  # torch threads per trial: all cores alone, a share of them in parallel
+    if remaining > 1 and spec.max_parallel > 1 and not ended and spec.static.get("feature_cache") != "false":
+        # The first trial fills the shared feature cache alone; computing it twice at once gains nothing.
+        study.optimize(objective, n_trials=1, catch=(TrialFailed,), callbacks=[after_trial])
+        remaining -= 1
+    threads[0] = max(1, cores // min(spec.max_parallel, max(remaining, 1)))
+    if remaining > 0 and not stopping.is_set():
         study.optimize(objective, n_trials=remaining, n_jobs=spec.max_parallel, catch=(TrialFailed,),
                        callbacks=[after_trial])
     rows = results_rows(study, spec)

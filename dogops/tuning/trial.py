@@ -60,22 +60,29 @@ def prepare_job_dir(root: Path, data_dir: Path, hyperparameters: dict[str, str])
     return root
 
 
-def command(root: Path, name: str, cache_dir: Path, image: str | None, data_dir: Path) -> tuple[list[str], dict]:
+def command(root: Path, name: str, cache_dir: Path, image: str | None, data_dir: Path,
+            threads: int) -> tuple[list[str], dict]:
     """The command and environment that run a trial natively or in a container."""
     if image is None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_"))}
-        env.update(SAGEMAKER_BASE_DIR=str(root), TRAINING_JOB_NAME=name, DOGOPS_CACHE_DIR=str(cache_dir))
+        env.update(SAGEMAKER_BASE_DIR=str(root), TRAINING_JOB_NAME=name, DOGOPS_CACHE_DIR=str(cache_dir),
+                   OMP_NUM_THREADS=str(threads))
         return [str(Path(sys.executable).parent / "train")], env
     return ["docker", "run", "--rm", "--name", name, "-e", f"TRAINING_JOB_NAME={name}",
+            "-e", f"OMP_NUM_THREADS={threads}",
             "-e", "DOGOPS_CACHE_DIR=/cache", "-v", f"{root.resolve()}:/opt/ml",
             "-v", f"{Path(data_dir).resolve()}:/opt/ml/input/data/training:ro",
             "-v", f"{Path(cache_dir).resolve()}:/cache", image, "train"], dict(os.environ)
 
 
 def run_trial(root: Path, name: str, data_dir: Path, cache_dir: Path, definitions: list[dict], objective: str,
-              report: Callable[[float, int], bool], image: str | None = None) -> TrialResult:
-    """Run one trial to the end; ``report(value, step)`` returning True stops it early."""
-    argv, env = command(root, name, cache_dir, image, data_dir)
+              report: Callable[[float, int], bool], image: str | None = None, threads: int = 0) -> TrialResult:
+    """Run one trial to the end; ``report(value, step)`` returning True stops it early.
+
+    ``threads`` caps the trial's torch threads (default: all cores), so parallel
+    trials share the cores instead of oversubscribing them.
+    """
+    argv, env = command(root, name, cache_dir, image, data_dir, threads or os.cpu_count() or 1)
     patterns = [(d["Name"], re.compile(d["Regex"])) for d in definitions]
     metrics: dict[str, float] = {}
     steps = 0
