@@ -129,6 +129,8 @@ def run_tuning_job(spec: TuningSpec, data_dir: Path, job_dir: Path, image: str |
         trial.set_user_attr("name", trial_name)
         trial.set_user_attr("hyperparameters", hyperparameters)
         root = prepare_job_dir(job_dir / "trials" / trial_name, data_dir, hyperparameters)
+        log.info("trial %s started (%s)", trial_name, ", ".join(f"{r.name}={hyperparameters[r.name]}"
+                                                                 for r in spec.ranges))
 
         def report(value: float, step: int) -> bool:
             trial.report(value, step)

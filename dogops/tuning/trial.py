@@ -22,11 +22,13 @@ from pathlib import Path
 
 RUNNING: set[subprocess.Popen] = set()  # live trial processes, for stop_all()
 _RUNNING_LOCK = threading.Lock()
+_STOPPED = threading.Event()
 
 
 def stop_all() -> None:
-    """SIGTERM every running trial (each saves a checkpoint and exits)."""
+    """SIGTERM every running trial, and any started from now on (each checkpoints and exits)."""
     with _RUNNING_LOCK:
+        _STOPPED.set()
         for proc in RUNNING:
             proc.send_signal(signal.SIGTERM)
 
@@ -93,6 +95,8 @@ def run_trial(root: Path, name: str, data_dir: Path, cache_dir: Path, definition
             start_new_session=True) as proc:  # signals reach trials only through stop_all()
         with _RUNNING_LOCK:
             RUNNING.add(proc)
+            if _STOPPED.is_set():  # the stop came while this trial was starting
+                proc.send_signal(signal.SIGTERM)
         for line in proc.stdout:
             log.write(line)
             for metric, pattern in patterns:
