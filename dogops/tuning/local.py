@@ -86,7 +86,12 @@ def plot_results(job_dir: Path, rows: list[dict], spec: TuningSpec) -> Path:
     done = [r for r in rows if r["status"] == "Completed"]
     fig, axes = plt.subplots(1, len(spec.ranges), figsize=(4.5 * len(spec.ranges), 3.8), squeeze=False)
     for ax, rng in zip(axes[0], spec.ranges):
-        xs = [r[rng.name] if rng.kind == "categorical" else float(r[rng.name]) for r in done]
+        if rng.kind == "categorical":  # the spec's order on the axis, not the order trials drew
+            xs = [rng.values.index(r[rng.name]) for r in done]
+            ax.set_xticks(range(len(rng.values)), rng.values)
+            ax.set_xlim(-0.5, len(rng.values) - 0.5)
+        else:
+            xs = [float(r[rng.name]) for r in done]
         ax.scatter(xs, [r[spec.objective] for r in done], color="tab:blue")
         if rng.scaling == "Logarithmic":
             ax.set_xscale("log")
