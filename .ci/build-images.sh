@@ -18,3 +18,5 @@ for role in training serving; do
     docker build --quiet "${args[@]}" -f "$role/Dockerfile" -t "dogops-${role}:dev" . >/dev/null
     echo "built dogops-${role}:dev"
 done
+# Rebuilds leave the previous images dangling (6 GB each): drop them, or repeated runs fill the disk.
+docker image prune --force >/dev/null
