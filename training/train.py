@@ -87,18 +87,21 @@ def run(data_dir: Path, model_dir: Path, hp: hps.Hyperparameters, checkpoint_dir
     data_hash = dataset.content_hash()
     key = cache_key(backbone=hp.backbone, weights=weights_id, image_size=hp.image_size,
                     transform=repr(transform), data=data_hash)
-    cached: dict = {}
+
+    def compute() -> dict:
+        return dataset_features(dataset, backbone, transform, hp.image_size, key,
+                                cache_dir if hp.feature_cache else None, device, should_stop)
+
+    first = compute()  # also tells how many images were unreadable
+    skipped = sum(len(split["skipped"]) for split in first.values())
+    unused = [first]
 
     def features() -> dict:
-        if hp.feature_cache and cached:
-            return cached
-        result = dataset_features(dataset, backbone, transform, hp.image_size, key,
-                                  cache_dir if hp.feature_cache else None, device, should_stop)
+        """The cached features every time, or without the cache a fresh pass (the first one already done)."""
         if hp.feature_cache:
-            cached.update(result)
-        return result
+            return first
+        return unused.pop() if unused else compute()
 
-    skipped = sum(len(split["skipped"]) for split in features().values())
     meta = {"hyperparameters": {k: v for k, v in hp.as_dict().items() if k != "feature_cache"},
             "data": data_hash, "classes": dataset.classes, "hosts": hosts.hosts}
     checkpoint = None
