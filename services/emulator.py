@@ -1,0 +1,72 @@
+"""The AWS emulator: moto's server (S3, IAM, STS, Lambda and SageMaker control planes, ...).
+
+One addition, under ``/_dogops/``: the deployed code of a Lambda function, which
+AWS hands out as the pre-signed ``Code.Location`` of ``GetFunction`` and moto
+does not serve. The gateway downloads it from there and checks it against the
+function's ``CodeSha256``.
+
+    python -m services.emulator [--host 127.0.0.1] [--port 5000]
+"""
+
+import argparse
+import signal
+import sys
+
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from . import stack
+
+PREFIX = "/_dogops/"
+
+
+def _function_code(request: Request) -> Response:
+    from moto.awslambda.exceptions import UnknownFunctionException
+    from moto.awslambda.models import lambda_backends
+
+    parts = request.path[len(PREFIX):].split("/")  # lambda/<region>/<name>/code
+    if len(parts) != 4 or parts[0] != "lambda" or parts[3] != "code":
+        return Response("not found\n", 404)
+    try:
+        function = lambda_backends[stack.ACCOUNT][parts[1]].get_function(parts[2])
+    except (UnknownFunctionException, KeyError):
+        return Response("no such function\n", 404)
+    return Response(function.code_bytes, 200, content_type="application/zip")
+
+
+class Emulator:
+    """moto's WSGI application, plus ``GET /_dogops/health`` and the function code route."""
+
+    def __init__(self):
+        self.moto = DomainDispatcherApplication(create_backend_app)
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith(PREFIX):
+            return self.moto(environ, start_response)
+        request = Request(environ)
+        if path == PREFIX + "health":
+            response = Response('{"status": "ok"}', 200, content_type="application/json")
+        else:
+            response = _function_code(request)
+        return response(environ, start_response)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.emulator", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=stack.EMULATOR_PORT)
+    args = parser.parse_args(argv)
+    server = make_server(args.host, args.port, Emulator(), threaded=True, request_handler=MotoRequestHandler)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(f"emulator (moto) listening on http://{args.host}:{args.port}", flush=True)
+    try:
+        server.serve_forever()
+    except (KeyboardInterrupt, SystemExit):
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,28 @@
+"""``python -m services.gateway [--host H] [--port P]``: the gateway under gunicorn.
+
+One worker process with threads: a Lambda function's reserved concurrency and its
+warm workers must be counted in one place, as the Lambda service does.
+"""
+
+import argparse
+import sys
+
+from gunicorn.app.wsgiapp import run
+
+from .. import stack
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m services.gateway", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=stack.GATEWAY_PORT)
+    parser.add_argument("--threads", type=int, default=64)
+    args = parser.parse_args(argv)
+    sys.argv = ["gunicorn", "--bind", f"{args.host}:{args.port}", "--workers", "1", "--worker-class", "gthread",
+                "--threads", str(args.threads), "--timeout", "120", "--graceful-timeout", "10",
+                "--access-logfile", "-", "services.gateway.app:create_app()"]
+    run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""The gateway's Flask application: SageMaker Runtime, Lambda ``Invoke``, the API route and the demo page.
+
+Run it with ``python -m services.gateway`` (gunicorn, one process with threads:
+the Lambda concurrency counters and warm function workers live in it).
+"""
+
+from flask import Flask
+
+from . import apigw, emulator_proxy, lambda_api, sagemaker_runtime
+
+
+def create_app() -> Flask:
+    """The gateway, configured from the environment (see ``services.stack``)."""
+    app = Flask(__name__)
+    app.register_blueprint(sagemaker_runtime.blueprint)
+    app.register_blueprint(lambda_api.blueprint)
+    app.register_blueprint(apigw.blueprint)
+    app.add_url_rule("/_dogops/health", "health", lambda: {"status": "ok"})
+    methods = ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"]
+    app.add_url_rule("/", "emulator_root", emulator_proxy.forward, methods=[m for m in methods if m != "GET"])
+    app.add_url_rule("/<path:path>", "emulator", emulator_proxy.forward, methods=methods)
+    return app
