@@ -1,0 +1,101 @@
+"""The prediction function on Lambda, least privilege, with the boto3 calls AWS takes.
+
+An execution role that Lambda may assume and that may only invoke the one
+endpoint and write the function's own logs; CreateFunction, or
+UpdateFunctionCode and UpdateFunctionConfiguration when it exists; reserved
+concurrency; and a resource policy that lets only API Gateway's ``POST /predict``
+of the same account call it. ``AWS_ENDPOINT_URL`` points the same calls at the
+local emulator.
+"""
+
+import json
+import logging
+import time
+
+import boto3
+from botocore.exceptions import ClientError
+
+log = logging.getLogger(__name__)
+
+HANDLER = "lambda_function.lambda_handler"
+RUNTIME = "python3.12"
+TIMEOUT = 90  # seconds: over the endpoint's 60 s, so its own timeout error reaches the caller
+MEMORY = 256  # MB
+RESERVED_CONCURRENCY = 3
+TRUST_POLICY = {"Version": "2012-10-17", "Statement": [{
+    "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+POLICY_NAME = "invoke-endpoint-and-log"
+
+
+def role_policy(endpoint_arn: str, log_group_arn: str) -> dict:
+    """Invoke this endpoint, write this function's logs; nothing else."""
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "InvokeTheEndpoint", "Effect": "Allow", "Action": "sagemaker:InvokeEndpoint",
+         "Resource": endpoint_arn},
+        {"Sid": "CreateTheLogGroup", "Effect": "Allow", "Action": "logs:CreateLogGroup", "Resource": log_group_arn},
+        {"Sid": "WriteTheLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": f"{log_group_arn}:*"}]}
+
+
+def ensure_role(name: str, policy: dict, iam=None) -> str:
+    """Create the execution role if needed, (re)write its inline policy; return its ARN."""
+    iam = iam or boto3.client("iam")
+    try:
+        arn = iam.get_role(RoleName=name)["Role"]["Arn"]
+        iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(TRUST_POLICY))
+    except iam.exceptions.NoSuchEntityException:
+        arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
+                              Description="dogops prediction function")["Role"]["Arn"]
+    iam.put_role_policy(RoleName=name, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(policy))
+    return arn
+
+
+def _until_role_usable(call, attempts: int = 10, delay: float = 3.0):
+    """IAM is eventually consistent: a new role may not be assumable by Lambda for a few seconds."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except ClientError as exc:
+            if "cannot be assumed" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(delay)
+
+
+def deploy_function(name: str, endpoint: str, package: bytes, sha256: str) -> dict:
+    """Deploy ``package`` as function ``name`` calling ``endpoint``; return its ARN, role and code hash."""
+    endpoint_arn = boto3.client("sagemaker").describe_endpoint(EndpointName=endpoint)["EndpointArn"]
+    _, _, _, region, account, _ = endpoint_arn.split(":", 5)
+    role = ensure_role(f"{name}-role", role_policy(
+        endpoint_arn, f"arn:aws:logs:{region}:{account}:log-group:/aws/lambda/{name}"))
+    config = {"Role": role, "Handler": HANDLER, "Runtime": RUNTIME, "Timeout": TIMEOUT, "MemorySize": MEMORY,
+              "Environment": {"Variables": {"ENDPOINT_NAME": endpoint}},
+              "Description": f"top-5 dog breeds from SageMaker endpoint {endpoint}"}
+    lam = boto3.client("lambda")
+    try:
+        current = lam.get_function(FunctionName=name)["Configuration"]
+    except lam.exceptions.ResourceNotFoundException:
+        current = None
+    if current is None:
+        arn = _until_role_usable(lambda: lam.create_function(
+            FunctionName=name, Code={"ZipFile": package}, PackageType="Zip", **config))["FunctionArn"]
+        lam.get_waiter("function_active_v2").wait(FunctionName=name)
+        log.info("created function %s", name)
+    else:
+        arn = current["FunctionArn"]
+        if current["CodeSha256"] != sha256:
+            lam.update_function_code(FunctionName=name, ZipFile=package)
+            lam.get_waiter("function_updated_v2").wait(FunctionName=name)
+        _until_role_usable(lambda: lam.update_function_configuration(FunctionName=name, **config))
+        lam.get_waiter("function_updated_v2").wait(FunctionName=name)
+        log.info("updated function %s", name)
+    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=RESERVED_CONCURRENCY)
+    _allow_api_gateway(lam, name, f"arn:aws:execute-api:{region}:{account}:*/*/POST/predict")
+    return {"function": name, "arn": arn, "role": role, "code_sha256": sha256}
+
+
+def _allow_api_gateway(lam, name: str, source_arn: str) -> None:
+    try:
+        lam.add_permission(FunctionName=name, StatementId="api-gateway-predict", Action="lambda:InvokeFunction",
+                           Principal="apigateway.amazonaws.com", SourceArn=source_arn)
+    except lam.exceptions.ResourceConflictException:
+        pass  # the statement is there already

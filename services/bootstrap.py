@@ -1,0 +1,140 @@
+"""The local stack's one-shot steps, with the boto3 calls that would target AWS.
+
+    python -m services.bootstrap seed --base-dir DIR [--data DIR]
+    python -m services.bootstrap publish --base-dir DIR --image IMAGE
+    python -m services.bootstrap samples --out DIR
+
+``seed`` creates the bucket, uploads the data set (generated unless given) and
+lays out a SageMaker ``/opt/ml`` tree under ``--base-dir`` (the training channel
+copied down from S3, the ``input/config`` files) that ``train`` runs on.
+``publish`` packs the trained ``model/`` as SageMaker does, uploads it, and
+deploys the endpoint and the Lambda function. boto3 finds the emulator through
+``AWS_ENDPOINT_URL`` like any other endpoint.
+"""
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+import boto3
+
+from dogops import lambda_deploy, lambda_package, samples
+from dogops.deploy import deploy_model
+from dogops.s3upload import upload_dir
+from dogops.synthetic import generate
+
+from . import stack
+
+log = logging.getLogger(__name__)
+
+JOB = "dogops-local"
+MODEL_KEY = f"training/{JOB}/output/model.tar.gz"
+DATA_PREFIX = "data"
+CHANNEL = "training"
+HYPERPARAMETERS = {"backbone": "efficientnet_lite0", "image_size": "64", "epochs": "12", "learning_rate": "0.003",
+                   "batch_size": "32", "seed": "0"}
+INSTANCE_TYPE = "ml.m5.xlarge"
+RESOURCE_CONFIG = {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0",
+                   "current_instance_type": INSTANCE_TYPE, "current_group_name": "homogeneousCluster",
+                   "instance_groups": [{"instance_group_name": "homogeneousCluster", "instance_type": INSTANCE_TYPE,
+                                        "hosts": ["algo-1"]}]}
+INPUT_DATA_CONFIG = {CHANNEL: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
+                               "RecordWrapperType": "None"}}
+
+
+def model_data_url() -> str:
+    return f"s3://{stack.BUCKET}/{MODEL_KEY}"
+
+
+def _ensure_bucket(s3) -> None:
+    region = s3.meta.region_name
+    extra = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+    try:
+        s3.create_bucket(Bucket=stack.BUCKET, **extra)
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+
+
+def _download_prefix(s3, prefix: str, dest: Path) -> int:
+    """Copy ``s3://BUCKET/prefix/`` into a fresh ``dest``, as SageMaker's File input mode does; return the count."""
+    shutil.rmtree(dest, ignore_errors=True)
+    count = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack.BUCKET, Prefix=f"{prefix}/"):
+        for obj in page.get("Contents", []):
+            target = dest / obj["Key"][len(prefix) + 1:]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(stack.BUCKET, obj["Key"], str(target))
+            count += 1
+    return count
+
+
+def seed(base_dir: Path, data_dir: Path | None = None) -> None:
+    """Bucket, data in S3, and the SageMaker tree under ``base_dir`` that ``train`` runs on."""
+    s3 = boto3.client("s3")
+    _ensure_bucket(s3)
+    if data_dir is None:
+        data_dir = base_dir / "data"
+        generate(data_dir, classes=10, per_class=30, size=64, seed=0)
+    upload_dir(data_dir, f"s3://{stack.BUCKET}/{DATA_PREFIX}", client=s3)
+    count = _download_prefix(s3, DATA_PREFIX, base_dir / "input" / "data" / CHANNEL)
+    config = base_dir / "input" / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    for name, content in (("hyperparameters", HYPERPARAMETERS), ("inputdataconfig", INPUT_DATA_CONFIG),
+                          ("resourceconfig", RESOURCE_CONFIG)):
+        (config / f"{name}.json").write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+    log.info("seeded s3://%s/%s and %s (%d files in channel %s)", stack.BUCKET, DATA_PREFIX, base_dir, count, CHANNEL)
+
+
+def publish(base_dir: Path, serving_image: str) -> dict:
+    """Upload ``base_dir/model`` as ``model.tar.gz``, deploy the endpoint and the function."""
+    model_dir = base_dir / "model"
+    if not model_dir.is_dir() or not any(model_dir.iterdir()):
+        raise FileNotFoundError(f"{model_dir} holds no trained model: run `train` first")
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = Path(tmp) / "model.tar.gz"
+        with tarfile.open(archive, "w:gz") as tar:
+            for path in sorted(model_dir.iterdir()):
+                tar.add(path, arcname=path.name)
+        boto3.client("s3").upload_file(str(archive), stack.BUCKET, MODEL_KEY)
+    deploy_model({"model_data_url": model_data_url(), "trial": JOB}, stack.ENDPOINT_NAME, serving_image)
+    package, sha256 = lambda_package.function_zip()
+    function = lambda_deploy.deploy_function(stack.FUNCTION_NAME, stack.ENDPOINT_NAME, package, sha256)
+    log.info("published %s: endpoint %s, function %s", model_data_url(), stack.ENDPOINT_NAME, function["arn"])
+    return {"model_data_url": model_data_url(), "endpoint": stack.ENDPOINT_NAME, "function": stack.FUNCTION_NAME}
+
+
+def write_samples(samples_dir: Path) -> list[str]:
+    """The images the gateway serves under ``/samples/``; return their file names."""
+    return samples.write_samples(samples_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.bootstrap", description=__doc__.splitlines()[0])
+    steps = parser.add_subparsers(dest="step", required=True)
+    seed_step = steps.add_parser("seed", help="bucket, data in S3, the /opt/ml tree for `train`")
+    seed_step.add_argument("--base-dir", type=Path, required=True)
+    seed_step.add_argument("--data", type=Path, help="a data set in the dogImages layout (default: generated)")
+    publish_step = steps.add_parser("publish", help="model.tar.gz to S3, the endpoint and the function")
+    publish_step.add_argument("--base-dir", type=Path, required=True)
+    publish_step.add_argument("--image", required=True, help="the serving image the endpoint's model names")
+    samples_step = steps.add_parser("samples", help="sample images for URL predictions and the demo page")
+    samples_step.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    if args.step == "seed":
+        seed(args.base_dir, args.data)
+    elif args.step == "publish":
+        print(json.dumps(publish(args.base_dir, args.image)), flush=True)
+    else:
+        print(json.dumps(write_samples(args.out)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
