@@ -2,7 +2,8 @@
 # CI and offline machines only: build the project's images with no registry.
 # Wheels are resolved on the host (pip reaches PyPI and this machine's local wheel
 # store), served over loopback, and installed in the build with --no-index, on the
-# stand-in base from docker-engine.sh. Users build with plain `docker build`.
+# stand-in base from docker-engine.sh. Users build with plain `docker build` (or `docker compose build`).
+# Usage: build-images.sh [ROLE...]   (roles: training serving services; default all three)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 wheels=.ci/wheels
@@ -14,7 +15,9 @@ server=$!
 trap 'kill $server' EXIT
 args=(--network=host --build-arg BASE_IMAGE=dogops-base:bookworm
       --build-arg "PIP_EXTRA_ARGS=--no-index --find-links http://127.0.0.1:$port/")
-for role in training serving; do
+roles=("$@")
+[ $# -gt 0 ] || roles=(training serving services)
+for role in "${roles[@]}"; do
     docker build --quiet "${args[@]}" -f "$role/Dockerfile" -t "dogops-${role}:dev" . >/dev/null
     echo "built dogops-${role}:dev"
 done
