@@ -1,0 +1,145 @@
+"""SageMaker Runtime ``InvokeEndpoint``: the endpoint is looked up on the emulator, the request goes to the
+serving container's ``/invocations``, and the answer comes back as AWS gives it (contracts §A.9.6).
+
+    POST /endpoints/<name>/invocations
+
+Settings: ``DOGOPS_ENDPOINT_TIMEOUT`` (seconds the container may take, default 60) and
+``DOGOPS_OVERSIZE`` (``413``, the default, or ``validation``: how a body over 6 MiB is refused).
+"""
+
+import os
+import re
+import threading
+import time
+
+import boto3
+import requests
+import urllib3
+from botocore.exceptions import ClientError
+from flask import Blueprint, Response, request
+
+from .. import stack
+from .aws_errors import aws_error, request_id
+
+blueprint = Blueprint("sagemaker_runtime", __name__)
+
+MAX_BODY = 6291456  # botocore's BodyBlob max, for the request and for the container's answer
+MAX_MESSAGE = 2048  # botocore's cap on Message and OriginalMessage
+CONNECT_TIMEOUT = 2.0  # AWS asks containers to accept within 250 ms; loopback on a loaded machine gets more
+CACHE_SECONDS = 2.0  # how long a DescribeEndpoint answer is reused
+SERVING_STATES = ("InService", "Updating")  # an endpoint being updated still serves
+FORWARDED = ("Content-Type", "Accept", *(f"X-Amzn-SageMaker-{name}" for name in (
+    "Custom-Attributes", "Target-Model", "Target-Variant", "Target-Container-Hostname", "Inference-Id",
+    "Enable-Explanations", "Inference-Component", "Session-Id")))
+CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
+TIMEOUT_MESSAGE = ("Your invocation timed out while waiting for a response from container primary. Review the latency "
+                   "metrics for each container in Amazon CloudWatch, resolve the issue, and try again.")
+
+_cache: dict[tuple[str, str], tuple[float, dict]] = {}
+_cache_lock = threading.Lock()
+_session = requests.Session()
+
+
+class EndpointUnavailable(Exception):
+    """The endpoint cannot take requests: unknown, or not in service."""
+
+
+def _region() -> str:
+    """The region the caller signed for (SigV4 credential scope), else the stack's."""
+    match = re.search(r"Credential=[^/]+/\d{8}/([^/]+)/", request.headers.get("Authorization", ""))
+    return match.group(1) if match else stack.REGION
+
+
+def _describe(region: str, name: str) -> dict:
+    """``DescribeEndpoint`` on the emulator, reused for ``CACHE_SECONDS``."""
+    with _cache_lock:
+        cached = _cache.get((region, name))
+    if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
+        return cached[1]
+    client = boto3.session.Session().client(
+        "sagemaker", region_name=region, endpoint_url=stack.emulator_url(),
+        aws_access_key_id=stack.ACCESS_KEY, aws_secret_access_key=stack.SECRET_KEY)
+    try:
+        description = client.describe_endpoint(EndpointName=name)
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] not in ("ValidationException", "ValidationError"):
+            raise
+        raise EndpointUnavailable(f"Endpoint {name} of account {stack.ACCOUNT} not found.") from None
+    with _cache_lock:
+        _cache[(region, name)] = (time.monotonic(), description)
+    return description
+
+
+def invoked_variant(description: dict, target: str | None) -> str:
+    """The production variant that serves the request; raise ``EndpointUnavailable`` when none can."""
+    name, status = description["EndpointName"], description.get("EndpointStatus")
+    if status not in SERVING_STATES:
+        raise EndpointUnavailable(f"Endpoint {name} of account {stack.ACCOUNT} is not in service (status {status}).")
+    variants = [v["VariantName"] for v in description.get("ProductionVariants") or []] or ["AllTraffic"]
+    if target and target not in variants:
+        raise EndpointUnavailable(f"Target variant {target} not found for endpoint {name}.")
+    return target or variants[0]
+
+
+def _read_body() -> bytes | None:
+    """The request body, or None (and the rest read and dropped) when it is over ``MAX_BODY``."""
+    body = request.stream.read(MAX_BODY + 1)
+    if len(body) <= MAX_BODY:
+        return body
+    while request.stream.read(1 << 20):
+        pass
+    return None
+
+
+def _oversize() -> Response:
+    if os.environ.get("DOGOPS_OVERSIZE", "413") == "validation":
+        return aws_error(400, "ValidationError", f"Request {request_id()} has oversize body.")
+    return Response(f"HTTP content length exceeded {MAX_BODY} bytes.", 413, content_type="text/plain")
+
+
+def model_error(endpoint: str, region: str, status: int, original: str) -> Response:
+    """424 ``ModelError``, as SageMaker reports a container's failure (status 0: no answer)."""
+    original = original[:MAX_MESSAGE]
+    kind = "client" if 400 <= status < 500 else "server"
+    group = f"/aws/sagemaker/Endpoints/{endpoint}"
+    message = (f'Received {kind} error ({status}) from primary with message "{original}". See '
+               f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logEventViewer:group={group}"
+               f" in account {stack.ACCOUNT} for more information.")
+    fields = {"ErrorCode": "CLIENT_ERROR_FROM_MODEL"} if kind == "client" else {}
+    return aws_error(424, "ModelError", message[:MAX_MESSAGE], OriginalStatusCode=status, OriginalMessage=original,
+                     LogStreamArn=f"arn:aws:logs:{region}:{stack.ACCOUNT}:log-group:{group}", **fields)
+
+
+@blueprint.post("/endpoints/<name>/invocations")
+def invoke_endpoint(name: str) -> Response:
+    region = _region()
+    try:
+        variant = invoked_variant(_describe(region, name), request.headers.get("X-Amzn-SageMaker-Target-Variant"))
+    except EndpointUnavailable as exc:
+        return aws_error(400, "ValidationError", str(exc))
+    body = _read_body()
+    if body is None:
+        return _oversize()
+    headers = {key: request.headers[key] for key in FORWARDED if key in request.headers}
+    timeout = float(os.environ.get("DOGOPS_ENDPOINT_TIMEOUT", "60"))
+    try:
+        with _session.post(stack.serving_url() + "/invocations", data=body, headers=headers, stream=True,
+                           timeout=(CONNECT_TIMEOUT, timeout)) as upstream:
+            answer = upstream.raw.read(MAX_BODY + 1, decode_content=True)
+    except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):
+        return model_error(name, region, 0, TIMEOUT_MESSAGE)
+    except requests.ConnectionError as exc:
+        return model_error(name, region, 0, f"Could not connect to container primary: {exc}")
+    except urllib3.exceptions.HTTPError:  # the answer broke off
+        return model_error(name, region, upstream.status_code, "Could not load the entire response body.")
+    if len(answer) > MAX_BODY:
+        return model_error(name, region, upstream.status_code,
+                           f"The response from container primary is over the limit of {MAX_BODY} bytes.")
+    if not 200 <= upstream.status_code < 300:
+        return model_error(name, region, upstream.status_code, answer.decode("utf-8", "replace"))
+    response = Response(answer, 200, content_type=upstream.headers.get("Content-Type", "application/octet-stream"))
+    response.headers["x-Amzn-Invoked-Production-Variant"] = variant
+    response.headers["x-amzn-RequestId"] = request_id()
+    if CUSTOM_ATTRIBUTES in upstream.headers:
+        response.headers[CUSTOM_ATTRIBUTES] = upstream.headers[CUSTOM_ATTRIBUTES]
+    return response

@@ -1,0 +1,71 @@
+"""The stack's own entrypoints as subprocesses on free loopback ports: ``python -m services.emulator`` and
+``python -m services.gateway``, each waited for on its ``/_dogops/health``."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+import requests
+
+from services import stack
+
+from ..conftest import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Process:
+    """A started ``python -m <module>``, its URL and its log."""
+
+    def __init__(self, module: str, log_dir: Path, port: int | None = None, **env):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log_dir / f"{module.rsplit('.', 1)[-1]}-{self.port}.log"
+        environ = {**os.environ, **stack.emulator_env(), **{k: str(v) for k, v in env.items()}}
+        self.proc = subprocess.Popen([sys.executable, "-m", module, "--port", str(self.port)], cwd=ROOT, env=environ,
+                                     stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
+        self._wait_healthy()
+
+    def _wait_healthy(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"exited {self.proc.returncode}:\n{self.log.read_text()}")
+            try:
+                if requests.get(self.url + "/_dogops/health", timeout=2).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise AssertionError(f"not healthy after {timeout} s:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def emulator(log_dir: Path) -> Process:
+    return Process("services.emulator", log_dir)
+
+
+def gateway(log_dir: Path, emulator_url: str, **env) -> Process:
+    """A gateway that finds the control plane at ``emulator_url``; ``env`` adds settings (DOGOPS_SERVING_URL, ...)."""
+    port = free_port()
+    return Process("services.gateway", log_dir, port, DOGOPS_EMULATOR_URL=emulator_url,
+                   DOGOPS_GATEWAY_URL=f"http://127.0.0.1:{port}", **env)
+
+
+def client(service: str, url: str, region: str = stack.REGION, **config):
+    """A boto3 client for ``service`` at ``url`` with the emulator's credentials."""
+    from botocore.config import Config
+
+    return boto3.client(service, endpoint_url=url, region_name=region, aws_access_key_id=stack.ACCESS_KEY,
+                        aws_secret_access_key=stack.SECRET_KEY, config=Config(**config))
