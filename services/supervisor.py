@@ -1,0 +1,363 @@
+"""``python -m services.supervisor``: the native stack's parent process, which ``dogops up`` starts.
+
+The compose stack's steps as host processes, in the same order: the emulator;
+``seed``, ``train`` and ``publish`` (skipping training when the model on disk
+was trained on the same data and hyperparameters); then ``serve`` and the
+gateway. While it runs it restarts serving or the gateway when either exits
+(with backoff), brings a dead emulator back and bootstraps it again, and keeps
+``state.json`` current. SIGTERM or SIGINT stops every child: SIGTERM to its
+process group, SIGKILL after a grace period.
+
+    python -m services.supervisor [--state-dir DIR] [--data DIR] [--retrain]
+
+The state folder (``$DOGOPS_STATE_DIR``, default ``.dogops/stack``) holds
+``state.json``, ``logs/<service>.log``, the SageMaker tree ``ml/``, the
+gateway's ``samples/``, the feature cache and serving's unpacked models.
+"""
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+from . import stack
+
+log = logging.getLogger("supervisor")
+
+SERVING_IMAGE = "dogops-serving:dev"  # recorded in the SageMaker model; natively, `serve` runs instead
+BIN = Path(sys.executable).parent
+GRACE = 10.0  # seconds between SIGTERM and SIGKILL
+HEALTH_TIMEOUT = {"emulator": 60, "serving": 180, "gateway": 60}
+RESTARTED = ("serving", "gateway")
+MAX_BACKOFF = 30.0
+STABLE = 60.0  # a service up this long before it exits restarts without backoff
+
+
+class BootstrapError(RuntimeError):
+    """A start-up step failed; the message says which and where its log is."""
+
+
+class Layout:
+    """Where the native stack keeps its files."""
+
+    def __init__(self, root: Path | None = None):
+        self.root = Path(root or os.environ.get("DOGOPS_STATE_DIR") or ".dogops/stack").absolute()
+        self.state = self.root / "state.json"
+        self.logs = self.root / "logs"
+        self.ml = self.root / "ml"
+        self.samples = self.root / "samples"
+        self.cache = self.root / "feature-cache"
+        self.tmp = self.root / "tmp"
+
+    def read_state(self) -> dict | None:
+        try:
+            return json.loads(self.state.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return None
+
+
+def service_urls() -> dict[str, str]:
+    """Each service's health URL (the same ports in both modes)."""
+    return {"emulator": stack.emulator_url() + "/_dogops/health", "serving": stack.serving_url() + "/ping",
+            "gateway": stack.gateway_url() + "/_dogops/health"}
+
+
+def healthy(url: str, timeout: float = 2.0) -> bool:
+    """Whether ``url`` answers 200."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def pid_alive(pid: int | None) -> bool:
+    """Whether process ``pid`` exists and is not a zombie."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+def kill_group(pid: int, sig: int) -> None:
+    """Signal the process group led by ``pid`` (each child is started as one)."""
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def base_env() -> dict[str, str]:
+    """The caller's environment without SageMaker or AWS settings, plus the emulator's."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_", "AWS_"))}
+    env.update(stack.emulator_env())
+    return env
+
+
+def model_is_current(ml: Path) -> bool:
+    """Whether ``ml/model`` holds a model trained on ``ml``'s training channel with its hyperparameters."""
+    from training.dataset import open_dataset
+
+    try:
+        metrics = json.loads((ml / "model" / "metrics.json").read_text(encoding="utf-8"))
+        wanted = json.loads((ml / "input" / "config" / "hyperparameters.json").read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        return False
+    if not (ml / "model" / "manifest.json").exists():
+        return False
+    used = metrics.get("hyperparameters", {})
+    if any(used.get(key) != str(value) for key, value in wanted.items()):
+        return False
+    return metrics.get("data_sha256") == open_dataset(ml / "input" / "data" / "training").content_hash()
+
+
+class Child:
+    """One service process, leader of its own process group, logging to ``logs/<name>.log``."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_path: Path):
+        self.name, self.argv, self.env, self.log_path = name, argv, env, log_path
+        self.proc: subprocess.Popen | None = None
+        self.started = 0.0
+
+    def start(self) -> int:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as out:
+            out.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(self.argv)}\n".encode())
+            out.flush()
+            self.proc = subprocess.Popen(self.argv, env=self.env, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        self.started = time.monotonic()
+        return self.proc.pid
+
+    def poll(self) -> int | None:
+        """The exit code once it has exited (its leftover group members are killed), else None."""
+        code = self.proc.poll() if self.proc else None
+        if code is not None:
+            kill_group(self.proc.pid, signal.SIGKILL)
+        return code
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, grace: float = GRACE) -> None:
+        if self.proc is None:
+            return
+        kill_group(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop within %.0f s; killing it", self.name, grace)
+        kill_group(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+
+class Supervisor:
+    """Starts the stack, keeps it up, stops it."""
+
+    def __init__(self, layout: Layout, data: Path | None = None, retrain: bool = False):
+        self.layout, self.data, self.retrain = layout, data, retrain
+        self.stopping = threading.Event()
+        self.started = time.monotonic()
+        self.children: dict[str, Child] = {}
+        self.state = {"mode": "native", "supervisor": os.getpid(), "phase": "starting", "error": None,
+                      "started_at": time.time(), "ready_after_s": None, "state_dir": str(layout.root),
+                      "ports": {"emulator": stack.EMULATOR_PORT, "serving": stack.SERVING_PORT,
+                                "gateway": stack.GATEWAY_PORT},
+                      "urls": {"emulator": stack.emulator_url(), "serving": stack.serving_url(),
+                               "gateway": stack.gateway_url()},
+                      "children": {}, "restarts": {}}
+
+    # state ----------------------------------------------------------------------------------------------
+    def write_state(self, **changes) -> None:
+        self.state.update(changes)
+        self.state["children"] = {name: child.proc.pid for name, child in self.children.items()
+                                  if child.proc is not None and child.running}
+        tmp = self.layout.state.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.state, indent=2), encoding="utf-8")
+        tmp.replace(self.layout.state)
+
+    def phase(self, name: str) -> None:
+        log.info("[%6.1fs] %s", time.monotonic() - self.started, name)
+        self.write_state(phase=name)
+
+    # children -------------------------------------------------------------------------------------------
+    def _child(self, name: str) -> Child:
+        env = base_env()
+        if name == "emulator":
+            argv = [sys.executable, "-m", "services.emulator", "--host", "127.0.0.1", "--port",
+                    str(stack.EMULATOR_PORT)]
+        elif name == "serving":
+            from .bootstrap import model_data_url
+
+            argv = [str(BIN / "serve")]
+            env.update(MODEL_DATA_URL=model_data_url(), SAGEMAKER_BIND_TO_PORT=str(stack.SERVING_PORT),
+                       DOGOPS_BIND_HOST="127.0.0.1", DOGOPS_FETCH_ALLOW=f"127.0.0.1:{stack.GATEWAY_PORT}",
+                       SAGEMAKER_MODEL_SERVER_WORKERS=os.environ.get("SAGEMAKER_MODEL_SERVER_WORKERS", "2"),
+                       TMPDIR=str(self.layout.tmp))  # where serve unpacks MODEL_DATA_URL
+        else:
+            argv = [sys.executable, "-m", "services.gateway", "--host", "127.0.0.1", "--port", str(stack.GATEWAY_PORT)]
+            env.update(DOGOPS_EMULATOR_URL=stack.emulator_url(), DOGOPS_SERVING_URL=stack.serving_url(),
+                       DOGOPS_GATEWAY_URL=stack.gateway_url(), DOGOPS_SAMPLES_DIR=str(self.layout.samples),
+                       DOGOPS_LOG_DIR=str(self.layout.logs))
+        return Child(name, argv, env, self.layout.logs / f"{name}.log")
+
+    def start_service(self, name: str) -> None:
+        """Start a long-running service and wait until its health URL answers 200."""
+        if self.stopping.is_set():
+            return
+        self.phase(name)
+        self.layout.tmp.mkdir(parents=True, exist_ok=True)
+        child = self.children[name] = self._child(name)
+        child.start()
+        self.write_state()
+        url, deadline = service_urls()[name], time.monotonic() + HEALTH_TIMEOUT[name]
+        while not healthy(url):
+            code = child.poll()
+            if code is not None:
+                raise BootstrapError(f"{name} exited with code {code} while starting{self._tail(child.log_path)}")
+            if time.monotonic() > deadline:
+                raise BootstrapError(f"{name} not healthy at {url} after {HEALTH_TIMEOUT[name]} s"
+                                     f"{self._tail(child.log_path)}")
+            if self.stopping.wait(0.3):
+                return
+
+    def step(self, name: str, argv: list[str], **env) -> None:
+        """Run a one-shot step to completion (stopped early on SIGTERM)."""
+        if self.stopping.is_set():
+            return
+        self.phase(name)
+        child = self.children[name] = Child(name, argv, {**base_env(), **env}, self.layout.logs / f"{name}.log")
+        child.start()
+        self.write_state()
+        while child.running and not self.stopping.wait(0.3):
+            pass
+        if self.stopping.is_set():
+            return
+        del self.children[name]
+        code = child.poll()
+        if code != 0:
+            raise BootstrapError(f"{name} failed with exit code {code}{self._tail(child.log_path)}")
+
+    @staticmethod
+    def _tail(path: Path, lines: int = 8) -> str:
+        text = path.read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+        return f"; the end of {path}:\n" + "\n".join(text)
+
+    # the stack ------------------------------------------------------------------------------------------
+    def bootstrap(self) -> None:
+        """Emulator, seed, train (unless current), publish, samples; then serving and gateway if not running."""
+        ml, boot = self.layout.ml, [sys.executable, "-m", "services.bootstrap"]
+        self.start_service("emulator")
+        self.step("seed", [*boot, "seed", "--base-dir", str(ml), *(["--data", str(self.data)] if self.data else [])])
+        if self.retrain or not model_is_current(ml):
+            shutil.rmtree(ml / "checkpoints", ignore_errors=True)  # a finished run's checkpoint would resume as done
+            self.step("train", [str(BIN / "train")], SAGEMAKER_BASE_DIR=str(ml),
+                      DOGOPS_CACHE_DIR=str(self.layout.cache))
+            self.retrain = False
+        else:
+            log.info("%s was trained on this data with these hyperparameters: not training again "
+                     "(dogops up --retrain trains anyway)", ml / "model")
+        self.step("publish", [*boot, "publish", "--base-dir", str(ml), "--image", SERVING_IMAGE])
+        self.step("samples", [*boot, "samples", "--out", str(self.layout.samples)])
+        for name in RESTARTED:
+            if not (name in self.children and self.children[name].running):
+                self.start_service(name)
+
+    def watch(self) -> None:
+        """Restart serving or the gateway when it exits; bootstrap a dead emulator again."""
+        backoff = {name: 1.0 for name in RESTARTED}
+        due: dict[str, float] = {}  # service -> when to restart it
+        while not self.stopping.wait(0.5):
+            code = self.children["emulator"].poll()
+            if code is not None:
+                log.error("the emulator exited with code %s: its state is gone; starting it and bootstrapping again",
+                          code)
+                self.phase("recovering")
+                self.bootstrap()
+                self.phase("ready")
+            for name in RESTARTED:
+                child = self.children[name]
+                if name in due:
+                    if time.monotonic() >= due[name]:
+                        del due[name]
+                        pid = child.start()
+                        self.state["restarts"][name] = self.state["restarts"].get(name, 0) + 1
+                        log.info("%s restarted as pid %d", name, pid)
+                        self.write_state()
+                    continue
+                code = child.poll()
+                if code is None:
+                    continue
+                if time.monotonic() - child.started > STABLE:
+                    backoff[name] = 1.0
+                log.warning("%s (pid %d) exited with code %s; restarting it in %.0f s (log: %s)", name,
+                            child.proc.pid, code, backoff[name], child.log_path)
+                due[name] = time.monotonic() + backoff[name]
+                backoff[name] = min(backoff[name] * 2, MAX_BACKOFF)
+                self.write_state()
+
+    def stop(self) -> None:
+        for child in reversed(list(self.children.values())):
+            if child.proc is not None:
+                log.info("stopping %s (pid %d)", child.name, child.proc.pid)
+                child.stop()
+
+    def run(self) -> int:
+        self.layout.logs.mkdir(parents=True, exist_ok=True)
+        error = None
+        try:
+            self.bootstrap()
+            if not self.stopping.is_set():
+                self.write_state(ready_after_s=round(time.monotonic() - self.started, 1))
+                self.phase("ready")
+                self.watch()
+        except Exception as exc:
+            error = str(exc) if isinstance(exc, BootstrapError) else f"{type(exc).__name__}: {exc}"
+            log.error("%s", error, exc_info=not isinstance(exc, BootstrapError))
+            self.write_state(error=error)
+            self.phase("failed")
+        finally:
+            if error is None:
+                self.phase("stopping")
+            self.stop()
+            self.write_state(**({} if error else {"phase": "stopped"}))
+        return 1 if error else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.supervisor", description=__doc__.splitlines()[0])
+    parser.add_argument("--state-dir", type=Path, help="default: $DOGOPS_STATE_DIR or .dogops/stack")
+    parser.add_argument("--data", type=Path, help="data in the dogImages layout (default: generated)")
+    parser.add_argument("--retrain", action="store_true", help="train even if the model on disk is current")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    supervisor = Supervisor(Layout(args.state_dir), args.data and args.data.absolute(), args.retrain)
+
+    def stop(signum, frame):
+        log.info("%s: stopping the stack", signal.Signals(signum).name)
+        supervisor.stopping.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, stop)
+    return supervisor.run()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
