@@ -7,6 +7,9 @@
     dogops tune --data DIR [--spec FILE] [--name NAME] [--output s3://BUCKET/PREFIX] [--image IMAGE]
     dogops tune-request --spec FILE --image URI --role ARN --training s3://... --output s3://...
     dogops deploy [--endpoint-name dogops] [--image IMAGE] [--record .dogops/best.json]
+    dogops up [--data DIR] [--retrain] [--foreground]      the local stack as host processes (no Docker)
+    dogops down | status | env                             stop it, check it, export lines for boto3
+    dogops invoke --url URL | --file PATH [--function NAME]
 """
 
 import argparse
@@ -14,6 +17,8 @@ import json
 import logging
 import sys
 from pathlib import Path
+
+from .stack_cli import add_commands
 
 
 def _synthetic(args) -> None:
@@ -39,7 +44,11 @@ def _predict(args) -> None:
 
     if args.wait:
         wait_healthy(args.endpoint, args.wait)
-    for p in predict(args.endpoint, args.image, args.top_k):
+    print_predictions(predict(args.endpoint, args.image, args.top_k))
+
+
+def print_predictions(predictions: list[dict]) -> None:
+    for p in predictions:
         print(f"{p['rank']:>2}. {p['breed']:<36} {p['probability']:8.2%}")
 
 
@@ -148,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--instance-type", default="ml.m5.large")
     deploy.add_argument("--record", type=Path, default=Path(".dogops/best.json"))
     deploy.set_defaults(func=_deploy)
+    add_commands(commands)
     return parser
 
 

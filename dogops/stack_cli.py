@@ -1,0 +1,231 @@
+"""``dogops up``, ``down``, ``status``, ``env`` and ``invoke``: the local stack from the command line.
+
+``up`` starts ``python -m services.supervisor`` detached (or in the foreground),
+which runs the stack as host processes; ``down`` stops it by its PID. ``env``,
+``status`` and ``invoke`` work the same for ``docker compose up``, which
+publishes the same ports.
+"""
+
+import base64
+import json
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from services import stack
+from services.supervisor import Layout, healthy, kill_group, pid_alive, service_urls
+
+UP_TIMEOUT = 900.0  # seconds; a cold start trains a model
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def _running_supervisor(layout: Layout) -> dict | None:
+    """The state of a native stack whose supervisor is alive, else None."""
+    state = layout.read_state()
+    return state if state and pid_alive(state.get("supervisor")) else None
+
+
+def _stop_supervisor(state: dict, timeout: float) -> None:
+    """SIGTERM the supervisor and wait; SIGKILL it and whatever children it left if it does not exit in time."""
+    pid = state["supervisor"]
+    if pid_alive(pid):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if pid_alive(pid):
+        print(f"the supervisor (pid {pid}) did not stop within {timeout:g} s; killing it and its children")
+        os.kill(pid, signal.SIGKILL)
+    for child in state.get("children", {}).values():
+        if pid_alive(child) and os.getpgid(child) == child:  # still the group leader the supervisor started
+            kill_group(child, signal.SIGKILL)
+
+
+def _preflight(layout: Layout) -> None:
+    running = _running_supervisor(layout)
+    if running:
+        raise SystemExit(f"a native stack is already running (supervisor pid {running['supervisor']}, phase "
+                         f"{running['phase']}); `dogops down` stops it")
+    ports = {"emulator": stack.EMULATOR_PORT, "serving": stack.SERVING_PORT, "gateway": stack.GATEWAY_PORT}
+    taken = [f"{port} ({name})" for name, port in ports.items() if _port_in_use(port)]
+    if taken:
+        raise SystemExit(f"port {', '.join(taken)} on 127.0.0.1 is in use (a compose stack? `docker compose down`); "
+                         f"set DOGOPS_EMULATOR_PORT / DOGOPS_SERVING_PORT / DOGOPS_GATEWAY_PORT to use others")
+
+
+def _wait_ready(layout: Layout, proc: subprocess.Popen, started: float, timeout: float) -> dict:
+    """Follow ``state.json`` until the stack is ready; print each phase with the seconds since ``up`` began."""
+    seen = None
+    while True:
+        state = layout.read_state()
+        if state and state.get("supervisor") == proc.pid:
+            if state["phase"] != seen:
+                seen = state["phase"]
+                print(f"[{time.monotonic() - started:6.1f}s] {seen}", flush=True)
+            if seen == "ready":
+                return state
+            if seen == "failed":
+                proc.wait(60)  # the supervisor stops what it started, freeing the ports
+                raise SystemExit(f"the stack failed to start: {state.get('error')}\nlogs: {layout.logs}")
+        if proc.poll() is not None:
+            raise SystemExit(f"the supervisor exited with code {proc.returncode}; see "
+                             f"{layout.logs / 'supervisor.log'}")
+        if time.monotonic() - started > timeout:
+            _stop_supervisor({"supervisor": proc.pid, **(state or {})}, 30)
+            raise SystemExit(f"the stack was not ready within {timeout:g} s (stopped it); logs: {layout.logs}")
+        time.sleep(0.3)
+
+
+def up(args) -> None:
+    started = time.monotonic()
+    layout = Layout()
+    _preflight(layout)
+    argv = [sys.executable, "-m", "services.supervisor", "--state-dir", str(layout.root)]
+    argv += ["--data", str(args.data.absolute())] if args.data else []
+    argv += ["--retrain"] if args.retrain else []
+    layout.logs.mkdir(parents=True, exist_ok=True)
+    layout.state.unlink(missing_ok=True)
+    if args.foreground:
+        os.execv(sys.executable, argv)
+    with open(layout.logs / "supervisor.log", "ab") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    print(f"starting the native stack (supervisor pid {proc.pid}; logs in {layout.logs})", flush=True)
+    try:
+        _wait_ready(layout, proc, started, args.timeout)
+    except KeyboardInterrupt:
+        print("interrupted: stopping the stack")
+        _stop_supervisor({"supervisor": proc.pid, **(layout.read_state() or {})}, 30)
+        raise SystemExit(130) from None
+    print(f"cold start: ready in {time.monotonic() - started:.1f} s")
+    print(f"demo page: {stack.gateway_url()}/")
+    print('point boto3 and the AWS CLI at it: eval "$(dogops env)"; try: dogops invoke --url '
+          f"{stack.gateway_url()}/samples/dog.jpg")
+
+
+def down(args) -> None:
+    layout = Layout()
+    state = layout.read_state()
+    if not state or not (pid_alive(state.get("supervisor")) or any(map(pid_alive, state.get("children", {}).values()))):
+        print(f"no native stack is running (state: {layout.state})")
+        return
+    print(f"stopping the native stack (supervisor pid {state['supervisor']})", flush=True)
+    _stop_supervisor(state, args.timeout)
+    print("stopped")
+
+
+def status(args) -> None:
+    layout = Layout()
+    state = _running_supervisor(layout)
+    if state:
+        print(f"native stack: supervisor pid {state['supervisor']}, phase {state['phase']}"
+              + (f", error: {state['error']}" if state.get("error") else ""))
+    else:
+        print("no native stack running here; checking the ports (a compose stack publishes the same)")
+    pids = state["children"] if state else {}
+    restarts = state.get("restarts", {}) if state else {}
+    ok = True
+    for name, url in service_urls().items():
+        good = healthy(url)
+        ok &= good
+        pid = pids.get(name, "-")
+        note = f"  (restarted {restarts[name]}x)" if restarts.get(name) else ""
+        print(f"  {name:<9} pid {pid!s:<8} {url:<44} {'healthy' if good else 'UNHEALTHY'}{note}")
+    if ok:
+        print(f"demo page: {stack.gateway_url()}/")
+    else:
+        raise SystemExit(1)
+
+
+def env_lines() -> list[str]:
+    """``export`` lines that point boto3 and the AWS CLI at the local stack (either mode)."""
+    gateway = stack.gateway_url()
+    values = {**stack.emulator_env(), "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": gateway,
+              "AWS_ENDPOINT_URL_LAMBDA": gateway, "DOGOPS_BUCKET": stack.BUCKET,
+              "DOGOPS_ENDPOINT_NAME": stack.ENDPOINT_NAME, "DOGOPS_FUNCTION_NAME": stack.FUNCTION_NAME,
+              "DOGOPS_SAMPLES_URL": f"{gateway}/samples"}
+    return [f"export {key}={shlex.quote(value)}" for key, value in values.items()]
+
+
+def env(args) -> None:
+    print("\n".join(env_lines()))
+
+
+def invoke_function(payload: dict, function: str) -> dict:
+    """Invoke the function through boto3 and return its API-Gateway-proxy answer; RuntimeError on a failure.
+
+    The endpoint is the environment's (``AWS_ENDPOINT_URL_LAMBDA`` or ``AWS_ENDPOINT_URL``), else the local gateway
+    with the emulator's credentials.
+    """
+    import boto3
+    from botocore.config import Config
+
+    config = Config(read_timeout=120, retries={"mode": "standard", "max_attempts": 2})
+    if os.environ.get("AWS_ENDPOINT_URL_LAMBDA") or os.environ.get("AWS_ENDPOINT_URL"):
+        client = boto3.client("lambda", config=config)
+    else:
+        client = boto3.client("lambda", endpoint_url=stack.gateway_url(), region_name=stack.REGION,
+                              aws_access_key_id=stack.ACCESS_KEY, aws_secret_access_key=stack.SECRET_KEY,
+                              config=config)
+    response = client.invoke(FunctionName=function, Payload=json.dumps(payload).encode())
+    body = json.loads(response["Payload"].read() or b"null")
+    if response.get("FunctionError"):
+        raise RuntimeError(f"the function failed ({response['FunctionError']}): {body.get('errorType')}: "
+                           f"{body.get('errorMessage')}")
+    answer = json.loads(body["body"]) if isinstance(body.get("body"), str) else body.get("body", {})
+    if body.get("statusCode") != 200:
+        raise RuntimeError(f"the function answered {body.get('statusCode')}: {answer.get('message', answer)}")
+    return answer
+
+
+def invoke(args) -> None:
+    from .cli import print_predictions
+
+    if args.url:
+        payload = {"url": args.url}
+    else:
+        payload = {"image": base64.b64encode(args.file.read_bytes()).decode()}
+    answer = invoke_function(payload, args.function)
+    print(f"{args.function} -> endpoint {answer.get('endpoint', '?')}:")
+    print_predictions(answer["predictions"])
+
+
+def add_commands(commands) -> None:
+    """Register the stack's subcommands on ``dogops``'s subparsers."""
+    start = commands.add_parser("up", help="start the local stack natively: emulator, training, endpoint, Lambda, "
+                                "demo page (no Docker)")
+    start.add_argument("--data", type=Path, help="data in the dogImages layout (default: generated)")
+    start.add_argument("--retrain", action="store_true", help="train even if the model on disk is current")
+    start.add_argument("--foreground", action="store_true", help="run the supervisor here until Ctrl-C")
+    start.add_argument("--timeout", type=float, default=UP_TIMEOUT, help="seconds to wait for the stack")
+    start.set_defaults(func=up)
+
+    stop = commands.add_parser("down", help="stop the native stack")
+    stop.add_argument("--timeout", type=float, default=60, help="seconds before its processes are killed")
+    stop.set_defaults(func=down)
+
+    commands.add_parser("status", help="each service's pid and health (exit 1 if any is unhealthy)").set_defaults(
+        func=status)
+    commands.add_parser("env", help='export lines for the running stack: eval "$(dogops env)"').set_defaults(
+        func=env)
+
+    call = commands.add_parser("invoke", help="call the Lambda function (boto3) and print the top-5 breeds")
+    what = call.add_mutually_exclusive_group(required=True)
+    what.add_argument("--url", help="an http(s) image URL for the endpoint to fetch")
+    what.add_argument("--file", type=Path, help="a local image, sent base64-encoded")
+    call.add_argument("--function", default=stack.FUNCTION_NAME, help=f"default {stack.FUNCTION_NAME}")
+    call.set_defaults(func=invoke)
