@@ -69,3 +69,22 @@ def client(service: str, url: str, region: str = stack.REGION, **config):
 
     return boto3.client(service, endpoint_url=url, region_name=region, aws_access_key_id=stack.ACCESS_KEY,
                         aws_secret_access_key=stack.SECRET_KEY, config=Config(**config))
+
+
+def deploy_function(emulator_url: str, name: str, source: str, timeout: int = 10,
+                    concurrency: int | None = None) -> None:
+    """CreateFunction on the emulator: ``source`` as ``lambda_function.py``, handler ``lambda_function.handler``."""
+    from dogops.lambda_package import build_zip
+
+    iam = client("iam", emulator_url)
+    trust = '{"Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, ' \
+            '"Action": "sts:AssumeRole"}]}'
+    try:
+        role = iam.create_role(RoleName="test-function", AssumeRolePolicyDocument=trust)["Role"]["Arn"]
+    except iam.exceptions.EntityAlreadyExistsException:
+        role = iam.get_role(RoleName="test-function")["Role"]["Arn"]
+    lam = client("lambda", emulator_url)
+    lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="lambda_function.handler",
+                        Code={"ZipFile": build_zip({"lambda_function.py": source.encode()})}, Timeout=timeout)
+    if concurrency is not None:
+        lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=concurrency)

@@ -65,13 +65,9 @@ def create_endpoint(emulator_url: str, name: str, variant: str = VARIANT) -> Non
 
 
 @pytest.fixture(scope="module")
-def log_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("logs")
-
-
-@pytest.fixture(scope="module")
-def emulator(log_dir):
-    proc = processes.emulator(log_dir)
+def emulator(tmp_path_factory):
+    """The emulator with endpoint ``ep``; its log folder holds the gateways' logs too."""
+    proc = processes.emulator(tmp_path_factory.mktemp("logs"))
     create_endpoint(proc.url, "ep")
     yield proc
     proc.stop()
@@ -85,8 +81,8 @@ def backend():
 
 
 @pytest.fixture(scope="module")
-def gateway(log_dir, emulator, backend):
-    proc = processes.gateway(log_dir, emulator.url, DOGOPS_SERVING_URL=backend.url, DOGOPS_ENDPOINT_TIMEOUT=1)
+def gateway(emulator, backend):
+    proc = processes.gateway(emulator.log.parent, emulator.url, DOGOPS_SERVING_URL=backend.url, DOGOPS_ENDPOINT_TIMEOUT=1)
     yield proc
     proc.stop()
 
@@ -194,8 +190,8 @@ def test_oversized_request_is_413_and_never_reaches_the_container(runtime, backe
     assert runtime.invoke_endpoint(EndpointName="ep", Body=b"0" * MAX_BODY)["Body"].read() == b"0" * MAX_BODY
 
 
-def test_oversized_request_as_validation_error_when_configured(log_dir, emulator, backend):
-    proc = processes.gateway(log_dir, emulator.url, DOGOPS_SERVING_URL=backend.url, DOGOPS_OVERSIZE="validation")
+def test_oversized_request_as_validation_error_when_configured(emulator, backend):
+    proc = processes.gateway(emulator.log.parent, emulator.url, DOGOPS_SERVING_URL=backend.url, DOGOPS_OVERSIZE="validation")
     try:
         runtime = processes.client("sagemaker-runtime", proc.url)
         with pytest.raises(runtime.exceptions.ValidationError, match="has oversize body"):
@@ -204,8 +200,8 @@ def test_oversized_request_as_validation_error_when_configured(log_dir, emulator
         proc.stop()
 
 
-def test_unreachable_container_is_model_error_without_retries(log_dir, emulator):
-    proc = processes.gateway(log_dir, emulator.url, DOGOPS_SERVING_URL=f"http://127.0.0.1:{free_port()}")
+def test_unreachable_container_is_model_error_without_retries(emulator):
+    proc = processes.gateway(emulator.log.parent, emulator.url, DOGOPS_SERVING_URL=f"http://127.0.0.1:{free_port()}")
     try:
         runtime = processes.client("sagemaker-runtime", proc.url)
         with pytest.raises(runtime.exceptions.ModelError) as caught:
@@ -226,7 +222,7 @@ def test_updating_endpoint_still_serves_and_defaults_to_all_traffic():
     assert invoked_variant({"EndpointName": "ep", "EndpointStatus": "Updating"}, None) == "AllTraffic"
 
 
-def test_real_serve_behind_the_gateway(trained, tmp_path_factory, log_dir, emulator, sample):
+def test_real_serve_behind_the_gateway(trained, tmp_path_factory, emulator, sample):
     """The trained model in the real ``serve``: top-5 through the gateway, and its 4xx as ModelError."""
     import shutil
 
@@ -235,7 +231,7 @@ def test_real_serve_behind_the_gateway(trained, tmp_path_factory, log_dir, emula
     base = tmp_path_factory.mktemp("opt-ml")
     shutil.copytree(trained[0], base / "model")
     server = Server(base).wait_ready()
-    proc = processes.gateway(log_dir, emulator.url, DOGOPS_SERVING_URL=server.url)
+    proc = processes.gateway(emulator.log.parent, emulator.url, DOGOPS_SERVING_URL=server.url)
     try:
         runtime = processes.client("sagemaker-runtime", proc.url)
         out = runtime.invoke_endpoint(EndpointName="ep", Body=sample[0], ContentType="image/jpeg",
