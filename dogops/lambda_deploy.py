@@ -25,6 +25,7 @@ RESERVED_CONCURRENCY = 3
 TRUST_POLICY = {"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
 POLICY_NAME = "invoke-endpoint-and-log"
+API_GATEWAY_SID = "api-gateway-predict"
 
 
 def role_policy(endpoint_arn: str, log_group_arn: str) -> dict:
@@ -95,7 +96,9 @@ def deploy_function(name: str, endpoint: str, package: bytes, sha256: str) -> di
 
 def _allow_api_gateway(lam, name: str, source_arn: str) -> None:
     try:
-        lam.add_permission(FunctionName=name, StatementId="api-gateway-predict", Action="lambda:InvokeFunction",
+        statements = json.loads(lam.get_policy(FunctionName=name)["Policy"])["Statement"]
+    except lam.exceptions.ResourceNotFoundException:
+        statements = []
+    if not any(statement.get("Sid") == API_GATEWAY_SID for statement in statements):
+        lam.add_permission(FunctionName=name, StatementId=API_GATEWAY_SID, Action="lambda:InvokeFunction",
                            Principal="apigateway.amazonaws.com", SourceArn=source_arn)
-    except lam.exceptions.ResourceConflictException:
-        pass  # the statement is there already
