@@ -23,6 +23,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 
 from flask import Blueprint, Response, abort, request, send_from_directory
+from werkzeug.datastructures import Headers
 
 from .. import stack
 
@@ -48,7 +49,7 @@ def proxy_event(body: bytes, request_id: str) -> dict:
         "resource": "/predict", "path": request.path, "httpMethod": request.method,
         "headers": dict(request.headers.items()),
         "multiValueHeaders": {key: request.headers.getlist(key) for key in request.headers.keys()},
-        "queryStringParameters": request.args.to_dict() or None,
+        "queryStringParameters": {key: values[-1] for key, values in request.args.lists()} or None,
         "multiValueQueryStringParameters": request.args.to_dict(flat=False) or None,
         "pathParameters": None, "stageVariables": None, "body": text, "isBase64Encoded": encoded,
         "requestContext": {
@@ -72,15 +73,15 @@ def proxy_response(status: int, headers: dict, body: bytes) -> Response:
         code = int(result["statusCode"])
         payload = result.get("body") or ""
         data = base64.b64decode(payload, validate=True) if result.get("isBase64Encoded") else payload.encode()
-        reply = Response(data, code, headers=result.get("headers") or {})
+        relayed = Headers(result.get("headers") or {})
         for key, values in (result.get("multiValueHeaders") or {}).items():
             for value in values:
-                reply.headers.add(key, value)
+                relayed.add(key, value)
     except (ValueError, TypeError, KeyError, AttributeError, binascii.Error):  # a malformed proxy response
         return _message(502, "Internal server error")
-    reply.headers.setdefault("Content-Type", "application/json")
-    reply.headers["x-amzn-RequestId"] = str(uuid.uuid4())
-    return reply
+    relayed.setdefault("Content-Type", "application/json")
+    relayed["x-amzn-RequestId"] = str(uuid.uuid4())
+    return Response(data, code, headers=relayed)
 
 
 @blueprint.post("/predict")
