@@ -8,6 +8,7 @@ publishes the same ports.
 
 import base64
 import json
+import logging
 import os
 import shlex
 import signal
@@ -174,6 +175,7 @@ def invoke_function(payload: dict, function: str) -> dict:
     import boto3
     from botocore.config import Config
 
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # not which credentials and endpoint it found
     config = Config(read_timeout=120, retries={"mode": "standard", "max_attempts": 2})
     if os.environ.get("AWS_ENDPOINT_URL_LAMBDA") or os.environ.get("AWS_ENDPOINT_URL"):
         client = boto3.client("lambda", config=config)

@@ -321,6 +321,7 @@ class Supervisor:
 
     def run(self) -> int:
         self.layout.logs.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(self.layout.tmp, ignore_errors=True)  # models unpacked by earlier serve processes
         error = None
         try:
             self.bootstrap()
