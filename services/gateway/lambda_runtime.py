@@ -200,6 +200,7 @@ class Worker:
         to_worker_r, self._to_worker = os.pipe()
         self._from_worker, from_worker_w = os.pipe()
         self._buffer = b""
+        self._init_ms: float | None = None
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "services.gateway.lambda_worker",
@@ -233,18 +234,23 @@ class Worker:
 
     def init(self, fn: Function, request_id: str) -> Outcome | None:
         """Wait for the handler's import; the init error's outcome, or None when ready."""
-        budget = max(INIT_TIMEOUT, fn.timeout)
         try:
-            message = self._read(time.monotonic() + budget)
+            message = self._read(self.started + max(INIT_TIMEOUT, fn.timeout))
         except TimeoutError:
             self.kill()
-            return _error_outcome(_timeout_document(request_id, fn.timeout))
+            message = {"error": _timeout_document(request_id, fn.timeout)}
         except EOFError:
-            return _error_outcome(self._exit_document(request_id))
-        return None if message.get("ready") else _error_outcome(message["error"])
+            message = {"error": self._exit_document(request_id)}
+        self._init_ms = (time.monotonic() - self.started) * 1000
+        if message.get("ready"):
+            return None
+        self._log(f"INIT_REPORT Init Duration: {self._init_ms:.2f} ms\tPhase: init\tStatus: error\t"
+                  f"Error Type: {message['error']['errorType']}\n")
+        outcome = _error_outcome(message["error"])
+        outcome.log = self._tail(0)
+        return outcome
 
-    def invoke(self, fn: Function, request_id: str, payload: str, arn: str, client_context: dict | None,
-               init_ms: float | None) -> Outcome:
+    def invoke(self, fn: Function, request_id: str, payload: str, arn: str, client_context: dict | None) -> Outcome:
         """Run one invocation; on timeout or exit the worker is dead afterwards (see ``alive``)."""
         start = self._log(f"START RequestId: {request_id} Version: {fn.version}\n")
         began = time.monotonic()
@@ -259,7 +265,8 @@ class Worker:
         except (EOFError, OSError):
             message, status = {"error": self._exit_document(request_id)}, "\tStatus: error"
         millis = (time.monotonic() - began) * 1000
-        init = f"\tInit Duration: {init_ms:.2f} ms" if init_ms is not None else ""
+        init = f"\tInit Duration: {self._init_ms:.2f} ms" if self._init_ms is not None else ""
+        self._init_ms = None  # reported with the first invocation only
         self._log(f"END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: {millis:.2f} ms\t"
                   f"Billed Duration: {math.ceil(millis)} ms\tMemory Size: {fn.memory} MB{init}{status}\n")
         if "error" in message:
@@ -268,9 +275,7 @@ class Worker:
             outcome = Outcome(base64.b64decode(message["bytes"]), "application/unknown")
         else:
             outcome = Outcome(message["json"].encode())
-        with open(self.log_path, "rb") as log:
-            log.seek(max(start, log.seek(0, os.SEEK_END) - LOG_TAIL))
-            outcome.log = log.read()
+        outcome.log = self._tail(start)
         return outcome
 
     def alive(self) -> bool:
@@ -296,6 +301,12 @@ class Worker:
             offset = log.tell()
             log.write(text.encode())
         return offset
+
+    def _tail(self, start: int) -> bytes:
+        """The log from ``start`` on, its last ``LOG_TAIL`` bytes."""
+        with open(self.log_path, "rb") as log:
+            log.seek(max(start, log.seek(0, os.SEEK_END) - LOG_TAIL))
+            return log.read()
 
     def _exit_document(self, request_id: str) -> dict:
         try:
@@ -361,16 +372,13 @@ class Runtime:
         for old in retired:
             old.kill()
         try:
-            init_ms = None
             if worker is None:
-                began = time.monotonic()
                 worker = Worker(fn, self.code.path(fn), self.log_dir / fn.name)
                 failure = worker.init(fn, request_id)
                 if failure is not None:
                     worker.kill()
                     return failure
-                init_ms = (time.monotonic() - began) * 1000
-            return worker.invoke(fn, request_id, payload, arn, client_context, init_ms)
+            return worker.invoke(fn, request_id, payload, arn, client_context)
         finally:
             self._release(slots, fn, worker)
 

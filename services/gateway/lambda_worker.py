@@ -119,10 +119,9 @@ def marshal(result) -> dict:
     """The handler's value as Lambda returns it: ``bytes`` raw, anything else JSON (NaN allowed)."""
     if isinstance(result, bytes):
         return {"bytes": base64.b64encode(result).decode()}
-    version = tuple(int(p) for p in os.environ.get("AWS_EXECUTION_ENV", "").rpartition("python")[2].split(".")
-                    if p.isdigit())
+    ascii_only = os.environ.get("AWS_EXECUTION_ENV") != "AWS_Lambda_python3.12"  # as awslambdaric decides
     try:
-        return {"json": json.dumps(result, default=_decimal, ensure_ascii=version < (3, 12))}
+        return {"json": json.dumps(result, default=_decimal, ensure_ascii=ascii_only)}
     except (TypeError, ValueError) as e:
         raise InitError("Runtime.MarshalError", f"Unable to marshal response: {e}") from None
 
@@ -136,6 +135,11 @@ def invoke(handler, request: dict) -> dict:
         document = error_document(e.message, e.error_type, e.trace, request_id)
     except Exception as e:  # the function's own failure, reported to the caller
         document = exception_document(e, request_id)
+    return failure(document)
+
+
+def failure(document: dict) -> dict:
+    """The error reply, logged as the runtime logs it."""
     print(f"[ERROR] {document['errorType']}: {document['errorMessage']}", flush=True)
     return {"error": document}
 
@@ -145,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--in-fd", type=int, required=True)
     parser.add_argument("--out-fd", type=int, required=True)
     args = parser.parse_args(argv)
+    for fd in (args.in_fd, args.out_fd):
+        os.set_inheritable(fd, False)  # the handler's own subprocesses must not hold the protocol open
     requests, replies = os.fdopen(args.in_fd, "rb"), os.fdopen(args.out_fd, "wb")
 
     def reply(message: dict) -> None:
@@ -161,10 +167,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         handler = load_handler(os.environ["_HANDLER"])
     except InitError as e:
-        reply({"error": error_document(e.message, e.error_type, e.trace)})
+        reply(failure(error_document(e.message, e.error_type, e.trace)))
         return 1
     except Exception as e:  # module code that raised during import
-        reply({"error": exception_document(e)})
+        reply(failure(exception_document(e)))
         return 1
     reply({"ready": True})
     for line in requests:  # EOF: the gateway is gone or retired this worker

@@ -53,11 +53,15 @@ def handler(event, context):
         with open(event["path"], "w") as f:
             f.write(context.aws_request_id)
     if action == "pid":
+        time.sleep(event.get("seconds", 0))
         return os.getpid()
+    if action == "big":
+        return "x" * 6291456
     return {"event": event, "version": VERSION}
 
 VERSION = 1
 '''
+MAX_WORKERS = 4
 NO_RETRIES = {"retries": {"max_attempts": 0}, "read_timeout": 30}
 
 
@@ -75,7 +79,7 @@ def emulator(log_dir):
 
 @pytest.fixture(scope="module")
 def gateway(log_dir, emulator):
-    proc = processes.gateway(log_dir, emulator.url, DOGOPS_LOG_DIR=log_dir)
+    proc = processes.gateway(log_dir, emulator.url, DOGOPS_LOG_DIR=log_dir, DOGOPS_LAMBDA_MAX_WORKERS=MAX_WORKERS)
     yield proc
     proc.stop()
 
@@ -164,6 +168,12 @@ def test_workers_stay_warm(client, main):
     assert call(client, main, {"action": "pid"})["Body"] == call(client, main, {"action": "pid"})["Body"]
 
 
+def test_response_too_large(client, main):
+    out = call(client, main, {"action": "big"})
+    assert out["FunctionError"] == "Unhandled"
+    assert out["Body"]["errorType"] == "Function.ResponseSizeTooLarge"
+
+
 def test_raw_bytes_and_empty_payload(client, main):
     assert call(client, main, {"action": "bytes"})["Body"] == b"\x00raw"
     out = client.invoke(FunctionName=main)
@@ -243,7 +253,8 @@ BROKEN = {
 @pytest.mark.parametrize("case", BROKEN)
 def test_init_errors(client, deploy, case):
     files, handler, error_type, message = BROKEN[case]
-    out = call(client, deploy(case, files=files, handler=handler))
+    out = call(client, deploy(case, files=files, handler=handler), LogType="Tail")
+    assert f"[ERROR] {error_type}: {message}" in base64.b64decode(out["LogResult"]).decode()
     assert out["StatusCode"] == 200 and out["FunctionError"] == "Unhandled"
     assert out["Body"]["errorType"] == error_type
     assert out["Body"]["errorMessage"] == message
@@ -292,6 +303,16 @@ def test_reserved_concurrency_throttles(client, deploy):
         statuses = list(pool.map(one, range(20)))
     assert set(statuses) == {200, 429}
     assert 3 <= statuses.count(200) <= 9  # 3 at a time, and a few more as the first ones finish
+
+
+def test_without_reservation_calls_wait_for_a_worker(client, deploy):
+    name = deploy("unreserved")
+    began = time.monotonic()
+    with ThreadPoolExecutor(2 * MAX_WORKERS) as pool:
+        outs = list(pool.map(lambda _: call(client, name, {"action": "pid", "seconds": 0.3}), range(2 * MAX_WORKERS)))
+    assert [out["StatusCode"] for out in outs] == [200] * 2 * MAX_WORKERS
+    assert len({out["Body"] for out in outs}) <= MAX_WORKERS
+    assert time.monotonic() - began >= 0.6  # two rounds
 
 
 def test_update_function_code_takes_effect(client, control, deploy):
