@@ -2,8 +2,11 @@
 
 Every step runs as the stack runs it, a subprocess configured only by the
 environment; the results are read back through the emulator's control planes.
+Last, the published function is invoked through the real gateway, in front of
+the real ``serve`` on the trained model: the whole chain, with nothing faked.
 """
 
+import base64
 import io
 import json
 import subprocess
@@ -22,6 +25,7 @@ from training import hyperparameters as hps
 from training.sagemaker_env import SageMakerPaths
 
 from ..conftest import run_script, script_env
+from ..serving.conftest import Server
 from . import processes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -198,3 +202,35 @@ def test_the_bootstrap_needs_no_torch():
     """It runs in the services image, which has no torch."""
     code = "import sys, services.bootstrap; sys.exit(any(m.split('.')[0] == 'torch' for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+@pytest.fixture(scope="module")
+def lambda_client(published, base_dir, emulator):
+    """A Lambda client on a gateway whose endpoint is ``serve`` on the trained model."""
+    server = Server(base_dir).wait_ready()
+    gateway = processes.gateway(emulator.log.parent, emulator.url, DOGOPS_SERVING_URL=server.url)
+    yield processes.client("lambda", gateway.url, retries={"total_max_attempts": 1})
+    gateway.stop()
+    server.stop()
+
+
+def invoke(lambda_client, event) -> tuple[int, dict]:
+    response = lambda_client.invoke(FunctionName=stack.FUNCTION_NAME, Payload=json.dumps(event))
+    assert response["StatusCode"] == 200 and "FunctionError" not in response, response
+    answer = json.loads(response["Payload"].read())
+    return answer["statusCode"], json.loads(answer["body"])
+
+
+def test_the_published_function_classifies_a_photo_through_the_endpoint(lambda_client, base_dir):
+    photo = sorted((base_dir / "data" / "test" / "004.Akita").iterdir())[0]
+    status, body = invoke(lambda_client, {"image": base64.b64encode(photo.read_bytes()).decode()})
+    assert status == 200 and body["endpoint"] == stack.ENDPOINT_NAME
+    assert [p["rank"] for p in body["predictions"]] == [1, 2, 3, 4, 5]
+    assert body["predictions"][0]["breed"] == "Akita"
+
+
+def test_the_published_function_reports_what_the_model_refuses_as_bad_input(lambda_client):
+    status, body = invoke(lambda_client, {"url": "http://169.254.169.254/latest/meta-data/"})
+    assert status == 400 and "169.254.169.254" in body["message"]
+    status, body = invoke(lambda_client, {"image": base64.b64encode(b"not an image").decode()})
+    assert status == 400 and body["message"]
