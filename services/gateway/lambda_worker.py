@@ -126,8 +126,18 @@ def marshal(result) -> dict:
         raise InitError("Runtime.MarshalError", f"Unable to marshal response: {e}") from None
 
 
+class _RequestId(logging.Filter):
+    """Stamps log records with the current invocation's id, as awslambdaric's log format shows it."""
+
+    current = ""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.aws_request_id = self.current
+        return True
+
+
 def invoke(handler, request: dict) -> dict:
-    request_id = request["id"]
+    request_id = _RequestId.current = request["id"]
     try:
         context = LambdaContext(request_id, request["arn"], request["deadline_ms"], request["client_context"])
         return marshal(handler(json.loads(request["payload"]), context))
@@ -161,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
 
     sys.stdout.reconfigure(line_buffering=True)
     sys.stderr.reconfigure(line_buffering=True)
-    logging.basicConfig(stream=sys.stdout, format="[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(message)s",
-                        datefmt="%Y-%m-%dT%H:%M:%S")
+    logging.basicConfig(stream=sys.stdout, datefmt="%Y-%m-%dT%H:%M:%S",
+                        format="[%(levelname)s]\t%(asctime)s.%(msecs)03dZ\t%(aws_request_id)s\t%(message)s")
+    logging.getLogger().handlers[0].addFilter(_RequestId())
     logging.Formatter.converter = time.gmtime
     try:
         handler = load_handler(os.environ["_HANDLER"])

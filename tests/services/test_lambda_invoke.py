@@ -20,7 +20,7 @@ from services import stack
 from . import processes
 
 APP = b'''
-import json, os, sys, time
+import json, logging, os, sys, time
 
 def handler(event, context):
     action = event.get("action") if isinstance(event, dict) else None
@@ -36,6 +36,7 @@ def handler(event, context):
         print('{"json": "not the reply"}')
         sys.stderr.write("to stderr\\n")
         context.log("via context.log\\n")
+        logging.warning("warned")
         return "printed"
     if action == "raise":
         raise ValueError("boom")
@@ -160,7 +161,7 @@ def test_prints_go_to_the_log_not_the_reply(client, main):
     rid = out["ResponseMetadata"]["RequestId"]
     assert tail.startswith(f"START RequestId: {rid} Version: $LATEST")
     for line in ('{"json": "not the reply"}', "to stderr", "via context.log", f"END RequestId: {rid}",
-                 f"REPORT RequestId: {rid}\tDuration: "):
+                 f"\t{rid}\twarned", f"REPORT RequestId: {rid}\tDuration: "):
         assert line in tail
 
 
