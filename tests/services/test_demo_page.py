@@ -144,3 +144,11 @@ def test_a_function_error_is_shown(page):
 def test_nothing_chosen_is_an_error_on_the_page(page):
     predict(page)
     assert text(page, "error") == "choose a photo or paste a URL"
+
+
+def test_a_photo_over_the_functions_limit_is_refused_on_the_page(page, tmp_path):
+    photo = tmp_path / "huge.jpg"
+    photo.write_bytes(b"\xff\xd8" + b"\0" * 4_500_000)
+    page.find_element("id", "file").send_keys(str(photo))
+    predict(page)
+    assert text(page, "error") == "the photo is over 4.5 MB"
