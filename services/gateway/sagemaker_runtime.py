@@ -7,6 +7,7 @@ Settings: ``DOGOPS_ENDPOINT_TIMEOUT`` (seconds the container may take, default 6
 ``DOGOPS_OVERSIZE`` (``413``, the default, or ``validation``: how a body over 6 MiB is refused).
 """
 
+import functools
 import os
 import re
 import threading
@@ -50,17 +51,21 @@ def _region() -> str:
     return match.group(1) if match else stack.REGION
 
 
+@functools.cache
+def _control_plane(region: str, url: str):
+    """The emulator's SageMaker API (a boto3 client is thread-safe once made; a session is not, so one each)."""
+    return boto3.session.Session().client("sagemaker", region_name=region, endpoint_url=url,
+                                          aws_access_key_id=stack.ACCESS_KEY, aws_secret_access_key=stack.SECRET_KEY)
+
+
 def _describe(region: str, name: str) -> dict:
     """``DescribeEndpoint`` on the emulator, reused for ``CACHE_SECONDS``."""
     with _cache_lock:
         cached = _cache.get((region, name))
     if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
         return cached[1]
-    client = boto3.session.Session().client(
-        "sagemaker", region_name=region, endpoint_url=stack.emulator_url(),
-        aws_access_key_id=stack.ACCESS_KEY, aws_secret_access_key=stack.SECRET_KEY)
     try:
-        description = client.describe_endpoint(EndpointName=name)
+        description = _control_plane(region, stack.emulator_url()).describe_endpoint(EndpointName=name)
     except ClientError as exc:
         if exc.response["Error"]["Code"] not in ("ValidationException", "ValidationError"):
             raise
