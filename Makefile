@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 DEMO   := demo
 PORT   ?= 8080
 
-.PHONY: help setup demo serve tune test images test-images bench-train bench-serve bench-tune clean
+.PHONY: help setup demo up down serve tune test images test-images bench-train bench-serve bench-tune clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -17,19 +17,20 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed  ## create .venv and install dogops, train (and their pinned dependencies)
 
-demo: setup  ## generated data -> a real training run -> its artifact -> served and asked for a prediction
-	$(BIN)/dogops data synthetic --out $(DEMO)/data --classes 10 --per-class 30 --size 96
-	$(BIN)/train --data $(DEMO)/data --model-dir $(DEMO)/model --checkpoint-dir $(DEMO)/checkpoints \
-		--backbone efficientnet_lite0 --image_size 96 --epochs 15 --learning_rate 0.003 --batch_size 32
-	tar -C $(DEMO)/model -czf $(DEMO)/model.tar.gz .
-	@echo; echo "artifact ($(DEMO)/model, packed as SageMaker would in $(DEMO)/model.tar.gz):"
-	@ls -l $(DEMO)/model
-	@cat $(DEMO)/model/manifest.json
-	@echo; echo "serving it on 127.0.0.1:$(PORT) (the SageMaker hosting contract) and asking for a prediction:"
-	@DOGOPS_BIND_HOST=127.0.0.1 SAGEMAKER_BASE_DIR=$(DEMO) SAGEMAKER_BIND_TO_PORT=$(PORT) $(BIN)/serve > $(DEMO)/serve.log 2>&1 & pid=$$!; \
-	  $(BIN)/dogops predict --endpoint http://127.0.0.1:$(PORT) --wait 120 \
-	    $$(ls $(DEMO)/data/test/004.Akita/* | head -1); rc=$$?; \
-	  kill $$pid; wait $$pid; exit $$rc
+demo: setup  ## the local stack without Docker: data -> S3 -> train -> endpoint + Lambda -> top-5 for a photo by URL; STOP=1 stops it after
+	@if $(BIN)/dogops status > /dev/null 2>&1; then echo "the stack is already up: using it"; \
+	  else $(BIN)/dogops up $(if $(DATA),--data $(DATA)); fi
+	@eval "$$($(BIN)/dogops env)"; echo; \
+	  echo "dogops invoke: Lambda $$DOGOPS_FUNCTION_NAME -> SageMaker Runtime -> endpoint $$DOGOPS_ENDPOINT_NAME, photo $$DOGOPS_SAMPLES_URL/dog.jpg"; \
+	  $(BIN)/dogops invoke --url "$$DOGOPS_SAMPLES_URL/dog.jpg"; rc=$$?; echo; \
+	  $(if $(STOP),$(BIN)/dogops down;,echo "the stack is up: demo page $${DOGOPS_SAMPLES_URL%/samples}/ (make down stops it)";) \
+	  exit $$rc
+
+up: setup  ## start the local stack as host processes (DATA=dir for your own data); `dogops status` checks it
+	$(BIN)/dogops up $(if $(DATA),--data $(DATA))
+
+down: setup  ## stop the native stack
+	$(BIN)/dogops down
 
 serve: setup  ## serve demo/model on 127.0.0.1:8080 (PORT=...) until Ctrl-C
 	DOGOPS_BIND_HOST=127.0.0.1 SAGEMAKER_BASE_DIR=$(DEMO) SAGEMAKER_BIND_TO_PORT=$(PORT) $(BIN)/serve
@@ -46,6 +47,19 @@ images:  ## build the training and serving images (needs Docker)
 
 test-images: setup images  ## the test suite with the image tests (docker run IMAGE train / serve) switched on
 	DOGOPS_TEST_IMAGES=1 $(BIN)/pytest
+
+.PHONY: up-compose down-compose test-compose
+COMPOSE ?= docker compose
+
+up-compose:  ## the local stack in Docker (compose.yaml): builds missing images, waits until all is healthy
+	$(COMPOSE) up --detach --wait
+	@echo "stack up: demo page http://127.0.0.1:$${DOGOPS_GATEWAY_PORT:-8000}/; eval \"\$$($(BIN)/dogops env)\" points boto3 at it"
+
+down-compose:  ## stop the Docker stack and drop its volume
+	$(COMPOSE) down --volumes
+
+test-compose: setup  ## the integration suite against the Docker stack (started and stopped here unless running)
+	STACK=compose $(BIN)/pytest integration_tests
 
 bench-train: setup  ## training throughput vs a bare PyTorch loop; trial time with vs without the feature cache
 	$(BIN)/python benchmarks/bench_train.py
