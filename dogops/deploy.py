@@ -1,6 +1,6 @@
 """``dogops deploy``: the current best model as a SageMaker endpoint, with the boto3 calls AWS takes.
 
-CreateModel (serving image + the best trial's ``model.tar.gz``), CreateEndpointConfig,
+CreateModel (serving image + the best trial's ``model.tar.gz``, named by its content), CreateEndpointConfig,
 then CreateEndpoint, or UpdateEndpoint when it exists (a new config rolls the
 endpoint without downtime). ``AWS_ENDPOINT_URL`` points the same calls at the
 local emulator.
@@ -12,6 +12,8 @@ import os
 
 import boto3
 from botocore.exceptions import ClientError
+
+from .s3upload import parse_s3_uri
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +36,9 @@ def deploy_model(record: dict, endpoint: str, image: str, instance_type: str = "
     if not url.startswith("s3://"):
         raise ValueError(f"the best model is at {url}, not in S3: run `dogops tune --output s3://BUCKET/PREFIX`")
     sm = boto3.client("sagemaker")
-    suffix = hashlib.sha256(f"{url}|{image}".encode()).hexdigest()[:8]
+    bucket, key = parse_s3_uri(url)
+    etag = boto3.client("s3").head_object(Bucket=bucket, Key=key)["ETag"]  # a retrained model at the same key
+    suffix = hashlib.sha256(f"{url}|{etag}|{image}".encode()).hexdigest()[:8]
     model = f"{endpoint}-{suffix}"
     config = f"{endpoint}-config-{suffix}"
     try:
