@@ -282,12 +282,12 @@ class Worker:
         return self.process.poll() is None
 
     def kill(self) -> None:
-        if self.alive():
+        if self.process.returncode is None:  # not reaped: its pid, and so its group id, cannot be reused yet
             try:
                 os.killpg(self.process.pid, signal.SIGKILL)  # the handler's own children too
             except ProcessLookupError:
                 pass
-        self.process.wait()
+            self.process.wait()
         for fd in (self._to_worker, self._from_worker):
             try:
                 os.close(fd)
