@@ -79,6 +79,8 @@ def _wait_ready(layout: Layout, proc: subprocess.Popen, started: float, timeout:
                 print(f"[{time.monotonic() - started:6.1f}s] {seen}", flush=True)
             if seen == "ready":
                 return state
+            if seen in ("stopping", "stopped"):
+                raise SystemExit("the stack was stopped (dogops down?) before it was ready")
             if seen == "failed":
                 proc.wait(60)  # the supervisor stops what it started, freeing the ports
                 raise SystemExit(f"the stack failed to start: {state.get('error')}\nlogs: {layout.logs}")

@@ -267,7 +267,8 @@ class Supervisor:
         self.start_service("emulator")
         self.step("seed", [*boot, "seed", "--base-dir", str(ml), *(["--data", str(self.data)] if self.data else [])])
         if self.retrain or not model_is_current(ml):
-            shutil.rmtree(ml / "checkpoints", ignore_errors=True)  # a finished run's checkpoint would resume as done
+            if self.retrain:  # else an interrupted run resumes from its checkpoint (a finished one would "resume")
+                shutil.rmtree(ml / "checkpoints", ignore_errors=True)
             self.step("train", [str(BIN / "train")], SAGEMAKER_BASE_DIR=str(ml),
                       DOGOPS_CACHE_DIR=str(self.layout.cache))
             self.retrain = False
