@@ -61,19 +61,6 @@ down-compose:  ## stop the Docker stack and drop its volume
 test-compose: setup  ## the integration suite against the Docker stack (started and stopped here unless running)
 	STACK=compose $(BIN)/pytest integration_tests
 
-.PHONY: up-compose down-compose test-compose
-COMPOSE ?= docker compose
-
-up-compose:  ## the local stack in Docker (compose.yaml): builds missing images, waits until all is healthy
-	$(COMPOSE) up --detach --wait
-	@echo "stack up: demo page http://127.0.0.1:$${DOGOPS_GATEWAY_PORT:-8000}/; eval \"\$$($(BIN)/dogops env)\" points boto3 at it"
-
-down-compose:  ## stop the Docker stack and drop its volume
-	$(COMPOSE) down --volumes
-
-test-compose: setup  ## the integration suite against the Docker stack (started and stopped here unless running)
-	STACK=compose $(BIN)/pytest integration_tests
-
 bench-train: setup  ## training throughput vs a bare PyTorch loop; trial time with vs without the feature cache
 	$(BIN)/python benchmarks/bench_train.py
 
