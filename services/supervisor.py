@@ -174,6 +174,7 @@ class Supervisor:
     def __init__(self, layout: Layout, data: Path | None = None, retrain: bool = False):
         self.layout, self.data, self.retrain = layout, data, retrain
         self.stopping = threading.Event()
+        self.wake = threading.Event()  # set on SIGCHLD: a dead serve's orphaned workers go at once, as in a container
         self.started = time.monotonic()
         self.children: dict[str, Child] = {}
         self.state = {"mode": "native", "supervisor": os.getpid(), "phase": "starting", "error": None,
@@ -285,7 +286,11 @@ class Supervisor:
         """Restart serving or the gateway when it exits; bootstrap a dead emulator again."""
         backoff = {name: 1.0 for name in RESTARTED}
         due: dict[str, float] = {}  # service -> when to restart it
-        while not self.stopping.wait(0.5):
+        while not self.stopping.is_set():
+            self.wake.wait(0.5)
+            self.wake.clear()
+            if self.stopping.is_set():
+                break
             code = self.children["emulator"].poll()
             if code is not None:
                 log.error("the emulator exited with code %s: its state is gone; starting it and bootstrapping again",
@@ -355,9 +360,11 @@ def main(argv: list[str] | None = None) -> int:
     def stop(signum, frame):
         log.info("%s: stopping the stack", signal.Signals(signum).name)
         supervisor.stopping.set()
+        supervisor.wake.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
+    signal.signal(signal.SIGCHLD, lambda *_: supervisor.wake.set())
     return supervisor.run()
 
 
