@@ -84,6 +84,9 @@ class Native(Stack):
     def down(self) -> None:
         subprocess.run([str(BIN / "dogops"), "down"], check=True, cwd=ROOT, timeout=120)
 
+    def kill_serving(self) -> None:
+        os.killpg(self.serving_master(), signal.SIGKILL)  # serve leads its process group: all of it, as a container
+
     def serving_master(self) -> int:
         state = json.loads((ROOT / ".dogops" / "stack" / "state.json").read_text())
         return int(state["children"]["serving"])

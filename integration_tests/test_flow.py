@@ -22,7 +22,7 @@ def _assert_top5(predictions):
     probabilities = [p["probability"] for p in predictions]
     assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1.0001
     for p in predictions:
-        assert math.isclose(math.exp(p["log_probability"]), p["probability"], rel_tol=1e-3)
+        assert math.isclose(math.exp(p["log_probability"]), p["probability"], rel_tol=1e-3, abs_tol=1e-6)
 
 
 def test_data_and_trained_model_are_in_the_emulators_s3(s3, stack_env):
