@@ -1,6 +1,7 @@
 """Runs the Lambda functions deployed on the emulator, as the Lambda service does.
 
-- configuration: ``GetFunction`` and ``GetFunctionConcurrency`` on the emulator, at each invocation;
+- configuration: ``GetFunction`` (and ``GetFunctionConcurrency`` when it names no reservation) on the emulator,
+  at each invocation;
 - code: the deployed zip from the emulator's ``/_dogops/lambda/<region>/<name>/code``, checked
   against ``CodeSha256`` and unpacked once per hash;
 - execution environments: warm worker processes (``lambda_worker``), one invocation at a time
@@ -122,7 +123,9 @@ def describe(name: str, qualifier: str | None) -> Function:
     client = _clients.get("lambda")
     try:
         found = client.get_function(FunctionName=name, **({"Qualifier": qualifier} if qualifier else {}))
-        reserved = client.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions")
+        reserved = (found.get("Concurrency") or {}).get("ReservedConcurrentExecutions")
+        if reserved is None:  # GetFunction leaves out a reservation of 0 on moto: ask
+            reserved = client.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions")
     except ClientError as e:
         if e.response["Error"]["Code"] == "ResourceNotFoundException":
             raise ServiceError(404, "ResourceNotFoundException", f"Function not found: {function_arn(name, qualifier)}",
