@@ -1,7 +1,7 @@
 """Runs the Lambda functions deployed on the emulator, as the Lambda service does.
 
 - configuration: ``GetFunction`` (and ``GetFunctionConcurrency`` when it names no reservation) on the emulator,
-  at each invocation;
+  reused for a second (an update reaches the next invocations after that, as AWS applies them after a moment);
 - code: the deployed zip from the emulator's ``/_dogops/lambda/<region>/<name>/code``, checked
   against ``CodeSha256`` and unpacked once per hash;
 - execution environments: warm worker processes (``lambda_worker``), one invocation at a time
@@ -118,8 +118,21 @@ class _Clients:
 _clients = _Clients()
 
 
+CONFIG_SECONDS = 1.0  # a configuration is reused this long (AWS too takes a moment to apply an update)
+_configs: dict[tuple, tuple[float, "Function"]] = {}
+
+
 def describe(name: str, qualifier: str | None) -> Function:
-    """The function's configuration on the emulator; 404 ``ResourceNotFoundException`` when unknown."""
+    """The function's configuration on the emulator, reused for ``CONFIG_SECONDS``; 404 when unknown."""
+    cached = _configs.get((name, qualifier))
+    if cached and time.monotonic() - cached[0] < CONFIG_SECONDS:
+        return cached[1]
+    fn = _lookup(name, qualifier)
+    _configs[(name, qualifier)] = (time.monotonic(), fn)
+    return fn
+
+
+def _lookup(name: str, qualifier: str | None) -> Function:
     client = _clients.get("lambda")
     try:
         found = client.get_function(FunctionName=name, **({"Qualifier": qualifier} if qualifier else {}))
