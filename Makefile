@@ -2,10 +2,10 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-DEMO   := demo
+ML     := .dogops/stack/ml
 PORT   ?= 8080
 
-.PHONY: help setup demo up down serve tune test images test-images bench-train bench-serve bench-tune clean
+.PHONY: help setup demo up down serve tune test images test-images bench-train bench-serve bench-stack bench-tune clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -32,11 +32,11 @@ up: setup  ## start the local stack as host processes (DATA=dir for your own dat
 down: setup  ## stop the native stack
 	$(BIN)/dogops down
 
-serve: setup  ## serve demo/model on 127.0.0.1:8080 (PORT=...) until Ctrl-C
-	DOGOPS_BIND_HOST=127.0.0.1 SAGEMAKER_BASE_DIR=$(DEMO) SAGEMAKER_BIND_TO_PORT=$(PORT) $(BIN)/serve
+serve: setup  ## serve the stack's trained model alone on 127.0.0.1:8080 (PORT=...; after make demo) until Ctrl-C
+	DOGOPS_BIND_HOST=127.0.0.1 SAGEMAKER_BASE_DIR=$(ML) SAGEMAKER_BIND_TO_PORT=$(PORT) $(BIN)/serve
 
-tune: setup  ## tune on demo/data with the default spec (SPEC=file to change); records the best model
-	$(BIN)/dogops tune --data $(DEMO)/data $(if $(SPEC),--spec $(SPEC)) --jobs-dir $(DEMO)/tuning-jobs
+tune: setup  ## tune on the stack's data (after make demo; DATA=dir, SPEC=file to change); records the best model
+	$(BIN)/dogops tune --data $(or $(DATA),$(ML)/data) $(if $(SPEC),--spec $(SPEC)) --jobs-dir tuning-jobs
 
 test: setup  ## the whole test suite (real training runs, real servers on loopback)
 	$(BIN)/pytest
@@ -67,8 +67,12 @@ bench-train: setup  ## training throughput vs a bare PyTorch loop; trial time wi
 bench-serve: setup  ## serve's p50/p99 latency and throughput as ratios to the raw in-process path
 	$(BIN)/python benchmarks/bench_serve.py
 
+bench-stack: setup  ## the native stack's cold start; Lambda -> gateway -> endpoint against /invocations directly
+	$(BIN)/python benchmarks/bench_stack.py
+
 bench-tune: setup  ## 8 trials: with vs without the feature cache, 2-parallel vs sequential
 	$(BIN)/python benchmarks/bench_tune.py
 
-clean:  ## remove the demo output (keeps .venv)
-	rm -rf $(DEMO)
+clean:  ## stop the native stack; remove its state, data, model and logs, and tuning jobs (keeps .venv)
+	-$(BIN)/dogops down
+	rm -rf .dogops/stack tuning-jobs
