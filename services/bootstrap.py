@@ -13,6 +13,7 @@ deploys the endpoint and the Lambda function. boto3 finds the emulator through
 """
 
 import argparse
+import gzip
 import json
 import logging
 import shutil
@@ -90,6 +91,20 @@ def seed(base_dir: Path, data_dir: Path | None = None) -> None:
     log.info("seeded s3://%s/%s and %s (%d files in channel %s)", stack.BUCKET, DATA_PREFIX, base_dir, count, CHANNEL)
 
 
+def _pack(model_dir: Path, archive: Path) -> None:
+    """``model_dir`` as SageMaker's ``model.tar.gz``, byte for byte the same for the same files: a model
+    published again changes nothing, a retrained one rolls the endpoint (its ETag names the new model)."""
+
+    def same_every_time(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+        return info
+
+    with open(archive, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as zipped, \
+            tarfile.open(fileobj=zipped, mode="w") as tar:
+        for path in sorted(model_dir.iterdir()):
+            tar.add(path, arcname=path.name, filter=same_every_time)
+
+
 def publish(base_dir: Path, serving_image: str) -> dict:
     """Upload ``base_dir/model`` as ``model.tar.gz``, deploy the endpoint and the function."""
     model_dir = base_dir / "model"
@@ -97,9 +112,7 @@ def publish(base_dir: Path, serving_image: str) -> dict:
         raise FileNotFoundError(f"{model_dir} holds no trained model: run `train` first")
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "model.tar.gz"
-        with tarfile.open(archive, "w:gz") as tar:
-            for path in sorted(model_dir.iterdir()):
-                tar.add(path, arcname=path.name)
+        _pack(model_dir, archive)
         boto3.client("s3").upload_file(str(archive), stack.BUCKET, MODEL_KEY)
     deploy_model({"model_data_url": model_data_url(), "trial": JOB}, stack.ENDPOINT_NAME, serving_image)
     package, sha256 = lambda_package.function_zip()

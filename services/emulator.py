@@ -1,9 +1,12 @@
 """The AWS emulator: moto's server (S3, IAM, STS, Lambda and SageMaker control planes, ...).
 
-One addition, under ``/_dogops/``: the deployed code of a Lambda function, which
-AWS hands out as the pre-signed ``Code.Location`` of ``GetFunction`` and moto
-does not serve. The gateway downloads it from there and checks it against the
-function's ``CodeSha256``.
+Two additions moto lacks:
+- under ``/_dogops/``, the deployed code of a Lambda function, which AWS hands out as
+  the pre-signed ``Code.Location`` of ``GetFunction``. The gateway downloads it from
+  there and checks it against the function's ``CodeSha256``;
+- SageMaker ``UpdateEndpoint`` (a new endpoint config rolls the endpoint; moto answers
+  500), needed to republish a retrained model. Like moto's ``CreateEndpoint``, the
+  endpoint is ``InService`` at once.
 
     python -m services.emulator [--host 127.0.0.1] [--port 5000]
 """
@@ -12,13 +15,30 @@ import argparse
 import signal
 import sys
 
+from moto.core.responses import ActionResult
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from moto.sagemaker.responses import SageMakerResponse
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from . import stack
 
 PREFIX = "/_dogops/"
+
+
+def _update_endpoint(self) -> ActionResult:
+    """``UpdateEndpoint`` on moto's SageMaker backend: the endpoint, now on the new config."""
+    backend = self.sagemaker_backend
+    name = self._get_param("EndpointName")
+    old = backend.endpoints.get(name)
+    if old is None:
+        backend.describe_endpoint(name)  # raises moto's ValidationError for an unknown endpoint
+    endpoint = backend.create_endpoint(name, self._get_param("EndpointConfigName"), old.tags)
+    endpoint.creation_time = old.creation_time
+    return ActionResult({"EndpointArn": endpoint.arn})
+
+
+SageMakerResponse.update_endpoint = _update_endpoint
 
 
 def _function_code(request: Request) -> Response:

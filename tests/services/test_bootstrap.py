@@ -9,6 +9,7 @@ the real ``serve`` on the trained model: the whole chain, with nothing faked.
 import base64
 import io
 import json
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -167,13 +168,28 @@ def test_only_api_gateway_may_call_the_function(published, client):
 
 
 def test_publish_again_is_idempotent(published, base_dir, env, client):
-    lam = client("lambda")
+    lam, sagemaker = client("lambda"), client("sagemaker")
     before = lam.get_function(FunctionName=published["function"])["Configuration"]
+    config = sagemaker.describe_endpoint(EndpointName=published["endpoint"])["EndpointConfigName"]
     assert json.loads(step(env, "publish", "--base-dir", base_dir, "--image", IMAGE)) == published
     after = lam.get_function(FunctionName=published["function"])["Configuration"]
     assert after["CodeSha256"] == before["CodeSha256"] and after["FunctionArn"] == before["FunctionArn"]
-    assert len(client("sagemaker").list_endpoints()["Endpoints"]) == 1
+    assert len(sagemaker.list_endpoints()["Endpoints"]) == 1
+    assert sagemaker.describe_endpoint(EndpointName=published["endpoint"])["EndpointConfigName"] == config
     assert len(json.loads(lam.get_policy(FunctionName=published["function"])["Policy"])["Statement"]) == 1
+
+
+def test_a_retrained_model_rolls_the_endpoint_to_a_new_config(published, base_dir, env, client, tmp_path):
+    sagemaker = client("sagemaker")
+    original = sagemaker.describe_endpoint(EndpointName=published["endpoint"])["EndpointConfigName"]
+    retrained = tmp_path / "opt-ml"
+    shutil.copytree(base_dir / "model", retrained / "model")
+    (retrained / "model" / "notes.txt").write_text("retrained\n")
+    step(env, "publish", "--base-dir", retrained, "--image", IMAGE)  # UpdateEndpoint on the emulator
+    rolled = sagemaker.describe_endpoint(EndpointName=published["endpoint"])
+    assert rolled["EndpointConfigName"] != original and rolled["EndpointStatus"] == "InService"
+    step(env, "publish", "--base-dir", base_dir, "--image", IMAGE)  # and back: the same bytes, the same config
+    assert sagemaker.describe_endpoint(EndpointName=published["endpoint"])["EndpointConfigName"] == original
 
 
 def test_publish_without_a_trained_model_says_so(tmp_path, env):
