@@ -121,7 +121,9 @@ class ThreadBudget:
 
     One request alone gets every core's thread (lowest latency); under load each
     of N concurrent requests gets cores/N (no oversubscription, best throughput).
-    The counter lives in shared memory created before gunicorn forks.
+    A request counts from its first byte decoded to its last encoded, so a forward
+    pass that starts while another worker is decoding does not take that worker's
+    core. The counter lives in shared memory created before gunicorn forks.
     """
 
     def __init__(self, cores: int | None = None):
@@ -130,15 +132,18 @@ class ThreadBudget:
 
     @contextlib.contextmanager
     def claim(self):
+        """Count this request as running, in every worker, until it ends."""
         with self.busy.get_lock():
             self.busy.value += 1
-            running = self.busy.value
-        torch.set_num_threads(max(1, self.cores // running))
         try:
             yield
         finally:
             with self.busy.get_lock():
                 self.busy.value -= 1
+
+    def share(self) -> None:
+        """Set this worker's torch threads to its share of the cores, as things stand now."""
+        torch.set_num_threads(max(1, self.cores // max(1, self.busy.value)))
 
 
 class Runtime:
@@ -167,13 +172,14 @@ class Runtime:
             except UnicodeDecodeError:
                 raise BadRequest("the JSON body is not UTF-8") from None
         h = self.handlers
-        if h.transform_fn is not None:
-            with self.budget.claim():
+        with self.budget.claim():
+            if h.transform_fn is not None:
+                self.budget.share()
                 result = h.transform_fn(self.model, body, content_type, accept, context)
-        else:
-            data = h.input_fn(body, content_type, context)
-            with self.budget.claim():
+            else:
+                data = h.input_fn(body, content_type, context)
+                self.budget.share()
                 prediction = h.predict_fn(data, self.model, context)
-            result = h.output_fn(prediction, accept, context)
+                result = h.output_fn(prediction, accept, context)
         out, out_type = result if isinstance(result, tuple) else (result, accept)
         return out.encode("utf-8") if isinstance(out, str) else bytes(out), out_type
