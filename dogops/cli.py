@@ -15,6 +15,7 @@
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -167,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         args.func(args)
+    except BrokenPipeError:  # the reader went away (`dogops status | head -1`): stop quietly, as Python's docs advise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as exc:  # every command reports failures the same way: one clear line, exit 1
         logging.getLogger("dogops").error("%s: %s", type(exc).__name__, exc)
         return 1
