@@ -1,6 +1,9 @@
 """The AWS emulator: moto's server (S3, IAM, STS, Lambda and SageMaker control planes, ...).
 
-Two additions moto lacks:
+Three additions moto lacks:
+- ``POST /_dogops/iam/authorize`` with JSON ``{access_key_id, session_token?, action, resource, region?}``:
+  the principal behind the key and whether its identity-based policies allow the action on the
+  resource (``iam_authorize``), for the gateway's data planes;
 - under ``/_dogops/``, the deployed code of a Lambda function, which AWS hands out as
   the pre-signed ``Code.Location`` of ``GetFunction``. The gateway downloads it from
   there and checks it against the function's ``CodeSha256``;
@@ -12,6 +15,7 @@ Two additions moto lacks:
 """
 
 import argparse
+import json
 import signal
 import sys
 
@@ -22,6 +26,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from . import stack
+from .iam_authorize import authorize
 
 PREFIX = "/_dogops/"
 
@@ -55,8 +60,18 @@ def _function_code(request: Request) -> Response:
     return Response(function.code_bytes, 200, content_type="application/zip")
 
 
+def _authorize(request: Request) -> Response:
+    try:
+        query = json.loads(request.get_data())
+        answer = authorize(query["access_key_id"], query["action"], query["resource"], query.get("session_token"),
+                           query.get("region") or stack.REGION)
+    except (ValueError, KeyError, TypeError) as exc:
+        return Response(json.dumps({"error": f"bad request: {exc!r}"}), 400, content_type="application/json")
+    return Response(json.dumps(answer), 200, content_type="application/json")
+
+
 class Emulator:
-    """moto's WSGI application, plus ``GET /_dogops/health`` and the function code route."""
+    """moto's WSGI application, plus ``GET /_dogops/health``, the authorization and the function code routes."""
 
     def __init__(self):
         self.moto = DomainDispatcherApplication(create_backend_app)
@@ -68,6 +83,8 @@ class Emulator:
         request = Request(environ)
         if path == PREFIX + "health":
             response = Response('{"status": "ok"}', 200, content_type="application/json")
+        elif path == PREFIX + "iam/authorize" and request.method == "POST":
+            response = _authorize(request)
         else:
             response = _function_code(request)
         return response(environ, start_response)

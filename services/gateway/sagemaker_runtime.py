@@ -1,5 +1,6 @@
 """SageMaker Runtime ``InvokeEndpoint``: the endpoint is looked up on the emulator, the request goes to the
-serving container's ``/invocations``, and the answer comes back as AWS gives it (contracts §A.9.6).
+serving container's ``/invocations``, and the answer comes back as AWS gives it (contracts §A.9.6). The caller
+must be allowed ``sagemaker:InvokeEndpoint`` on the endpoint's ARN (``iam``) before anything else happens.
 
     POST /endpoints/<name>/invocations
 
@@ -20,6 +21,7 @@ from botocore.exceptions import ClientError
 from flask import Blueprint, Response, request
 
 from .. import stack
+from . import iam
 from .aws_errors import aws_error, request_id
 
 blueprint = Blueprint("sagemaker_runtime", __name__)
@@ -75,6 +77,11 @@ def _describe(region: str, name: str) -> dict:
     return description
 
 
+def endpoint_arn(region: str, name: str) -> str:
+    """The endpoint's ARN, as the emulator names it (``EndpointArn`` of ``DescribeEndpoint``)."""
+    return f"arn:aws:sagemaker:{region}:{stack.ACCOUNT}:endpoint/{name}"
+
+
 def invoked_variant(description: dict, target: str | None) -> str:
     """The production variant that serves the request; raise ``EndpointUnavailable`` when none can."""
     name, status = description["EndpointName"], description.get("EndpointStatus")
@@ -118,6 +125,9 @@ def model_error(endpoint: str, region: str, status: int, original: str) -> Respo
 @blueprint.post("/endpoints/<name>/invocations")
 def invoke_endpoint(name: str) -> Response:
     region = _region()
+    denied = iam.refusal("sagemaker:InvokeEndpoint", endpoint_arn(region, name), region)
+    if denied is not None:
+        return denied
     try:
         variant = invoked_variant(_describe(region, name), request.headers.get("X-Amzn-SageMaker-Target-Variant"))
     except EndpointUnavailable as exc:

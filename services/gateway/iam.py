@@ -1,0 +1,68 @@
+"""Authorization of the gateway's data-plane calls as AWS does it: the caller's access key (SigV4
+``Authorization``, plus ``X-Amz-Security-Token`` for temporary credentials) is checked against its
+identity-based policies on the emulator (``POST /_dogops/iam/authorize``), and a refusal is answered as AWS's
+JSON services answer it.
+
+``DOGOPS_IAM_ENFORCE=0`` turns the check off (on by default). A decision is reused for ``CACHE_SECONDS``, so the
+hot path costs one dictionary lookup; a policy change reaches callers after that, as IAM's own does after a while.
+"""
+
+import os
+import re
+import threading
+import time
+
+import requests
+from flask import Response, request
+
+from .. import stack
+from .aws_errors import aws_error
+
+CACHE_SECONDS = 1.0
+CACHE_SIZE = 4096  # entries kept before the cache starts over
+EXPLICIT_DENY = "explicit-deny"
+UNRECOGNIZED = ("unknown-key", "invalid-token")
+
+_cache: dict[tuple, tuple[float, dict]] = {}
+_lock = threading.Lock()
+_session = requests.Session()
+
+
+def enforced() -> bool:
+    return os.environ.get("DOGOPS_IAM_ENFORCE", "1") != "0"
+
+
+def _decide(key: str, token: str | None, action: str, resource: str, region: str) -> dict:
+    """The emulator's answer for this key, action and resource, reused for ``CACHE_SECONDS``."""
+    entry = (key, token, action, resource, region)
+    with _lock:
+        cached = _cache.get(entry)
+    if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
+        return cached[1]
+    answer = _session.post(stack.emulator_url() + "/_dogops/iam/authorize", timeout=10, json={
+        "access_key_id": key, "session_token": token, "action": action, "resource": resource, "region": region})
+    answer.raise_for_status()
+    decision = answer.json()
+    with _lock:
+        if len(_cache) >= CACHE_SIZE:
+            _cache.clear()
+        _cache[entry] = (time.monotonic(), decision)
+    return decision
+
+
+def refusal(action: str, resource: str, region: str) -> Response | None:
+    """None when the caller may perform ``action`` on ``resource``; else AWS's error reply."""
+    if not enforced():
+        return None
+    match = re.search(r"Credential=([^/,\s]+)/", request.headers.get("Authorization", ""))
+    if match is None:
+        return aws_error(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
+    decision = _decide(match.group(1), request.headers.get("X-Amz-Security-Token"), action, resource, region)
+    if decision["allowed"]:
+        return None
+    if decision["decision"] in UNRECOGNIZED:
+        return aws_error(403, "UnrecognizedClientException", "The security token included in the request is invalid.")
+    why = ("with an explicit deny in an identity-based policy" if decision["decision"] == EXPLICIT_DENY
+           else f"because no identity-based policy allows the {action} action")
+    return aws_error(400, "AccessDeniedException",
+                     f"User: {decision['principal']} is not authorized to perform: {action} on resource: {resource} {why}")

@@ -1,0 +1,33 @@
+"""Identity-based authorization on the emulator: the principal behind an access key and whether its policies
+allow an action on a resource, decided by moto's own policy evaluation (``moto.iam.access_control``).
+
+Explicit Deny wins, then an Allow, else the default deny. The stack's own credentials (``testing``) are the
+emulator's admin, the account root; any other key moto does not know is refused.
+"""
+
+from moto.iam.access_control import CreateAccessKeyFailure, IAMPolicy, PermissionResult, create_access_key
+from moto.utilities.utils import get_partition
+
+from . import stack
+
+ALLOWED, EXPLICIT_DENY, NO_ALLOW = "allowed", "explicit-deny", "no-allow"
+UNKNOWN_KEY, INVALID_TOKEN = "unknown-key", "invalid-token"
+
+
+def authorize(access_key_id: str, action: str, resource: str, session_token: str | None = None,
+              region: str = stack.REGION) -> dict:
+    """``{"allowed", "decision", "principal"}`` for ``action`` on ``resource`` by this key (and session token,
+    which temporary credentials need, as on AWS)."""
+    partition = get_partition(region)
+    if access_key_id == stack.ACCESS_KEY:
+        return {"allowed": True, "decision": ALLOWED, "principal": f"arn:{partition}:iam::{stack.ACCOUNT}:root"}
+    headers = {"X-Amz-Security-Token": session_token} if session_token else {}
+    try:
+        key = create_access_key(stack.ACCOUNT, partition, access_key_id, headers)
+    except CreateAccessKeyFailure as exc:
+        return {"allowed": False, "decision": INVALID_TOKEN if exc.reason == "InvalidToken" else UNKNOWN_KEY,
+                "principal": None}
+    results = {IAMPolicy(policy).is_action_permitted(action, resource) for policy in key.collect_policies()}
+    decision = (EXPLICIT_DENY if PermissionResult.DENIED in results
+                else ALLOWED if PermissionResult.PERMITTED in results else NO_ALLOW)
+    return {"allowed": decision == ALLOWED, "decision": decision, "principal": key.arn}
