@@ -76,3 +76,12 @@ bench-tune: setup  ## 8 trials: with vs without the feature cache, 2-parallel vs
 clean:  ## stop the native stack; remove its state, data, model and logs, and tuning jobs (keeps .venv)
 	-$(BIN)/dogops down
 	rm -rf .dogops/stack tuning-jobs
+
+.PHONY: promote destroy
+STAGE ?= dev
+
+promote: setup  ## plan, confirm, apply the STAGE's stack (IMAGE=ECR URI by digest; MODEL=s3://... or the best model; AWS=1 for AWS)
+	$(BIN)/dogops promote apply --stage $(STAGE) --image $(IMAGE) $(if $(MODEL),--model-data-url $(MODEL)) $(if $(AWS),--aws) $(if $(YES),--yes)
+
+destroy: setup  ## delete the STAGE's stack and check that nothing tagged with it remains (AWS=1 for AWS)
+	$(BIN)/dogops destroy --stage $(STAGE) $(if $(AWS),--aws)

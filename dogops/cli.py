@@ -10,6 +10,8 @@
     dogops up [--data DIR] [--retrain] [--foreground]      the local stack as host processes (no Docker)
     dogops down | status | env                             stop it, check it, export lines for boto3
     dogops invoke --url URL | --file PATH [--function NAME]
+    dogops promote plan|apply --stage S --image URI [--model-data-url s3://...] [--yes] [--aws]
+    dogops destroy --stage S [--aws]
 """
 
 import argparse
@@ -19,6 +21,7 @@ import os
 import sys
 from pathlib import Path
 
+from .promote.cli import add_commands as add_promote_commands
 from .stack_cli import add_commands
 
 
@@ -159,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--record", type=Path, default=Path(".dogops/best.json"))
     deploy.set_defaults(func=_deploy)
     add_commands(commands)
+    add_promote_commands(commands)
     return parser
 
 

@@ -25,7 +25,7 @@ from moto.sagemaker.responses import SageMakerResponse
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from . import stack
+from . import cfn_gaps, stack  # noqa: F401 (cfn_gaps patches moto's CloudFormation)
 from .iam_authorize import authorize
 
 PREFIX = "/_dogops/"

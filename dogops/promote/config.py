@@ -1,0 +1,81 @@
+"""A stage of ``promote.yaml`` as the template's parameters, and the guard that keeps tests off AWS."""
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import urlparse
+
+import yaml
+
+CONFIG = Path("promote.yaml")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage's settings (``promote.yaml``: ``stages.<name>``)."""
+
+    project: str
+    name: str
+    region: str
+    instance_type: str
+    min_capacity: int
+    max_capacity: int
+    target_invocations: float
+    reserved_concurrency: int
+    provisioned_concurrency: int
+    log_retention_days: int
+    ttl_hours: float
+
+    @property
+    def stack_name(self) -> str:
+        return f"{self.project}-{self.name}"
+
+    def expires_at(self, now: datetime | None = None) -> str:
+        """The ``expires-at`` tag: now plus the stage's time to live, ISO 8601 UTC to the minute."""
+        now = now or datetime.now(timezone.utc)
+        return (now + timedelta(hours=self.ttl_hours)).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def load_stage(name: str, path: Path = CONFIG) -> Stage:
+    """Read stage ``name`` from ``path``; an unknown stage or a missing key is an error."""
+    config = yaml.safe_load(Path(path).read_text())
+    stages = config["stages"]
+    if name not in stages:
+        raise ValueError(f"no stage {name!r} in {path}: {', '.join(stages)}")
+    s = stages[name]
+    stage = Stage(config["project"], name, s["region"], s["instance_type"], int(s["autoscaling"]["min"]),
+                  int(s["autoscaling"]["max"]), float(s["autoscaling"]["target_invocations_per_instance"]),
+                  int(s["lambda"]["reserved_concurrency"]), int(s["lambda"]["provisioned_concurrency"]),
+                  int(s["log_retention_days"]), float(s["ttl_hours"]))
+    if not 1 <= stage.min_capacity <= stage.max_capacity:
+        raise ValueError(f"{name}: autoscaling needs 1 <= min <= max")
+    if not 1 <= stage.provisioned_concurrency <= stage.reserved_concurrency:
+        raise ValueError(f"{name}: lambda needs 1 <= provisioned_concurrency <= reserved_concurrency")
+    return stage
+
+
+def _is_local(url: str) -> bool:
+    host = urlparse(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost") or "." not in host and ":" not in host:
+        return bool(host)  # localhost, or a single-label name such as a compose service
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_target(aws: bool, environ=os.environ) -> None:
+    """Without ``aws``, every AWS_ENDPOINT_URL* must be local (and one must be set); with it, none may be set."""
+    endpoints = {k: v for k, v in environ.items() if k.startswith("AWS_ENDPOINT_URL")}
+    if aws:
+        if endpoints:
+            raise SystemExit(f"--aws, but {', '.join(sorted(endpoints))} points boto3 elsewhere: unset it")
+        return
+    if "AWS_ENDPOINT_URL" not in endpoints:
+        raise SystemExit("AWS_ENDPOINT_URL is not set: pass --aws to deploy to AWS, or point it at the local stack "
+                         "(eval \"$(dogops env)\")")
+    remote = [f"{k}={v}" for k, v in sorted(endpoints.items()) if not _is_local(v)]
+    if remote:
+        raise SystemExit(f"not a local endpoint: {', '.join(remote)}; pass --aws (with it unset) to deploy to AWS")

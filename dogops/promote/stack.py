@@ -1,0 +1,210 @@
+"""Plan (a change set, described), apply (executed, with progress) and destroy one stage's stack, with boto3.
+
+CloudFormation is the engine and keeps the state: a plan is a change set on the
+stack, an empty one means nothing to do, and a failed apply is rolled back by
+CloudFormation and reported from the stack's events.
+"""
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+from botocore.exceptions import ClientError
+
+from ..lambda_package import function_zip
+from ..s3upload import parse_s3_uri
+from .config import Stage
+from .prices import estimate, format_estimate
+
+TEMPLATE = Path(__file__).with_name("template.yaml")
+NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
+VERBS = {"Add": "create", "Remove": "delete"}
+
+
+@dataclass
+class Plan:
+    """A described change set: its stack, id, type (CREATE or UPDATE) and changes; no changes is a no-op."""
+
+    stack: str
+    change_set: str | None
+    change_set_type: str
+    changes: list[dict]
+    cost: dict
+
+
+def _verb(change: dict) -> str:
+    if change["Action"] != "Modify":
+        return VERBS.get(change["Action"], change["Action"].lower())
+    return {"True": "replace", "Conditional": "modify (may replace)"}.get(change.get("Replacement"), "modify")
+
+
+def _stack(cfn, name: str) -> dict | None:
+    try:
+        return cfn.describe_stacks(StackName=name)["Stacks"][0]
+    except ClientError as exc:
+        if "does not exist" in str(exc):
+            return None
+        raise
+
+
+def _function_code(s3, bucket: str, project: str) -> str:
+    """Upload the function's zip to ``bucket`` under a key named by its content (once); return the key."""
+    package, sha256 = function_zip()
+    key = f"{project}/lambda/{sha256.replace('/', '_').replace('+', '-').rstrip('=')}.zip"
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError:
+        s3.put_object(Bucket=bucket, Key=key, Body=package)
+    return key
+
+
+def parameters(stage: Stage, image: str, model_data_url: str, code_key: str, expires_at: str) -> dict:
+    """The template's parameters for ``stage``."""
+    if "@sha256:" not in image or "/" not in image:
+        raise ValueError(f"the image must be an ECR URI by digest (REGISTRY/REPO@sha256:...), not {image}")
+    bucket, key = parse_s3_uri(model_data_url)
+    return {"Project": stage.project, "Stage": stage.name, "ExpiresAt": expires_at, "ImageUri": image,
+            "EcrRepository": image.split("/", 1)[1].split("@")[0], "ModelDataUrl": model_data_url,
+            "ModelBucket": bucket, "ModelKey": key, "InstanceType": stage.instance_type,
+            "MinCapacity": str(stage.min_capacity), "MaxCapacity": str(stage.max_capacity),
+            "TargetInvocationsPerInstance": f"{stage.target_invocations:g}", "FunctionCodeBucket": bucket,
+            "FunctionCodeKey": code_key, "ReservedConcurrency": str(stage.reserved_concurrency),
+            "ProvisionedConcurrency": str(stage.provisioned_concurrency),
+            "LogRetentionDays": str(stage.log_retention_days)}
+
+
+def plan(stage: Stage, image: str, model_data_url: str, session=None) -> Plan:
+    """Create and describe the change set that takes the stack to ``image`` and ``model_data_url``."""
+    session = session or boto3.Session(region_name=stage.region)
+    cfn, s3 = session.client("cloudformation"), session.client("s3")
+    bucket, key = parse_s3_uri(model_data_url)
+    model_bytes = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+    current = _stack(cfn, stage.stack_name)
+    exists = current is not None and current["StackStatus"] != "REVIEW_IN_PROGRESS"
+    previous = {p["ParameterKey"]: p["ParameterValue"] for p in (current or {}).get("Parameters", [])}
+    expires_at = previous.get("ExpiresAt") if exists else None  # kept, so an unchanged stage plans no change
+    params = parameters(stage, image, model_data_url, _function_code(s3, bucket, stage.project),
+                        expires_at or stage.expires_at())
+    change_set_type = "UPDATE" if exists else "CREATE"
+    name = f"{stage.stack_name}-{time.strftime('%Y%m%d%H%M%S')}"
+    created = cfn.create_change_set(
+        StackName=stage.stack_name, ChangeSetName=name, ChangeSetType=change_set_type,
+        TemplateBody=TEMPLATE.read_text(), Capabilities=["CAPABILITY_IAM"],
+        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
+        Tags=[{"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name}])
+    described = _wait_change_set(cfn, created["Id"])
+    cost = estimate(stage, model_bytes)
+    if described["Status"] == "FAILED":
+        if not any(reason in described.get("StatusReason", "") for reason in NO_CHANGES):
+            raise RuntimeError(f"change set {name} failed: {described.get('StatusReason')}")
+        cfn.delete_change_set(ChangeSetName=created["Id"])
+        return Plan(stage.stack_name, None, change_set_type, [], cost)
+    return Plan(stage.stack_name, created["Id"], change_set_type,
+                [c["ResourceChange"] for c in described["Changes"]], cost)
+
+
+def _wait_change_set(cfn, change_set: str, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        described = cfn.describe_change_set(ChangeSetName=change_set)
+        if described["Status"] in ("CREATE_COMPLETE", "FAILED") or time.monotonic() > deadline:
+            return described
+        time.sleep(2)
+
+
+def format_plan(stage: Stage, p: Plan) -> str:
+    """The changes, one per line (verb, logical id, type), then the cost estimate."""
+    if not p.changes:
+        lines = [f"stack {p.stack}: no changes"]
+    else:
+        lines = [f"stack {p.stack} ({'new' if p.change_set_type == 'CREATE' else 'update'}), "
+                 f"{len(p.changes)} change(s):"]
+        lines += [f"  {_verb(c):<20} {c['LogicalResourceId']:<28} {c['ResourceType']}" for c in p.changes]
+    return "\n".join(lines + [format_estimate(stage, p.cost)])
+
+
+def discard(p: Plan, session) -> None:
+    """Delete a plan's change set, and the empty stack a CREATE change set leaves behind."""
+    if p.change_set is None:
+        return
+    cfn = session.client("cloudformation")
+    cfn.delete_change_set(ChangeSetName=p.change_set)
+    if p.change_set_type == "CREATE":
+        cfn.delete_stack(StackName=p.stack)
+
+
+def apply(p: Plan, session, echo=print, timeout: float = 3600) -> str:
+    """Execute the plan and wait, echoing stack events; return the final status or raise with the failures."""
+    if p.change_set is None:
+        echo(f"stack {p.stack}: no changes; nothing executed")
+        return "NO_CHANGES"
+    cfn = session.client("cloudformation")
+    seen = {e["EventId"] for e in _events(cfn, p.stack)}
+    cfn.execute_change_set(ChangeSetName=p.change_set)
+    status = _wait(cfn, p.stack, seen, echo, timeout)
+    if status not in ("CREATE_COMPLETE", "UPDATE_COMPLETE"):
+        failures = [e for e in _events(cfn, p.stack) if e["EventId"] not in seen and e["ResourceStatus"].endswith(
+            "_FAILED") and e.get("ResourceStatusReason")]
+        detail = "; ".join(f"{e['LogicalResourceId']} ({e['ResourceType']}): {e['ResourceStatusReason']}"
+                           for e in failures) or "no resource reported a reason"
+        raise RuntimeError(f"stack {p.stack} ended {status}: {detail}")
+    return status
+
+
+def _events(cfn, stack: str) -> list[dict]:
+    try:
+        pages = cfn.get_paginator("describe_stack_events").paginate(StackName=stack)
+        return [e for page in pages for e in page["StackEvents"]]
+    except ClientError:
+        return []
+
+
+def _wait(cfn, stack: str, seen: set, echo, timeout: float, gone_ok: bool = False) -> str:
+    """Poll until the stack leaves *_IN_PROGRESS, echoing each new event oldest first."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for event in reversed(_events(cfn, stack)):
+            if event["EventId"] not in seen:
+                seen.add(event["EventId"])
+                echo(f"  {event['Timestamp']:%H:%M:%S} {event['ResourceStatus']:<20} {event['LogicalResourceId']} "
+                     f"{event.get('ResourceStatusReason') or ''}".rstrip())
+        current = _stack(cfn, stack)
+        if current is None and gone_ok:
+            return "DELETE_COMPLETE"
+        status = current["StackStatus"] if current else "MISSING"
+        if not status.endswith("_IN_PROGRESS"):
+            return status
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"stack {stack} still {status} after {timeout:g} s")
+        time.sleep(2)
+
+
+def destroy(stage: Stage, session=None, echo=print, timeout: float = 3600) -> None:
+    """Delete the stack, wait, then check that nothing tagged with the project and stage is left."""
+    session = session or boto3.Session(region_name=stage.region)
+    cfn = session.client("cloudformation")
+    current = _stack(cfn, stage.stack_name)
+    if current is None:
+        echo(f"stack {stage.stack_name}: none")
+    else:
+        seen = {e["EventId"] for e in _events(cfn, stage.stack_name)}
+        cfn.delete_stack(StackName=current["StackId"])
+        status = _wait(cfn, current["StackId"], seen, echo, timeout, gone_ok=True)
+        if status != "DELETE_COMPLETE":
+            raise RuntimeError(f"stack {stage.stack_name} ended {status}")
+    left = leftovers(stage, session)
+    if left:
+        raise RuntimeError(f"still tagged project={stage.project} stage={stage.name}: {', '.join(left)}")
+    echo(f"stack {stage.stack_name}: deleted; nothing tagged project={stage.project} stage={stage.name} remains")
+
+
+def leftovers(stage: Stage, session) -> list[str]:
+    """ARNs still tagged with the stage (Resource Groups Tagging API), and any endpoint of the stage's name."""
+    tagging = session.client("resourcegroupstaggingapi")
+    pages = tagging.get_paginator("get_resources").paginate(TagFilters=[
+        {"Key": "project", "Values": [stage.project]}, {"Key": "stage", "Values": [stage.name]}])
+    arns = [r["ResourceARN"] for page in pages for r in page["ResourceTagMappingList"]]
+    endpoints = session.client("sagemaker").list_endpoints(NameContains=stage.stack_name)["Endpoints"]
+    return arns + [e["EndpointArn"] for e in endpoints if e["EndpointName"] == stage.stack_name
+                   and e["EndpointArn"] not in arns]

@@ -1,0 +1,105 @@
+"""What moto's CloudFormation lacks for dogops' promotion stack; importing this module patches it in.
+
+- ``AWS::Lambda::Alias`` (accepted, nothing created): created, moved to a new version on
+  update and deleted with the stack through moto's Lambda backend, so alias-qualified
+  permissions and ``Invoke`` of ``function:alias`` find it;
+- ``Fn::GetAtt Version.Version`` (an error 500);
+- ``AWS::SageMaker::Endpoint``'s ``EndpointName`` (ignored: a generated name);
+- ``DescribeChangeSet`` of an update lists only resources whose template text changed:
+  like AWS it also lists those whose parameters changed, and those that refer to a
+  modified resource (AWS's dynamic evaluation, e.g. an EndpointConfig when its Model is replaced).
+"""
+
+import json
+import re
+from typing import Any
+
+from moto.awslambda.exceptions import UnknownFunctionException
+from moto.awslambda.models import LambdaVersion, lambda_backends
+from moto.cloudformation.models import Change, ChangeSet
+from moto.core.common_models import CloudFormationModel
+from moto.sagemaker.models import FakeEndpoint
+
+
+class Alias(CloudFormationModel):
+    """One alias of one function; its physical id (``Ref``) is the alias ARN, as on AWS."""
+
+    def __init__(self, arn: str, function: str, name: str):
+        self.arn, self.function, self.name = arn, function, name
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.arn
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::Lambda::Alias"
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return "Name"
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr == "AliasArn"
+
+    def get_cfn_attribute(self, attribute_name: str) -> str:
+        return self.arn
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],
+                                        account_id: str, region_name: str, **kwargs: Any) -> "Alias":
+        props = cloudformation_json["Properties"]
+        alias = lambda_backends[account_id][region_name].create_alias(
+            props["Name"], props["FunctionName"], str(props["FunctionVersion"]), props.get("Description", ""), None)
+        return cls(alias.arn, props["FunctionName"], props["Name"])
+
+    @classmethod
+    def update_from_cloudformation_json(cls, original_resource: "Alias", new_resource_name: str,
+                                        cloudformation_json: dict[str, Any], account_id: str, region_name: str
+                                        ) -> "Alias":
+        props = cloudformation_json["Properties"]
+        backend = lambda_backends[account_id][region_name]
+        backend.update_alias(original_resource.name, original_resource.function, str(props["FunctionVersion"]),
+                             props.get("Description", ""), None)
+        return original_resource
+
+    @classmethod
+    def delete_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],
+                                        account_id: str, region_name: str) -> None:
+        function, name = resource_name.split(":")[-2:]  # the alias ARN
+        try:
+            lambda_backends[account_id][region_name].delete_alias(name, function)
+        except UnknownFunctionException:  # the function went first: its aliases went with it
+            pass
+
+
+LambdaVersion.has_cfn_attr = classmethod(lambda cls, attr: attr == "Version")
+LambdaVersion.get_cfn_attribute = lambda self, attribute_name: self.version
+FakeEndpoint.cloudformation_name_type = staticmethod(lambda: "EndpointName")
+
+
+def _refers_to(resource: dict, names: set[str]) -> bool:
+    """Whether a resource's JSON names any of ``names`` in a Ref, a GetAtt or a Sub."""
+    text = json.dumps(resource)
+    return any(re.search(rf'"Ref": "{name}"|"Fn::GetAtt": \["{name}"|\$\{{{name}[.}}]', text) for name in names)
+
+
+def _diff(self: ChangeSet) -> list[Change]:
+    resource_map = self.stack.resource_map
+    actions = resource_map.build_resource_diff(self.template_dict, self.parameters)
+    new = self.template_dict["Resources"]
+    modified = set(actions["Modify"])
+    while True:
+        more = {name for name in new if name not in modified and name not in actions["Add"]
+                and _refers_to(new[name], modified)}
+        if not more:
+            break
+        modified |= more
+    old = resource_map._resource_json_map
+    return ([Change("Add", name, new[name]["Type"]) for name in actions["Add"]]
+            + [Change("Modify", name, new[name]["Type"]) for name in new if name in modified]
+            + [Change("Remove", name, old[name]["Type"]) for name in actions["Remove"]])
+
+
+ChangeSet.diff = _diff

@@ -1,0 +1,113 @@
+"""Promotion against a real emulator subprocess: plan, apply, no-op, a new model, destroy; the guard; the prices."""
+
+import boto3
+import pytest
+
+from dogops.promote.config import check_target, load_stage
+from dogops.promote.prices import estimate, load_prices
+from dogops.promote.stack import apply, destroy, discard, format_plan, plan
+from services import stack
+
+from ..conftest import run_script, script_env
+from ..services.processes import client, emulator
+
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/dogops-serving@sha256:" + "a" * 64
+BUCKET = "dogops-promote-test"
+
+
+@pytest.fixture(scope="module")
+def aws(tmp_path_factory):
+    """An emulator with a bucket holding two models; yields its URL."""
+    server = emulator(tmp_path_factory.mktemp("promote"))
+    s3 = client("s3", server.url)
+    s3.create_bucket(Bucket=BUCKET)
+    for prefix in ("one", "two"):
+        s3.put_object(Bucket=BUCKET, Key=f"{prefix}/model.tar.gz", Body=b"m" * 1000)
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def session(aws, monkeypatch):
+    for key, value in {**stack.emulator_env(), "AWS_ENDPOINT_URL": aws}.items():
+        monkeypatch.setenv(key, value)
+    return boto3.Session(region_name=stack.REGION)
+
+
+def test_plan_apply_noop_new_model_destroy(aws, session):
+    dev = load_stage("dev")
+    first = plan(dev, IMAGE, f"s3://{BUCKET}/one/model.tar.gz", session)
+    text = format_plan(dev, first)
+    assert first.change_set_type == "CREATE" and {c["Action"] for c in first.changes} == {"Add"}
+    for logical_id in ("Model", "EndpointConfig", "Endpoint", "ScalableTarget", "Function", "FunctionAlias",
+                       "FunctionUrl", "UrlInvokePermission"):
+        assert f"create               {logical_id} " in text
+    assert "total at max capacity" in text and "/month" in text
+    discard(first, session)  # a plan alone leaves nothing behind
+    cfn = client("cloudformation", aws)
+    assert not [s for s in cfn.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
+
+    events = []
+    assert apply(plan(dev, IMAGE, f"s3://{BUCKET}/one/model.tar.gz", session), session, events.append) \
+        == "CREATE_COMPLETE"
+    assert events and cfn.describe_stacks(StackName="dogops-dev")["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
+    endpoints = client("sagemaker", aws).list_endpoints()["Endpoints"]
+    assert [(e["EndpointName"], e["EndpointStatus"]) for e in endpoints] == [("dogops-dev", "InService")]
+    lam = client("lambda", aws)
+    function = lam.get_function(FunctionName="dogops-dev-predict")
+    assert function["Concurrency"]["ReservedConcurrentExecutions"] == 2
+    assert lam.get_alias(FunctionName="dogops-dev-predict", Name="live")["FunctionVersion"] != "$LATEST"
+
+    again = plan(dev, IMAGE, f"s3://{BUCKET}/one/model.tar.gz", session)
+    assert again.change_set is None and "no changes" in format_plan(dev, again)
+    assert apply(again, session, events.append) == "NO_CHANGES"
+
+    retrained = plan(dev, IMAGE, f"s3://{BUCKET}/two/model.tar.gz", session)
+    changed = {c["LogicalResourceId"]: c["Action"] for c in retrained.changes}
+    assert changed["Model"] == changed["EndpointConfig"] == "Modify" and "Function" not in changed
+    assert apply(retrained, session, events.append) == "UPDATE_COMPLETE"
+    model = client("sagemaker", aws).describe_endpoint(EndpointName="dogops-dev")["EndpointConfigName"]
+    assert model
+
+    destroy(dev, session, events.append)
+    assert not [s for s in cfn.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
+    assert client("sagemaker", aws).list_endpoints()["Endpoints"] == []
+
+
+def test_cli_plan_prints_changes_and_cost(aws):
+    env = script_env(**{**stack.emulator_env(), "AWS_ENDPOINT_URL": aws})
+    result = run_script("dogops", "promote", "plan", "--stage", "prod", "--image", IMAGE,
+                        "--model-data-url", f"s3://{BUCKET}/one/model.tar.gz", env=env, check=True)
+    assert "stack dogops-prod (new)" in result.stdout and "2 x ml.m5.large (min)" in result.stdout
+
+
+def test_guard_refuses_a_remote_endpoint_without_aws():
+    for local in ("http://127.0.0.1:5000", "http://localhost:4566", "http://emulator:5000", "http://[::1]:5000"):
+        check_target(False, {"AWS_ENDPOINT_URL": local})
+    for environ in ({}, {"AWS_ENDPOINT_URL": "https://cloudformation.us-east-1.amazonaws.com"},
+                    {"AWS_ENDPOINT_URL": "http://127.0.0.1:5000", "AWS_ENDPOINT_URL_S3": "https://s3.example.com"}):
+        with pytest.raises(SystemExit):
+            check_target(False, environ)
+    with pytest.raises(SystemExit, match="--aws"):
+        check_target(True, {"AWS_ENDPOINT_URL": "http://127.0.0.1:5000"})
+    check_target(True, {})
+    result = run_script("dogops", "destroy", "--stage", "dev",
+                        env=script_env(AWS_ENDPOINT_URL="https://example.com"))
+    assert result.returncode != 0 and "not a local endpoint" in result.stderr
+
+
+def test_prices_for_dev_and_prod():
+    table = load_prices()
+    assert table["as_of"] and table["sources"]
+    dev, prod = estimate(load_stage("dev"), 2**30, table)["per_hour"], estimate(load_stage("prod"), 0, table)["per_hour"]
+    assert dev["endpoint_min"] == pytest.approx(0.115) and dev["endpoint_max"] == pytest.approx(0.23)
+    assert prod["endpoint_min"] == pytest.approx(0.23) and prod["endpoint_max"] == pytest.approx(0.345)
+    assert dev["provisioned_concurrency"] == pytest.approx(0.25 * 3600 * 0.0000041667)
+    assert prod["provisioned_concurrency"] == pytest.approx(2 * dev["provisioned_concurrency"])
+    assert dev["storage"] == pytest.approx(0.023 / 730) and prod["storage"] == 0
+
+
+def test_template_passes_cfn_lint():
+    pytest.importorskip("cfnlint")
+    result = run_script("cfn-lint", "dogops/promote/template.yaml")
+    assert result.returncode == 0, result.stdout
