@@ -10,6 +10,7 @@
     dogops up [--data DIR] [--retrain] [--foreground]      the local stack as host processes (no Docker)
     dogops down | status | env                             stop it, check it, export lines for boto3
     dogops invoke --url URL | --file PATH [--function NAME]
+    dogops promote push [IMAGE] --stage S [--repository R] [--tag T] [--aws]   print its ECR URI by digest
     dogops promote plan|apply --stage S --image URI [--model-data-url s3://...] [--yes] [--aws]
     dogops destroy --stage S [--aws]
 """

@@ -11,6 +11,9 @@ Three additions moto lacks:
   500), needed to republish a retrained model. Like moto's ``CreateEndpoint``, the
   endpoint is ``InService`` at once.
 
+With ``DOGOPS_REGISTRY_URL`` set, ECR's proxy endpoint and repository URIs name that local
+registry (``ecr_gaps``).
+
     python -m services.emulator [--host 127.0.0.1] [--port 5000]
 """
 
@@ -25,7 +28,7 @@ from moto.sagemaker.responses import SageMakerResponse
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from . import cfn_gaps, stack  # noqa: F401 (cfn_gaps patches moto's CloudFormation)
+from . import cfn_gaps, ecr_gaps, stack  # noqa: F401 (cfn_gaps, ecr_gaps patch moto's CloudFormation and ECR)
 from .iam_authorize import authorize
 
 PREFIX = "/_dogops/"

@@ -1,4 +1,4 @@
-"""``dogops promote plan|apply`` and ``dogops destroy``: the command line of one stage's stack."""
+"""``dogops promote push|plan|apply`` and ``dogops destroy``: the command line of one stage's image and stack."""
 
 import argparse
 import sys
@@ -45,6 +45,15 @@ def _apply(args) -> None:
     print(f"stack {p.stack}: {apply(p, session)}")
 
 
+def _push(args) -> None:
+    from .push import push
+
+    stage, session = _session(args)
+    name, _, local_tag = args.image.rsplit("/", 1)[-1].partition(":")
+    repository = args.repository or f"{stage.stack_name}/{name.removeprefix(stage.project + '-')}"
+    print(push(args.image, repository, args.tag or local_tag or "latest", stage, session))
+
+
 def _destroy(args) -> None:
     from .stack import destroy
 
@@ -60,9 +69,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def add_commands(commands) -> None:
-    """Add ``promote`` (``plan``, ``apply``) and ``destroy`` to the ``dogops`` subcommands."""
-    promote = commands.add_parser("promote", help="the stage's CloudFormation stack: plan, then apply").add_subparsers(
-        dest="promote_command", required=True)
+    """Add ``promote`` (``push``, ``plan``, ``apply``) and ``destroy`` to the ``dogops`` subcommands."""
+    promote = commands.add_parser("promote", help="the stage's image and CloudFormation stack: push, plan, apply"
+                                  ).add_subparsers(dest="promote_command", required=True)
+    push = promote.add_parser("push", help="push a local image to ECR unchanged; print its URI by digest")
+    _common(push)
+    push.add_argument("image", nargs="?", default="dogops-serving:dev", help="the local image (default: %(default)s)")
+    push.add_argument("--repository", help="the ECR repository (default: <project>-<stage>/<image name>)")
+    push.add_argument("--tag", help="the tag pushed (default: the local image's tag)")
+    push.set_defaults(func=_push)
     for name, func, text in (("plan", _plan_only, "print the change set and the cost estimate; change nothing"),
                              ("apply", _apply, "plan, confirm, apply (wait, printing stack events)")):
         sub = promote.add_parser(name, help=text)
