@@ -6,6 +6,7 @@ code would be after ``eval "$(dogops env)"``.
 
 import shlex
 import subprocess
+from pathlib import Path
 
 import boto3
 import pytest
@@ -14,6 +15,22 @@ from botocore.config import Config
 from .stacks import BIN, ROOT, healthy, selected
 
 NO_RETRIES = Config(retries={"mode": "standard", "max_attempts": 1})
+
+
+def _whole_suite(config) -> bool:
+    """Run as ``pytest integration_tests``: no file, test, ``-k`` or ``-m`` selection."""
+    here = Path(__file__).resolve().parent
+    return (all(Path(arg.split("::")[0]).resolve() == here for arg in config.args)
+            and not config.option.keyword and not config.option.markexpr)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """A compose run of the whole suite that passed records the images it ran: those ``dogops promote push`` takes."""
+    if exitstatus == 0 and session.testscollected and _whole_suite(session.config) and selected().mode == "compose":
+        from dogops.promote.push import docker
+        from dogops.promote.tested import COMPOSE_IMAGES, RECORD, record
+
+        record(COMPOSE_IMAGES, docker, ROOT / RECORD)
 
 
 @pytest.fixture(scope="session")

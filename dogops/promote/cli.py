@@ -51,7 +51,7 @@ def _push(args) -> None:
     stage, session = _session(args)
     name, _, local_tag = args.image.rsplit("/", 1)[-1].partition(":")
     repository = args.repository or f"{stage.stack_name}/{name.removeprefix(stage.project + '-')}"
-    print(push(args.image, repository, args.tag or local_tag or "latest", stage, session))
+    print(push(args.image, repository, args.tag or local_tag or "latest", stage, session, force=args.force))
 
 
 def _destroy(args) -> None:
@@ -77,6 +77,8 @@ def add_commands(commands) -> None:
     push.add_argument("image", nargs="?", default="dogops-serving:dev", help="the local image (default: %(default)s)")
     push.add_argument("--repository", help="the ECR repository (default: <project>-<stage>/<image name>)")
     push.add_argument("--tag", help="the tag pushed (default: the local image's tag)")
+    push.add_argument("--force", action="store_true",
+                      help="push even if `STACK=compose pytest integration_tests` has not passed against this image")
     push.set_defaults(func=_push)
     for name, func, text in (("plan", _plan_only, "print the change set and the cost estimate; change nothing"),
                              ("apply", _apply, "plan, confirm, apply (wait, printing stack events)")):

@@ -12,6 +12,7 @@ from urllib.parse import urlparse
 import requests
 
 from .config import Stage
+from .tested import untested_reason
 
 SCHEMA2 = "application/vnd.docker.distribution.manifest.v2+json"
 ACCEPT = ", ".join((SCHEMA2, "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -72,8 +73,12 @@ def check_manifest(uri: str, media_type: str) -> None:
 
 
 def push(image: str, repository: str, tag: str, stage: Stage, session, docker: Docker = docker,
-         media_type: Callable[..., str] = manifest_type) -> str:
-    """Push local ``image`` to ECR ``repository:tag``; return ``<repositoryUri>@sha256:...`` once it is verified."""
+         media_type: Callable[..., str] = manifest_type, force: bool = False) -> str:
+    """Push local ``image`` to ECR ``repository:tag``; return ``<repositoryUri>@sha256:...`` once it is verified.
+    Only an image the compose integration suite passed against, unless ``force``."""
+    reason = None if force else untested_reason(image, docker)
+    if reason:
+        raise PushRefused(reason)
     check_platform(image, docker)
     ecr = session.client("ecr")
     uri = repository_uri(ecr, repository, stage)

@@ -37,7 +37,9 @@ def local_ecr(tmp_path_factory):
 def test_push_sends_the_image_unchanged_as_schema_2_by_digest(local_ecr, tmp_path):
     host, url = local_ecr
     env = script_env(**{**stack.emulator_env(), "AWS_ENDPOINT_URL": url, "DOCKER_CONFIG": tmp_path})
-    result = run_script("dogops", "promote", "push", IMAGE, "--stage", "dev", env=env, timeout=300, check=True)
+    # --force: this image test runs before the compose suite could record the image as tested
+    result = run_script("dogops", "promote", "push", IMAGE, "--stage", "dev", "--force", env=env, timeout=300,
+                        check=True)
     pushed = result.stdout.strip().splitlines()[-1]
     uri, digest = pushed.split("@")
     try:

@@ -10,6 +10,7 @@ import pytest
 
 from dogops.promote.config import load_stage
 from dogops.promote.push import PushRefused, push
+from dogops.promote.tested import record
 from services import stack
 
 from ..services.processes import Process, client
@@ -59,6 +60,8 @@ class FakeDocker:
         if args[0] == "push":
             self.digests.append(f"{args[1].rsplit(':', 1)[0]}@{DIGEST}")
         if args[:2] == ("image", "inspect"):
+            if args[3] == "{{.Id}}":
+                return f"sha256:{'1' * 64}\n"
             return self.platform if "{{.Os}}" in args[3] else json.dumps(self.digests)
         return ""
 
@@ -68,7 +71,7 @@ def test_an_oci_manifest_is_refused_after_the_push_to_the_token_s_registry(regis
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
     docker = FakeDocker("linux/amd64")
     with pytest.raises(PushRefused, match="manifest type 'application/vnd.oci.image.manifest.v1\\+json'"):
-        push("dogops-serving:dev", "dogops-dev/serving", "dev", load_stage("dev"), boto, docker)
+        push("dogops-serving:dev", "dogops-dev/serving", "dev", load_stage("dev"), boto, docker, force=True)
     uri = f"{registry}/dogops-dev/serving"
     assert ("login", "--username", "AWS", "--password-stdin", registry) in docker.calls
     assert ("push", f"{uri}:dev") in docker.calls
@@ -84,7 +87,21 @@ def test_a_non_amd64_image_is_refused_before_anything_is_pushed(session, monkeyp
     monkeypatch.setenv("AWS_ENDPOINT_URL", url)
     docker = FakeDocker("linux/arm64")
     with pytest.raises(PushRefused, match="linux/arm64, not linux/amd64"):
-        push("dogops-serving:dev", "dogops-dev/arm", "dev", load_stage("dev"), boto, docker)
+        push("dogops-serving:dev", "dogops-dev/arm", "dev", load_stage("dev"), boto, docker, force=True)
     assert len(docker.calls) == 1
     assert "dogops-dev/arm" not in [r["repositoryName"] for r in client("ecr", url).describe_repositories()[
         "repositories"]]
+
+
+def test_only_an_image_the_compose_suite_passed_against_is_pushed(session, monkeypatch, tmp_path):
+    boto, url = session
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    stage = load_stage("dev")
+    monkeypatch.chdir(tmp_path)  # the record lives in ./.dogops
+    docker = FakeDocker("linux/arm64")
+    with pytest.raises(PushRefused, match="has not passed `STACK=compose pytest integration_tests`"):
+        push("dogops-serving:dev", "dogops-dev/untested", "dev", stage, boto, docker)
+    assert [call[:2] for call in docker.calls] == [("image", "inspect")] * 2  # nothing but the id was asked
+    record(("dogops-serving:dev",), docker)
+    with pytest.raises(PushRefused, match="not linux/amd64"):  # recorded: on to the next check
+        push("dogops-serving:dev", "dogops-dev/untested", "dev", stage, boto, docker)
