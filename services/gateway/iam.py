@@ -8,23 +8,19 @@ hot path costs one dictionary lookup; a policy change reaches callers after that
 """
 
 import os
-import re
-import threading
-import time
 
 import requests
 from flask import Response, request
 
 from .. import stack
 from .aws_errors import aws_error
+from .emulator import Recent, signed_key
 
 CACHE_SECONDS = 1.0
-CACHE_SIZE = 4096  # entries kept before the cache starts over
 EXPLICIT_DENY = "explicit-deny"
 UNRECOGNIZED = ("unknown-key", "invalid-token")
 
-_cache: dict[tuple, tuple[float, dict]] = {}
-_lock = threading.Lock()
+_decisions = Recent(CACHE_SECONDS)
 _session = requests.Session()
 
 
@@ -34,30 +30,24 @@ def enforced() -> bool:
 
 def _decide(key: str, token: str | None, action: str, resource: str, region: str) -> dict:
     """The emulator's answer for this key, action and resource, reused for ``CACHE_SECONDS``."""
-    entry = (key, token, action, resource, region)
-    with _lock:
-        cached = _cache.get(entry)
-    if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
-        return cached[1]
-    answer = _session.post(stack.emulator_url() + "/_dogops/iam/authorize", timeout=10, json={
-        "access_key_id": key, "session_token": token, "action": action, "resource": resource, "region": region})
-    answer.raise_for_status()
-    decision = answer.json()
-    with _lock:
-        if len(_cache) >= CACHE_SIZE:
-            _cache.clear()
-        _cache[entry] = (time.monotonic(), decision)
-    return decision
+
+    def ask() -> dict:
+        answer = _session.post(stack.emulator_url() + "/_dogops/iam/authorize", timeout=10, json={
+            "access_key_id": key, "session_token": token, "action": action, "resource": resource, "region": region})
+        answer.raise_for_status()
+        return answer.json()
+
+    return _decisions.get((key, token, action, resource, region), ask)
 
 
 def refusal(action: str, resource: str, region: str) -> Response | None:
     """None when the caller may perform ``action`` on ``resource``; else AWS's error reply."""
     if not enforced():
         return None
-    match = re.search(r"Credential=([^/,\s]+)/", request.headers.get("Authorization", ""))
-    if match is None:
+    key = signed_key()
+    if key is None:
         return aws_error(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
-    decision = _decide(match.group(1), request.headers.get("X-Amz-Security-Token"), action, resource, region)
+    decision = _decide(key, request.headers.get("X-Amz-Security-Token"), action, resource, region)
     if decision["allowed"]:
         return None
     if decision["decision"] in UNRECOGNIZED:

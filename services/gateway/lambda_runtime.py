@@ -35,12 +35,11 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
 import requests
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .. import stack
+from .emulator import Recent, client
 
 MAX_WORKERS = int(os.environ.get("DOGOPS_LAMBDA_MAX_WORKERS") or 8)
 INIT_TIMEOUT = 10.0  # s: Lambda's init phase; a slower init gets the function's timeout instead
@@ -98,47 +97,22 @@ def _error_outcome(document: dict) -> Outcome:
     return Outcome(json.dumps(document).encode(), error=True)
 
 
-class _Clients:
-    """boto3 clients for the emulator, made once and shared by every thread."""
-
-    def __init__(self):
-        self._made: dict = {}
-        self._lock = threading.Lock()
-
-    def get(self, service: str):
-        with self._lock:  # making a client is not thread-safe; using one is
-            if service not in self._made:
-                self._made[service] = boto3.session.Session().client(
-                    service, endpoint_url=stack.emulator_url(), region_name=stack.REGION,
-                    aws_access_key_id=stack.ACCESS_KEY, aws_secret_access_key=stack.SECRET_KEY,
-                    config=Config(retries={"max_attempts": 2, "mode": "standard"}, max_pool_connections=64))
-            return self._made[service]
-
-
-_clients = _Clients()
-
-
 CONFIG_SECONDS = 1.0  # a configuration is reused this long (AWS too takes a moment to apply an update)
-_configs: dict[tuple, tuple[float, "Function"]] = {}
+_configs = Recent(CONFIG_SECONDS)
 
 
 def describe(name: str, qualifier: str | None) -> Function:
     """The function's configuration on the emulator, reused for ``CONFIG_SECONDS``; 404 when unknown."""
-    cached = _configs.get((name, qualifier))
-    if cached and time.monotonic() - cached[0] < CONFIG_SECONDS:
-        return cached[1]
-    fn = _lookup(name, qualifier)
-    _configs[(name, qualifier)] = (time.monotonic(), fn)
-    return fn
+    return _configs.get((name, qualifier), lambda: _lookup(name, qualifier))
 
 
 def _lookup(name: str, qualifier: str | None) -> Function:
-    client = _clients.get("lambda")
+    lam = client("lambda")
     try:
-        found = client.get_function(FunctionName=name, **({"Qualifier": qualifier} if qualifier else {}))
+        found = lam.get_function(FunctionName=name, **({"Qualifier": qualifier} if qualifier else {}))
         reserved = (found.get("Concurrency") or {}).get("ReservedConcurrentExecutions")
         if reserved is None:  # GetFunction leaves out a reservation of 0 on moto: ask
-            reserved = client.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions")
+            reserved = lam.get_function_concurrency(FunctionName=name).get("ReservedConcurrentExecutions")
     except ClientError as e:
         if e.response["Error"]["Code"] == "ResourceNotFoundException":
             raise ServiceError(404, "ResourceNotFoundException", f"Function not found: {function_arn(name, qualifier)}",
@@ -228,7 +202,7 @@ class Worker:
 
     def _environment(self, fn: Function, code_dir: Path) -> dict:
         try:
-            credentials = _clients.get("sts").assume_role(RoleArn=fn.role,
+            credentials = client("sts").assume_role(RoleArn=fn.role,
                                                           RoleSessionName=f"lambda-{fn.name}"[:64])["Credentials"]
         except (ClientError, BotoCoreError) as e:
             raise ServiceError(500, "ServiceException", f"could not assume the role of {fn.name}: {e}") from None

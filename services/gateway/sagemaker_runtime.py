@@ -8,13 +8,8 @@ Settings: ``DOGOPS_ENDPOINT_TIMEOUT`` (seconds the container may take, default 6
 ``DOGOPS_OVERSIZE`` (``413``, the default, or ``validation``: how a body over 6 MiB is refused).
 """
 
-import functools
 import os
-import re
-import threading
-import time
 
-import boto3
 import requests
 import urllib3
 from botocore.exceptions import ClientError
@@ -23,6 +18,7 @@ from flask import Blueprint, Response, request
 from .. import stack
 from . import iam
 from .aws_errors import aws_error, request_id
+from .emulator import Recent, client, signed_region
 
 blueprint = Blueprint("sagemaker_runtime", __name__)
 
@@ -38,8 +34,7 @@ CUSTOM_ATTRIBUTES = "X-Amzn-SageMaker-Custom-Attributes"
 TIMEOUT_MESSAGE = ("Your invocation timed out while waiting for a response from container primary. Review the latency "
                    "metrics for each container in Amazon CloudWatch, resolve the issue, and try again.")
 
-_cache: dict[tuple[str, str], tuple[float, dict]] = {}
-_cache_lock = threading.Lock()
+_descriptions = Recent(CACHE_SECONDS)
 _session = requests.Session()
 
 
@@ -47,34 +42,18 @@ class EndpointUnavailable(Exception):
     """The endpoint cannot take requests: unknown, or not in service."""
 
 
-def _region() -> str:
-    """The region the caller signed for (SigV4 credential scope), else the stack's."""
-    match = re.search(r"Credential=[^/]+/\d{8}/([^/]+)/", request.headers.get("Authorization", ""))
-    return match.group(1) if match else stack.REGION
-
-
-@functools.cache
-def _control_plane(region: str, url: str):
-    """The emulator's SageMaker API (a boto3 client is thread-safe once made; a session is not, so one each)."""
-    return boto3.session.Session().client("sagemaker", region_name=region, endpoint_url=url,
-                                          aws_access_key_id=stack.ACCESS_KEY, aws_secret_access_key=stack.SECRET_KEY)
-
-
 def _describe(region: str, name: str) -> dict:
     """``DescribeEndpoint`` on the emulator, reused for ``CACHE_SECONDS``."""
-    with _cache_lock:
-        cached = _cache.get((region, name))
-    if cached and time.monotonic() - cached[0] < CACHE_SECONDS:
-        return cached[1]
+    return _descriptions.get((region, name), lambda: _lookup(region, name))
+
+
+def _lookup(region: str, name: str) -> dict:
     try:
-        description = _control_plane(region, stack.emulator_url()).describe_endpoint(EndpointName=name)
+        return client("sagemaker", region).describe_endpoint(EndpointName=name)
     except ClientError as exc:
         if exc.response["Error"]["Code"] not in ("ValidationException", "ValidationError"):
             raise
         raise EndpointUnavailable(f"Endpoint {name} of account {stack.ACCOUNT} not found.") from None
-    with _cache_lock:
-        _cache[(region, name)] = (time.monotonic(), description)
-    return description
 
 
 def endpoint_arn(region: str, name: str) -> str:
@@ -124,7 +103,7 @@ def model_error(endpoint: str, region: str, status: int, original: str) -> Respo
 
 @blueprint.post("/endpoints/<name>/invocations")
 def invoke_endpoint(name: str) -> Response:
-    region = _region()
+    region = signed_region()
     denied = iam.refusal("sagemaker:InvokeEndpoint", endpoint_arn(region, name), region)
     if denied is not None:
         return denied

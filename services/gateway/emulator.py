@@ -1,0 +1,61 @@
+"""What the gateway asks the emulator, shared by its data planes: boto3 clients, answers reused a moment,
+and the caller's SigV4 credential."""
+
+import re
+import threading
+import time
+from collections.abc import Callable, Hashable
+
+import boto3
+from botocore.config import Config
+from flask import request
+
+from .. import stack
+
+_clients: dict[tuple[str, str], object] = {}
+_clients_lock = threading.Lock()
+
+
+def client(service: str, region: str = stack.REGION):
+    """A boto3 client on the emulator, made once and shared by every thread (making one is not thread-safe,
+    using one is)."""
+    with _clients_lock:
+        if (service, region) not in _clients:
+            _clients[(service, region)] = boto3.session.Session().client(
+                service, endpoint_url=stack.emulator_url(), region_name=region,
+                aws_access_key_id=stack.ACCESS_KEY, aws_secret_access_key=stack.SECRET_KEY,
+                config=Config(retries={"max_attempts": 2, "mode": "standard"}, max_pool_connections=64))
+        return _clients[(service, region)]
+
+
+class Recent:
+    """Answers reused for ``seconds`` (an error is never kept); at most ``size`` kept before starting over."""
+
+    def __init__(self, seconds: float, size: int = 4096):
+        self.seconds, self.size = seconds, size
+        self._items: dict[Hashable, tuple[float, object]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable, compute: Callable[[], object]):
+        with self._lock:
+            hit = self._items.get(key)
+        if hit and time.monotonic() - hit[0] < self.seconds:
+            return hit[1]
+        value = compute()
+        with self._lock:
+            if len(self._items) >= self.size:
+                self._items.clear()
+            self._items[key] = (time.monotonic(), value)
+        return value
+
+
+def signed_key() -> str | None:
+    """The access key id of the request's SigV4 ``Authorization`` header, or None when unsigned."""
+    match = re.search(r"Credential=([^/,\s]+)/", request.headers.get("Authorization", ""))
+    return match.group(1) if match else None
+
+
+def signed_region() -> str:
+    """The region the caller signed for (SigV4 credential scope), else the stack's."""
+    match = re.search(r"Credential=[^/]+/\d{8}/([^/]+)/", request.headers.get("Authorization", ""))
+    return match.group(1) if match else stack.REGION
