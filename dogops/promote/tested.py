@@ -18,9 +18,13 @@ def image_id(image: str, docker) -> str:
     return docker("image", "inspect", "--format", "{{.Id}}", image).strip()
 
 
+def _load(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
 def record(images: tuple[str, ...], docker, path: Path = RECORD) -> dict:
     """Add ``images`` to the record as tested now; return the record."""
-    tested = json.loads(path.read_text()) if path.exists() else {}
+    tested = _load(path)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     for image in images:
         tested[image_id(image, docker)] = {"image": image, "tested_at": stamp,
@@ -32,8 +36,8 @@ def record(images: tuple[str, ...], docker, path: Path = RECORD) -> dict:
 
 def untested_reason(image: str, docker, path: Path = RECORD) -> str | None:
     """Why ``image`` may not be promoted (None when the integration suite passed against it)."""
-    tested = json.loads(path.read_text()) if path.exists() else {}
-    if image_id(image, docker) in tested:
+    identity = image_id(image, docker)
+    if identity in _load(path):
         return None
-    return (f"{image} (id {image_id(image, docker)[:19]}) has not passed `STACK=compose pytest integration_tests`"
+    return (f"{image} (id {identity[:19]}) has not passed `STACK=compose pytest integration_tests`"
             f" (no entry in {path}): run `make test-compose`, or pass --force to push it anyway")
