@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-import requests
+from services.supervisor import healthy as url_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -44,10 +44,8 @@ def children(pid: int) -> list[int]:
 
 
 def healthy() -> bool:
-    try:
-        return requests.get(GATEWAY + "/_dogops/health", timeout=2).status_code == 200
-    except requests.ConnectionError:
-        return False
+    """Whether a stack's gateway answers here (either mode publishes it on the same port)."""
+    return url_healthy(GATEWAY + "/_dogops/health")
 
 
 class Stack:
