@@ -4,6 +4,7 @@ The clients are configured only through what ``dogops env`` prints, as a user's
 code would be after ``eval "$(dogops env)"``.
 """
 
+import os
 import shlex
 import subprocess
 from pathlib import Path
@@ -24,13 +25,38 @@ def _whole_suite(config) -> bool:
             and not config.option.keyword and not config.option.markexpr)
 
 
+REHEARSAL = "test_promote_rehearsal.py"
+# The promotion rehearsal pushes images to the compose stack's registry: compose mode only.
+collect_ignore = [] if os.environ.get("STACK") == "compose" else [REHEARSAL]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The rehearsal runs last: it promotes what the rest of the suite has just tested."""
+    items.sort(key=lambda item: REHEARSAL in item.nodeid)
+
+
+def _record_tested(session) -> bool:
+    """Record the compose images as tested when the whole suite has passed so far; whether it did."""
+    if session.testsfailed or not _whole_suite(session.config) or selected().mode != "compose":
+        return False
+    from dogops.promote.push import docker
+    from dogops.promote.tested import COMPOSE_IMAGES, RECORD, record
+
+    record(COMPOSE_IMAGES, docker, ROOT / RECORD)
+    return True
+
+
+@pytest.fixture(scope="session")
+def tested_images(request) -> bool:
+    """Whether every test before the rehearsal passed, in a whole-suite compose run: then the images the stack
+    ran are recorded as tested (``dogops promote push`` takes only those), as ``make test-compose`` does for a user."""
+    return _record_tested(request.session)
+
+
 def pytest_sessionfinish(session, exitstatus):
     """A compose run of the whole suite that passed records the images it ran: those ``dogops promote push`` takes."""
-    if exitstatus == 0 and session.testscollected and _whole_suite(session.config) and selected().mode == "compose":
-        from dogops.promote.push import docker
-        from dogops.promote.tested import COMPOSE_IMAGES, RECORD, record
-
-        record(COMPOSE_IMAGES, docker, ROOT / RECORD)
+    if exitstatus == 0 and session.testscollected:
+        _record_tested(session)
 
 
 @pytest.fixture(scope="session")
