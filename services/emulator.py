@@ -1,6 +1,6 @@
 """The AWS emulator: moto's server (S3, IAM, STS, Lambda and SageMaker control planes, ...).
 
-Three additions moto lacks:
+Four additions moto lacks:
 - ``POST /_dogops/iam/authorize`` with JSON ``{access_key_id, session_token?, action, resource, region?}``:
   the principal behind the key and whether its identity-based policies allow the action on the
   resource (``iam_authorize``), for the gateway's data planes;
@@ -9,7 +9,8 @@ Three additions moto lacks:
   there and checks it against the function's ``CodeSha256``;
 - SageMaker ``UpdateEndpoint`` (a new endpoint config rolls the endpoint; moto answers
   500), needed to republish a retrained model. Like moto's ``CreateEndpoint``, the
-  endpoint is ``InService`` at once.
+  endpoint is ``InService`` at once;
+- under ``/_dogops/hosting/``, which endpoints run in their own containers (``hosting_routes``).
 
 With ``DOGOPS_REGISTRY_URL`` set, ECR's proxy endpoint and repository URIs name that local
 registry (``ecr_gaps``).
@@ -28,7 +29,7 @@ from moto.sagemaker.responses import SageMakerResponse
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from . import cfn_gaps, ecr_gaps, stack  # noqa: F401 (cfn_gaps, ecr_gaps patch moto's CloudFormation and ECR)
+from . import cfn_gaps, ecr_gaps, hosting_routes, stack  # noqa: F401 (cfn_gaps, ecr_gaps patch moto's CFN and ECR)
 from .iam_authorize import authorize
 
 PREFIX = "/_dogops/"
@@ -88,6 +89,8 @@ class Emulator:
             response = Response('{"status": "ok"}', 200, content_type="application/json")
         elif path == PREFIX + "iam/authorize" and request.method == "POST":
             response = _authorize(request)
+        elif path.startswith(hosting_routes.PREFIX):
+            response = hosting_routes.handle(request)
         else:
             response = _function_code(request)
         return response(environ, start_response)
