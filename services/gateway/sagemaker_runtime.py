@@ -1,5 +1,6 @@
 """SageMaker Runtime ``InvokeEndpoint``: the endpoint is looked up on the emulator, the request goes to the
-serving container's ``/invocations``, and the answer comes back as AWS gives it (contracts §A.9.6). The caller
+serving container's ``/invocations`` (the endpoint's own container when ``services.hosting`` runs one, as the
+emulator's route table says; else the stack's serving), and the answer comes back as AWS gives it (contracts §A.9.6). The caller
 must be allowed ``sagemaker:InvokeEndpoint`` on the endpoint's ARN (``iam``) before anything else happens.
 
     POST /endpoints/<name>/invocations
@@ -15,7 +16,7 @@ import urllib3
 from botocore.exceptions import ClientError
 from flask import Blueprint, Response, request
 
-from .. import stack
+from .. import hosting_routes, stack
 from . import iam
 from .aws_errors import aws_error, request_id
 from .emulator import Recent, client, signed_region
@@ -35,6 +36,7 @@ TIMEOUT_MESSAGE = ("Your invocation timed out while waiting for a response from 
                    "metrics for each container in Amazon CloudWatch, resolve the issue, and try again.")
 
 _descriptions = Recent(CACHE_SECONDS)
+_routes = Recent(hosting_routes.CACHE_SECONDS)
 _session = requests.Session()
 
 
@@ -54,6 +56,16 @@ def _lookup(region: str, name: str) -> dict:
         if exc.response["Error"]["Code"] not in ("ValidationException", "ValidationError"):
             raise
         raise EndpointUnavailable(f"Endpoint {name} of account {stack.ACCOUNT} not found.") from None
+
+
+def serving_url(region: str, name: str) -> str:
+    """Where the endpoint's model answers: its hosted container, else the stack's serving (reused a moment)."""
+    return _routes.get((region, name), lambda: _hosted_route(region, name)) or stack.serving_url()
+
+
+def _hosted_route(region: str, name: str) -> str | None:
+    answer = _session.get(f"{stack.emulator_url()}{hosting_routes.PREFIX}/{region}/{name}", timeout=10)
+    return answer.json()["url"] if answer.status_code == 200 else None
 
 
 def endpoint_arn(region: str, name: str) -> str:
@@ -117,7 +129,7 @@ def invoke_endpoint(name: str) -> Response:
     headers = {key: request.headers[key] for key in FORWARDED if key in request.headers}
     timeout = float(os.environ.get("DOGOPS_ENDPOINT_TIMEOUT", "60"))
     try:
-        with _session.post(stack.serving_url() + "/invocations", data=body, headers=headers, stream=True,
+        with _session.post(serving_url(region, name) + "/invocations", data=body, headers=headers, stream=True,
                            timeout=(CONNECT_TIMEOUT, timeout)) as upstream:
             answer = upstream.raw.read(MAX_BODY + 1, decode_content=True)
     except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):
