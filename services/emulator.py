@@ -12,6 +12,9 @@ Four additions moto lacks:
   endpoint is ``InService`` at once;
 - under ``/_dogops/hosting/``, which endpoints run in their own containers (``hosting_routes``).
 
+IAM is enforced on every request not signed with the stack's own key, the account root (``iam_enforcement``;
+``DOGOPS_IAM_ENFORCE=0`` turns it off).
+
 With ``DOGOPS_REGISTRY_URL`` set, ECR's proxy endpoint and repository URIs name that local
 registry (``ecr_gaps``).
 
@@ -29,7 +32,7 @@ from moto.sagemaker.responses import SageMakerResponse
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from . import cfn_gaps, ecr_gaps, hosting_routes, stack  # noqa: F401 (cfn_gaps, ecr_gaps patch moto's CFN and ECR)
+from . import cfn_gaps, ecr_gaps, hosting_routes, iam_enforcement, stack  # noqa: F401 (they patch moto: CFN, ECR, IAM)
 from .iam_authorize import authorize
 
 PREFIX = "/_dogops/"

@@ -17,7 +17,7 @@ UNKNOWN_KEY, INVALID_TOKEN = "unknown-key", "invalid-token"
 def authorize(access_key_id: str, action: str, resource: str, session_token: str | None = None,
               region: str = stack.REGION) -> dict:
     """``{"allowed", "decision", "principal"}`` for ``action`` on ``resource`` by this key (and session token,
-    which temporary credentials need, as on AWS)."""
+    which temporary credentials need, as on AWS); a refusal adds ``message``, AWS's wording of it."""
     partition = get_partition(region)
     if access_key_id == stack.ACCESS_KEY:
         return {"allowed": True, "decision": ALLOWED, "principal": f"arn:{partition}:iam::{stack.ACCOUNT}:root"}
@@ -30,4 +30,14 @@ def authorize(access_key_id: str, action: str, resource: str, session_token: str
     results = {IAMPolicy(policy).is_action_permitted(action, resource) for policy in key.collect_policies()}
     decision = (EXPLICIT_DENY if PermissionResult.DENIED in results
                 else ALLOWED if PermissionResult.PERMITTED in results else NO_ALLOW)
-    return {"allowed": decision == ALLOWED, "decision": decision, "principal": key.arn}
+    answer = {"allowed": decision == ALLOWED, "decision": decision, "principal": key.arn}
+    if decision != ALLOWED:
+        answer["message"] = denial_message(key.arn, action, resource, decision)
+    return answer
+
+
+def denial_message(principal: str, action: str, resource: str, decision: str) -> str:
+    """AWS's words for a refused request: why, when an identity-based policy decided it."""
+    why = {EXPLICIT_DENY: " with an explicit deny in an identity-based policy",
+           NO_ALLOW: f" because no identity-based policy allows the {action} action"}.get(decision, "")
+    return f"User: {principal} is not authorized to perform: {action} on resource: {resource}{why}"
