@@ -17,7 +17,6 @@ from .aws_errors import aws_error
 from .emulator import Recent, signed_key
 
 CACHE_SECONDS = 1.0
-EXPLICIT_DENY = "explicit-deny"
 UNRECOGNIZED = ("unknown-key", "invalid-token")
 
 _decisions = Recent(CACHE_SECONDS)
@@ -40,8 +39,9 @@ def _decide(key: str, token: str | None, action: str, resource: str, region: str
     return _decisions.get((key, token, action, resource, region), ask)
 
 
-def refusal(action: str, resource: str, region: str) -> Response | None:
-    """None when the caller may perform ``action`` on ``resource``; else AWS's error reply."""
+def refusal(action: str, resource: str, region: str, status: int = 400) -> Response | None:
+    """None when the caller may perform ``action`` on ``resource``; else AWS's error reply (``AccessDeniedException``
+    with ``status``: 400 for SageMaker, 403 for Lambda)."""
     if not enforced():
         return None
     key = signed_key()
@@ -52,7 +52,4 @@ def refusal(action: str, resource: str, region: str) -> Response | None:
         return None
     if decision["decision"] in UNRECOGNIZED:
         return aws_error(403, "UnrecognizedClientException", "The security token included in the request is invalid.")
-    why = ("with an explicit deny in an identity-based policy" if decision["decision"] == EXPLICIT_DENY
-           else f"because no identity-based policy allows the {action} action")
-    return aws_error(400, "AccessDeniedException",
-                     f"User: {decision['principal']} is not authorized to perform: {action} on resource: {resource} {why}")
+    return aws_error(status, "AccessDeniedException", decision["message"])

@@ -12,8 +12,9 @@ import threading
 
 from flask import Blueprint, Response, request
 
-from . import lambda_runtime
+from . import iam, lambda_runtime
 from .aws_errors import aws_error, request_id
+from .emulator import signed_region
 from .lambda_runtime import ServiceError
 
 SYNC_LIMIT = 6291456  # bytes, request and response
@@ -120,8 +121,21 @@ def _client_context(header: str | None) -> dict | None:
     return value
 
 
+def _refusal(name: str, qualifier: str | None) -> Response | None:
+    """The caller's ``lambda:InvokeFunction`` on the ARN it invokes (qualified when it names a version or alias: a
+    policy on the unqualified ARN does not cover it, as on AWS), refused with Lambda's 403."""
+    try:
+        name, qualifier = split_name(name, qualifier)
+    except ServiceError:
+        return None  # an invalid name: Invoke answers it
+    return iam.refusal("lambda:InvokeFunction", lambda_runtime.function_arn(name, qualifier), signed_region(), 403)
+
+
 @blueprint.post("/2015-03-31/functions/<path:name>/invocations")
 def invocations(name: str) -> Response:
+    denied = _refusal(name, request.args.get("Qualifier"))
+    if denied is not None:
+        return denied
     try:
         client_context = _client_context(request.headers.get("X-Amz-Client-Context"))
     except ServiceError as e:
