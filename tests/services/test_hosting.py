@@ -1,0 +1,153 @@
+"""Local SageMaker hosting: an endpoint created through boto3 on a real emulator is served by the serving image
+(``services.hosting``), reached through a real gateway's InvokeEndpoint; an update rolls it; unhost removes it.
+
+The Docker tests need `dogops-serving:dev` and DOGOPS_TEST_IMAGES=1 (CI has both); the archive checks need neither.
+"""
+
+import io
+import os
+import subprocess
+import tarfile
+
+import boto3
+import pytest
+import requests
+
+from services import hosting, hosting_routes, stack
+
+from ..conftest import tarball
+from .processes import client, emulator, gateway
+
+IMAGE = "dogops-serving:dev"
+ROLE = "arn:aws:iam::123456789012:role/sagemaker"
+TOPK = "application/vnd.dogops.topk+json"
+needs_docker = pytest.mark.skipif(os.environ.get("DOGOPS_TEST_IMAGES") != "1",
+                                  reason="hosting runs the serving image: needs Docker and built images "
+                                         "(DOGOPS_TEST_IMAGES=1, make test-images)")
+
+
+def _archive(tmp_path, *members: tarfile.TarInfo) -> os.PathLike:
+    path = tmp_path / "model.tar.gz"
+    with tarfile.open(path, "w:gz") as tar:
+        for member in members:
+            tar.addfile(member, io.BytesIO(b"x" * member.size) if member.isfile() else None)
+    return path
+
+
+def _file(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = 1
+    return info
+
+
+def test_extract_model_unpacks_the_sagemaker_layout(tmp_path):
+    model = hosting.extract_model(_archive(tmp_path, _file("./model.pth"), _file("./code/inference.py")),
+                                  tmp_path / "model")
+    assert sorted(p.relative_to(model).as_posix() for p in model.rglob("*")) == \
+        ["code", "code/inference.py", "model.pth"]
+
+
+@pytest.mark.parametrize("member", ["../escape", "/etc/passwd", "a/../../escape"])
+def test_extract_model_refuses_paths_outside_the_model(tmp_path, member):
+    with pytest.raises(hosting.HostingError, match="outside"):
+        hosting.extract_model(_archive(tmp_path, _file(member)), tmp_path / "model")
+    assert not (tmp_path / "escape").exists()
+
+
+def test_extract_model_refuses_links_and_non_archives(tmp_path):
+    link = tarfile.TarInfo("model.pth")
+    link.type, link.linkname = tarfile.SYMTYPE, "/etc/shadow"
+    with pytest.raises(hosting.HostingError, match="not a file"):
+        hosting.extract_model(_archive(tmp_path, link), tmp_path / "model")
+    (tmp_path / "plain.tar.gz").write_bytes(b"not gzip")
+    with pytest.raises(hosting.HostingError, match="not a gzip"):
+        hosting.extract_model(tmp_path / "plain.tar.gz", tmp_path / "model")
+
+
+def test_native_mode_unless_the_compose_gateway_runs(monkeypatch):
+    monkeypatch.setenv("DOGOPS_HOSTING_NETWORK", "host")
+    assert hosting.hosting_network() is None
+    monkeypatch.setenv("DOGOPS_HOSTING_NETWORK", "dogops_default")
+    assert hosting.hosting_network() == "dogops_default"
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory, trained):
+    """An emulator with two models in S3 and a gateway; yields (emulator URL, gateway URL)."""
+    logs = tmp_path_factory.mktemp("hosting")
+    server = emulator(logs)
+    gw = gateway(logs, server.url)
+    s3 = client("s3", server.url)
+    s3.create_bucket(Bucket="models")
+    for prefix in ("one", "two"):
+        s3.put_object(Bucket="models", Key=f"{prefix}/model.tar.gz", Body=tarball(trained[0]))
+    sagemaker = client("sagemaker", server.url)
+    for prefix in ("one", "two"):
+        sagemaker.create_model(ModelName=prefix, ExecutionRoleArn=ROLE, PrimaryContainer={
+            "Image": IMAGE, "ModelDataUrl": f"s3://models/{prefix}/model.tar.gz"})
+        sagemaker.create_endpoint_config(EndpointConfigName=prefix, ProductionVariants=[{
+            "VariantName": "AllTraffic", "ModelName": prefix, "InitialInstanceCount": 1,
+            "InstanceType": "ml.m5.large"}])
+    yield server.url, gw.url
+    gw.stop()
+    server.stop()
+
+
+@pytest.fixture
+def session(local, monkeypatch, tmp_path):
+    for key, value in {**stack.emulator_env(), "AWS_ENDPOINT_URL": local[0], "DOGOPS_HOSTING_NETWORK": "host",
+                       "DOGOPS_HOSTING_DIR": str(tmp_path / "hosting"), "DOGOPS_HOSTING_TIMEOUT": "180"}.items():
+        monkeypatch.setenv(key, value)
+    return boto3.Session(region_name=stack.REGION)
+
+
+def _containers(endpoint: str) -> list[str]:
+    return subprocess.run(["docker", "ps", "-a", "--filter", f"label=dogops.endpoint={endpoint}", "--format",
+                           "{{.Names}}"], capture_output=True, text=True, check=True).stdout.split()
+
+
+def _predict(gateway_url: str, endpoint: str, photo: bytes) -> str:
+    runtime = client("sagemaker-runtime", gateway_url)
+    answer = runtime.invoke_endpoint(EndpointName=endpoint, Body=photo, ContentType="image/jpeg", Accept=TOPK)
+    return answer["Body"].read().decode()
+
+
+@needs_docker
+def test_an_endpoint_is_hosted_updated_and_unhosted(local, session, sample, tmp_path):
+    emulator_url, gateway_url = local
+    sagemaker = client("sagemaker", emulator_url)
+    sagemaker.create_endpoint(EndpointName="hosted", EndpointConfigName="one")
+    try:
+        first = hosting.host_endpoint("hosted", session)
+        assert _containers("hosted") == [first.container] and 0 < first.ready_s < 180
+        assert requests.get(first.url + "/ping", timeout=5).status_code == 200
+        assert '"004.Akita"' in _predict(gateway_url, "hosted", sample[0])
+        routes = requests.get(f"{emulator_url}{hosting_routes.PREFIX}", timeout=5).json()["routes"]
+        assert routes == [{"region": stack.REGION, "endpoint": "hosted", "url": first.route,
+                           "container": first.container}]
+
+        again = hosting.host_endpoint("hosted", session)  # nothing changed: the same container
+        assert again.container == first.container and _containers("hosted") == [first.container]
+
+        sagemaker.update_endpoint(EndpointName="hosted", EndpointConfigName="two")
+        second = hosting.host_endpoint("hosted", session)
+        assert second.container != first.container and _containers("hosted") == [second.container]
+        assert not (tmp_path / "hosting" / first.container).exists()
+        assert '"004.Akita"' in _predict(gateway_url, "hosted", sample[0])
+    finally:
+        hosting.unhost_endpoint("hosted", session)
+        sagemaker.delete_endpoint(EndpointName="hosted")
+    assert _containers("hosted") == [] and not list((tmp_path / "hosting").iterdir())
+    assert requests.get(f"{emulator_url}{hosting_routes.PREFIX}/{stack.REGION}/hosted", timeout=5).status_code == 404
+
+
+@needs_docker
+def test_a_model_that_never_gets_healthy_fails_with_its_log(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOGOPS_HOSTING_TIMEOUT", "120")
+    (tmp_path / "empty").mkdir()
+    name = f"dogops-endpoint-broken-{os.getpid()}"
+    with pytest.raises(hosting.HostingError, match="exited; the end of its log") as failure:
+        hosting.run_model(IMAGE, tmp_path / "empty", name, env={"DOGOPS_HOSTING_TEST": "1"})
+    assert "model" in str(failure.value).split("log:", 1)[1]
+    assert subprocess.run(["docker", "ps", "-aq", "--filter", f"name={name}"], capture_output=True,
+                          text=True).stdout.strip() == ""
