@@ -3,6 +3,9 @@
 - ``AWS::Lambda::Alias`` (accepted, nothing created): created, moved to a new version on
   update and deleted with the stack through moto's Lambda backend, so alias-qualified
   permissions and ``Invoke`` of ``function:alias`` find it;
+- ``AWS::Lambda::Url`` (accepted, nothing created): the function URL config, for its qualifier, created,
+  updated and deleted with the stack (``lambda_url_gaps``); ``Ref`` is the (qualified) function ARN,
+  ``Fn::GetAtt`` gives ``FunctionArn`` and ``FunctionUrl`` (on the local gateway);
 - ``Fn::GetAtt Version.Version`` (an error 500);
 - ``AWS::SageMaker::Endpoint``'s ``EndpointName`` (ignored: a generated name);
 - ``DescribeChangeSet`` of an update lists only resources whose template text changed:
@@ -14,11 +17,13 @@ import json
 import re
 from typing import Any
 
-from moto.awslambda.exceptions import UnknownFunctionException
+from moto.awslambda.exceptions import GenericResourcNotFound, UnknownFunctionException
 from moto.awslambda.models import LambdaVersion, lambda_backends
 from moto.cloudformation.models import Change, ChangeSet
 from moto.core.common_models import CloudFormationModel
 from moto.sagemaker.models import FakeEndpoint
+
+from .lambda_url_gaps import create_url, delete_url, get_url
 
 
 class Alias(CloudFormationModel):
@@ -71,6 +76,64 @@ class Alias(CloudFormationModel):
         try:
             lambda_backends[account_id][region_name].delete_alias(name, function)
         except UnknownFunctionException:  # the function went first: its aliases went with it
+            pass
+
+
+class FunctionUrl(CloudFormationModel):
+    """A function URL config; its physical id is the function's ARN, with the qualifier when it has one."""
+
+    def __init__(self, function_arn: str, url: str, properties: dict[str, Any]):
+        self.function_arn, self.url, self.properties = function_arn, url, properties
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.function_arn
+
+    @staticmethod
+    def cloudformation_type() -> str:
+        return "AWS::Lambda::Url"
+
+    @staticmethod
+    def cloudformation_name_type() -> str:
+        return ""
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return attr in ("FunctionArn", "FunctionUrl")
+
+    def get_cfn_attribute(self, attribute_name: str) -> str:
+        return self.url if attribute_name == "FunctionUrl" else self.function_arn
+
+    @staticmethod
+    def _config(props: dict[str, Any]) -> dict[str, Any]:
+        return {key: props[key] for key in ("AuthType", "Cors", "InvokeMode") if key in props}
+
+    @classmethod
+    def create_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],
+                                        account_id: str, region_name: str, **kwargs: Any) -> "FunctionUrl":
+        props = cloudformation_json["Properties"]
+        config = create_url(lambda_backends[account_id][region_name], props["TargetFunctionArn"],
+                            props.get("Qualifier"), cls._config(props))
+        return cls(config.to_dict()["FunctionArn"], config.url, props)
+
+    @classmethod
+    def update_from_cloudformation_json(cls, original_resource: "FunctionUrl", new_resource_name: str,
+                                        cloudformation_json: dict[str, Any], account_id: str, region_name: str
+                                        ) -> "FunctionUrl":
+        props, old = cloudformation_json["Properties"], original_resource.properties
+        if (props["TargetFunctionArn"], props.get("Qualifier")) != (old["TargetFunctionArn"], old.get("Qualifier")):
+            original_resource.delete(account_id, region_name)  # a new target: a new URL, as on AWS
+            return cls.create_from_cloudformation_json(new_resource_name, cloudformation_json, account_id,
+                                                       region_name)
+        url = get_url(lambda_backends[account_id][region_name], props["TargetFunctionArn"], props.get("Qualifier"))
+        url.update(cls._config(props))
+        original_resource.properties = props
+        return original_resource
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        try:
+            delete_url(lambda_backends[account_id][region_name], self.function_arn, None)
+        except (UnknownFunctionException, GenericResourcNotFound):  # gone with its function
             pass
 
 

@@ -40,6 +40,12 @@ def gateway_url() -> str:
     return _get("DOGOPS_GATEWAY_URL", f"http://127.0.0.1:{GATEWAY_PORT}")
 
 
+def function_url_base() -> str:
+    """Where a host user reaches the gateway's function URLs (``DOGOPS_FUNCTION_URL_BASE``): the emulator names
+    each ``FunctionUrl`` under it."""
+    return _get("DOGOPS_FUNCTION_URL_BASE", f"http://127.0.0.1:{GATEWAY_PORT}").rstrip("/")
+
+
 def emulator_env() -> dict[str, str]:
     """The environment that points boto3 at the emulator."""
     return {"AWS_ENDPOINT_URL": emulator_url(), "AWS_ACCESS_KEY_ID": ACCESS_KEY,
