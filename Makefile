@@ -15,7 +15,13 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-setup: $(BIN)/.installed  ## create .venv and install dogops, train (and their pinned dependencies)
+# checkov and parliament (the promote preflight) in a venv of their own: checkov pins an older boto3.
+$(VENV)/preflight/.installed: dogops/promote/preflight-tools.txt
+	$(PYTHON) -m venv $(VENV)/preflight
+	$(VENV)/preflight/bin/pip install --quiet -r $<
+	touch $@
+
+setup: $(BIN)/.installed $(VENV)/preflight/.installed  ## create .venv and install dogops, train (and their pinned dependencies)
 
 demo: setup  ## the local stack without Docker: data -> S3 -> train -> endpoint + Lambda -> top-5 for a photo by URL; STOP=1 stops it after
 	@if $(BIN)/dogops status > /dev/null 2>&1; then echo "the stack is already up: using it"; \
@@ -80,8 +86,8 @@ clean:  ## stop the native stack; remove its state, data, model and logs, and tu
 .PHONY: promote destroy
 STAGE ?= dev
 
-promote: setup  ## plan, confirm, apply the STAGE's stack (IMAGE=ECR URI by digest; MODEL=s3://... or the best model; AWS=1 for AWS)
-	$(BIN)/dogops promote apply --stage $(STAGE) --image $(IMAGE) $(if $(MODEL),--model-data-url $(MODEL)) $(if $(AWS),--aws) $(if $(YES),--yes)
+promote: setup  ## push dogops-serving:dev (or IMAGE=ECR URI by digest), preflight, plan, confirm, apply the STAGE (MODEL=s3://...; AWS=1; YES=1)
+	$(BIN)/dogops promote apply --stage $(STAGE) $(if $(IMAGE),--image $(IMAGE)) $(if $(MODEL),--model-data-url $(MODEL)) $(if $(AWS),--aws) $(if $(YES),--yes)
 
 destroy: setup  ## delete the STAGE's stack and check that nothing tagged with it remains (AWS=1 for AWS)
 	$(BIN)/dogops destroy --stage $(STAGE) $(if $(AWS),--aws)

@@ -1,4 +1,4 @@
-"""``dogops promote push|plan|apply`` and ``dogops destroy``: the command line of one stage's image and stack."""
+"""``dogops promote push|preflight|plan|apply`` and ``dogops destroy``: the command line of one stage's image and stack."""
 
 import argparse
 import sys
@@ -15,28 +15,52 @@ def _session(args):
     return stage, boto3.Session(region_name=stage.region)
 
 
-def _plan(args):
+def _model_data_url(args) -> str:
     from ..tuning.best import CURRENT, load_best
+
+    return args.model_data_url or load_best(CURRENT)["model_data_url"]
+
+
+def _plan(args, stage, session, image: str):
     from .stack import format_plan, plan
 
-    stage, session = _session(args)
-    url = args.model_data_url or load_best(CURRENT)["model_data_url"]
-    p = plan(stage, args.image, url, session)
+    p = plan(stage, image, _model_data_url(args), session)
     print(format_plan(stage, p))
-    return stage, session, p
+    return p
 
 
 def _plan_only(args) -> None:
     from .stack import discard
 
-    _, session, p = _plan(args)
-    discard(p, session)
+    stage, session = _session(args)
+    discard(_plan(args, stage, session, args.image), session)
+
+
+def _preflight(args, stage, session, image: str) -> None:
+    from .preflight import PreflightFailed, preflight
+
+    try:
+        preflight(stage, image, _model_data_url(args), session)
+    except PreflightFailed as exc:
+        raise SystemExit(str(exc)) from None
+
+
+def _preflight_only(args) -> None:
+    stage, session = _session(args)
+    _preflight(args, stage, session, args.image)
 
 
 def _apply(args) -> None:
+    """Push (unless --image names a pushed digest), preflight, plan, confirm, apply."""
     from .stack import apply, discard
 
-    _, session, p = _plan(args)
+    stage, session = _session(args)
+    image = args.image
+    if not image:
+        image = _push_image(args, stage, session, args.local_image)
+        print(f"pushed {args.local_image}: {image}")
+    _preflight(args, stage, session, image)
+    p = _plan(args, stage, session, image)
     if p.change_set and not args.yes:
         answer = input("apply these changes? [y/N] ") if sys.stdin.isatty() else ""
         if answer.strip().lower() not in ("y", "yes"):
@@ -45,13 +69,18 @@ def _apply(args) -> None:
     print(f"stack {p.stack}: {apply(p, session)}")
 
 
-def _push(args) -> None:
+def _push_image(args, stage, session, image: str) -> str:
     from .push import push
 
+    name, _, local_tag = image.rsplit("/", 1)[-1].partition(":")
+    repository = getattr(args, "repository", None) or f"{stage.stack_name}/{name.removeprefix(stage.project + '-')}"
+    return push(image, repository, getattr(args, "tag", None) or local_tag or "latest", stage, session,
+                force=args.force)
+
+
+def _push(args) -> None:
     stage, session = _session(args)
-    name, _, local_tag = args.image.rsplit("/", 1)[-1].partition(":")
-    repository = args.repository or f"{stage.stack_name}/{name.removeprefix(stage.project + '-')}"
-    print(push(args.image, repository, args.tag or local_tag or "latest", stage, session, force=args.force))
+    print(_push_image(args, stage, session, args.image))
 
 
 def _destroy(args) -> None:
@@ -69,7 +98,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def add_commands(commands) -> None:
-    """Add ``promote`` (``push``, ``plan``, ``apply``) and ``destroy`` to the ``dogops`` subcommands."""
+    """Add ``promote`` (``push``, ``preflight``, ``plan``, ``apply``) and ``destroy`` to the ``dogops`` subcommands."""
     promote = commands.add_parser("promote", help="the stage's image and CloudFormation stack: push, plan, apply"
                                   ).add_subparsers(dest="promote_command", required=True)
     push = promote.add_parser("push", help="push a local image to ECR unchanged; print its URI by digest")
@@ -80,15 +109,22 @@ def add_commands(commands) -> None:
     push.add_argument("--force", action="store_true",
                       help="push even if `STACK=compose pytest integration_tests` has not passed against this image")
     push.set_defaults(func=_push)
-    for name, func, text in (("plan", _plan_only, "print the change set and the cost estimate; change nothing"),
-                             ("apply", _apply, "plan, confirm, apply (wait, printing stack events)")):
-        sub = promote.add_parser(name, help=text)
+    plan = promote.add_parser("plan", help="print the change set and the cost estimate; change nothing")
+    preflight = promote.add_parser("preflight", help="cfn-lint, checkov, parliament; the model's layout; the pushed "
+                                   "digest served locally with the model (ping, a prediction, cold start)")
+    apply = promote.add_parser("apply", help="push (without --image), preflight, plan, confirm, apply (waits, "
+                               "printing stack events)")
+    for sub, func in ((plan, _plan_only), (preflight, _preflight_only), (apply, _apply)):
         _common(sub)
-        sub.add_argument("--image", required=True, help="the serving image in ECR, by digest")
+        sub.add_argument("--image", required=sub is not apply, help="the serving image in ECR, by digest"
+                         + (" (default: push --local-image first)" if sub is apply else ""))
         sub.add_argument("--model-data-url", help="s3://.../model.tar.gz (default: the best model, .dogops/best.json)")
-        if name == "apply":
-            sub.add_argument("--yes", action="store_true", help="apply without asking")
         sub.set_defaults(func=func)
+    apply.add_argument("--local-image", default="dogops-serving:dev", help="pushed when --image is not given "
+                       "(default: %(default)s)")
+    apply.add_argument("--force", action="store_true", help="push even if the compose integration suite has not "
+                       "passed against the local image")
+    apply.add_argument("--yes", action="store_true", help="apply without asking")
     destroy = commands.add_parser("destroy", help="delete the stage's stack; check that nothing tagged remains")
     _common(destroy)
     destroy.set_defaults(func=_destroy)

@@ -1,0 +1,152 @@
+"""The promote preflight: the static checks (cfn-lint, checkov, parliament) on the real template and on a
+loosened one, the model.tar.gz layout, and — with Docker and the built images — the pushed digest served with
+a trained model."""
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+
+import boto3
+import pytest
+
+from dogops.promote import preflight as pre
+from dogops.promote.config import load_stage
+from dogops.promote.stack import TEMPLATE, parameters
+from services import registry, stack
+
+from ..conftest import free_port, run_script, script_env, tarball
+from ..services.processes import Process, client
+
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/dogops-dev/serving@sha256:" + "a" * 64
+MODEL = "s3://dogops-models/runs/7/model.tar.gz"
+
+
+@pytest.fixture(scope="module")
+def params():
+    dev = load_stage("dev")
+    return parameters(dev, IMAGE, MODEL, "dogops/lambda/function.zip", dev.expires_at())
+
+
+def test_the_template_passes_cfn_lint_checkov_and_parliament(params):
+    lines = []
+    checks = pre.static_checks(TEMPLATE, params, "us-east-1", lines.append)
+    assert [(c.name, c.ok) for c in checks] == [("cfn-lint", True), ("checkov", True), ("parliament", True)], lines
+    assert "skipped on purpose" in checks[1].detail and "2 policies, no findings" in checks[2].detail
+    assert all(line.startswith("  ✓ ") for line in lines)
+
+
+def test_the_policies_are_checked_with_concrete_arns(params):
+    documents = pre.policy_documents(pre.load_template(TEMPLATE.read_text()), params, "us-east-1")
+    function = documents["FunctionRole/invoke-endpoint-and-log"]["Statement"]
+    assert function[0]["Resource"] == "arn:aws:sagemaker:us-east-1:123456789012:endpoint/dogops-dev"
+    assert function[1]["Resource"] == "arn:aws:logs:us-east-1:123456789012:log-group:/aws/lambda/dogops-dev-predict:*"
+    model = documents["SageMakerRole/model-image-logs"]["Statement"]
+    assert model[0]["Resource"] == "arn:aws:s3:::dogops-models/runs/7/model.tar.gz"
+    assert model[1]["Resource"] == "arn:aws:ecr:us-east-1:123456789012:repository/dogops-dev/serving"
+
+
+def test_a_wildcard_action_and_resource_fail_checkov_and_parliament(params, tmp_path):
+    loose = re.sub(r"Action: sagemaker:InvokeEndpoint\n(\s+)Resource: .*", r'Action: "sagemaker:*"\n\1Resource: "*"',
+                   TEMPLATE.read_text())
+    assert loose != TEMPLATE.read_text()
+    (tmp_path / "template.yaml").write_text(loose)
+    lines = []
+    checks = {c.name: c for c in pre.static_checks(tmp_path / "template.yaml", params, "us-east-1", lines.append)}
+    assert checks["cfn-lint"].ok  # valid CloudFormation, just too broad
+    assert not checks["checkov"].ok and "CKV_AWS_111 AWS::IAM::Role.FunctionRole" in checks["checkov"].detail
+    assert not checks["parliament"].ok
+    assert "FunctionRole/invoke-endpoint-and-log: RESOURCE_STAR" in checks["parliament"].detail
+    assert sum(line.startswith("  ✗ ") for line in lines) == 2
+
+
+def _model_dir(root):
+    """A model folder that passes ``verify_artifact`` (the bytes need not be a real network)."""
+    root.mkdir()
+    files = {"model.pth": b"weights", "classes.json": b'["001.Affenpinscher"]', "metrics.json": b"{}",
+             "model_config.json": json.dumps({"backbone": "efficientnet_lite0", "image_size": 64,
+                                              "num_classes": 1}).encode()}
+    for name, body in files.items():
+        (root / name).write_bytes(body)
+    (root / "manifest.json").write_text(json.dumps({"format": "dogops-model/1", "files": {
+        name: {"sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body)} for name, body in files.items()}}))
+    return root
+
+
+def _tar(path, members: dict[str, bytes]):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, body in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+    return path
+
+
+def test_a_model_tar_gz_in_sagemaker_s_layout_passes(tmp_path):
+    good = tmp_path / "model.tar.gz"
+    good.write_bytes(tarball(_model_dir(tmp_path / "model")))
+    assert pre.layout_problems(good) == []
+    assert "manifest verified" in pre.check_model(good, tmp_path / "extracted")
+
+
+def test_a_bad_model_layout_is_refused_with_the_reason(tmp_path):
+    folder = _model_dir(tmp_path / "model")
+    nested = _tar(tmp_path / "nested.tar.gz", {f"model/{p.name}": p.read_bytes() for p in folder.iterdir()})
+    problems = pre.layout_problems(nested)
+    assert "no model.pth at the top level (it is at model/model.pth" in problems[0] and len(problems) == 4
+    with pytest.raises(pre.PreflightFailed, match="no manifest.json at the top level"):
+        pre.check_model(nested, tmp_path / "out")
+    escaping = _tar(tmp_path / "escaping.tar.gz", {"../model.pth": b"x"})
+    assert "'../model.pth' would land outside /opt/ml/model" in pre.layout_problems(escaping)[0]
+    (tmp_path / "plain.tar.gz").write_bytes(b"not a tar")
+    assert pre.layout_problems(tmp_path / "plain.tar.gz")[0].startswith("not a gzip-compressed tar")
+    tampered = tmp_path / "tampered"
+    shutil.copytree(folder, tampered)
+    (tampered / "model.pth").write_bytes(b"other weights")
+    (tmp_path / "tampered.tar.gz").write_bytes(tarball(tampered))
+    with pytest.raises(ValueError, match="does not match its sha256"):
+        pre.check_model(tmp_path / "tampered.tar.gz", tmp_path / "out2")
+
+
+def _docker_works() -> bool:
+    if os.environ.get("DOGOPS_TEST_IMAGES") != "1" or not shutil.which("docker"):
+        return False
+    return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
+
+
+@pytest.mark.skipif(not _docker_works() or not shutil.which("docker-registry"),
+                    reason="the container preflight needs DOGOPS_TEST_IMAGES=1, a Docker engine, the built "
+                    "dogops-serving:dev and docker-registry (make test-images)")
+def test_preflight_serves_the_pushed_digest_with_the_model(trained, tmp_path, monkeypatch):
+    model_dir, _ = trained
+    port = free_port()
+    reg = registry.start(port, tmp_path / "registry", tmp_path / "registry.log")
+    server = Process("services.emulator", tmp_path, DOGOPS_REGISTRY_URL=f"http://127.0.0.1:{port}")
+    env = {**stack.emulator_env(), "AWS_ENDPOINT_URL": server.url, "DOCKER_CONFIG": str(tmp_path)}
+    pushed = None
+    try:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        s3 = client("s3", server.url)
+        s3.create_bucket(Bucket="dogops-models")
+        s3.put_object(Bucket="dogops-models", Key="runs/7/model.tar.gz", Body=tarball(model_dir))
+        pushed = run_script("dogops", "promote", "push", "dogops-serving:dev", "--stage", "dev", "--force",
+                            env=script_env(**env), timeout=600, check=True).stdout.strip().splitlines()[-1]
+        lines = []
+        checks = pre.preflight(load_stage("dev"), pushed, MODEL, boto3.Session(region_name=stack.REGION), lines.append)
+        by_name = {c.name: c for c in checks}
+        assert all(c.ok for c in checks), lines
+        assert "application/vnd.docker.distribution.manifest.v2+json" in by_name["manifest"].detail
+        assert by_name["platform"].detail == "linux/amd64"
+        assert "/ping 200 after a" in by_name["container"].detail and "cold start" in by_name["container"].detail
+        assert lines[-1].startswith("preflight passed")
+    finally:
+        if pushed:
+            subprocess.run(["docker", "rmi", pushed.split("@")[0] + ":dev"], capture_output=True, timeout=60)
+        server.stop()
+        reg.terminate()
+        reg.wait(timeout=20)
