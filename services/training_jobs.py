@@ -1,0 +1,431 @@
+"""The local stack's SageMaker training: a created training job run from its description, as SageMaker runs it.
+
+``training_gaps`` starts :func:`start` in a thread of the emulator for every ``CreateTrainingJob``. The
+runner reads ``DescribeTrainingJob`` and, per "instance" (``algo-1`` ... ``algo-N``, each its own ``/opt/ml``
+tree under a temporary folder):
+
+- ``Downloading``: every channel's ``S3Prefix`` into ``input/data/<channel>``; the objects under
+  ``CheckpointConfig.S3Uri`` into ``checkpoints/``; ``input/config/{hyperparameters,inputdataconfig,
+  resourceconfig}.json`` (contracts §B.2, §B.3);
+- ``Training``: ``train`` with ``SAGEMAKER_BASE_DIR`` (native; ``DOGOPS_TRAINING_MODE=docker`` or no ``train``
+  script: ``docker run IMAGE train`` with the tree at ``/opt/ml``), N hosts joined over loopback
+  (``MASTER_ADDR=127.0.0.1``: the only adaptation; SageMaker resolves ``algo-1`` instead). Each host's output
+  goes to CloudWatch Logs (``/aws/sagemaker/TrainingJobs``, stream ``<job>/<host>-<epoch seconds>``) and
+  through the job's ``MetricDefinitions``; checkpoints are synced to S3 as they change;
+- ``Uploading``: the hosts' ``model/`` merged and packed (reproducibly) to
+  ``<S3OutputPath>/<job>/output/model.tar.gz``; then ``Completed`` with ``ModelArtifacts``,
+  ``FinalMetricDataList``, ``TrainingTimeInSeconds`` and ``BillableTimeInSeconds``. A non-zero exit is
+  ``Failed`` with ``output/failure`` as ``FailureReason``; ``StopTrainingJob`` and ``MaxRuntimeInSeconds``
+  SIGTERM the hosts (SIGKILL after 120 s) and end ``Stopped``.
+
+Managed spot, rehearsed: with ``DOGOPS_SPOT_INTERRUPT=epoch=N`` (or ``after=S`` seconds of training) in the
+emulator's environment, a spot job's first attempt gets SIGTERM like the two-minute notice once a host
+logs ``epoch=N``; it is ``Interrupted``, waits ``DOGOPS_SPOT_CAPACITY_WAIT_S`` (default 1) "for capacity"
+(not billed), and starts again from scratch: data downloaded again, checkpoints restored from S3
+(``MaxWaitTimeExceeded`` if the wait runs out). Billable time is the instances' busy time (per instance,
+as AWS reports it), with no spot discount: the local saving is the time not billed.
+"""
+
+import atexit
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import boto3
+
+from dogops.s3upload import parse_s3_uri
+
+from . import stack
+from .bootstrap import _pack as pack_model_dir
+
+log = logging.getLogger(__name__)
+
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+KILL_AFTER_S = 120  # docker stop -t 120, as SageMaker stops a training container
+_running: dict[str, "Run"] = {}
+_running_lock = threading.Lock()
+
+Report = Callable[..., None]  # report(status, secondary, message, **described fields in snake case)
+
+
+class AlgorithmFailed(Exception):
+    """The training exited non-zero: the job is ``Failed`` with this reason."""
+
+
+class JobStopped(Exception):
+    """The job ends ``Stopped`` with this secondary status (Stopped, MaxRuntimeExceeded, MaxWaitTimeExceeded)."""
+
+
+def start(name: str, account: str, region: str, emulator_url: str) -> None:
+    """Run job ``name`` of the emulator at ``emulator_url`` in a thread; it reports on moto's backend."""
+    from functools import partial
+
+    from .training_gaps import update
+
+    run = Run(name, _session(region), emulator_url, partial(update, account, region, name))
+    with _running_lock:
+        _running[name] = run
+    threading.Thread(target=run.main, name=f"training-job-{name}", daemon=True).start()
+
+
+def stop(name: str) -> bool:
+    """``StopTrainingJob``: SIGTERM the job's hosts; False when nothing runs it."""
+    with _running_lock:
+        run = _running.get(name)
+    if run is None:
+        return False
+    run.stop_requested = "Stopped"
+    return True
+
+
+@atexit.register
+def _stop_all() -> None:
+    with _running_lock:
+        runs = list(_running.values())
+    for run in runs:
+        run.signal_hosts(signal.SIGKILL)
+
+
+def _session(region: str) -> boto3.Session:
+    return boto3.Session(aws_access_key_id=stack.ACCESS_KEY, aws_secret_access_key=stack.SECRET_KEY,
+                         region_name=region)
+
+
+def _spot_rehearsal() -> tuple[str, float] | None:
+    """``DOGOPS_SPOT_INTERRUPT``: ``("epoch", N)`` or ``("after", S)``, or None."""
+    raw = os.environ.get("DOGOPS_SPOT_INTERRUPT", "").strip()
+    if not raw:
+        return None
+    kind, _, value = raw.partition("=")
+    if kind not in ("epoch", "after"):
+        raise ValueError(f"DOGOPS_SPOT_INTERRUPT must be epoch=N or after=SECONDS, not {raw!r}")
+    return kind, float(value)
+
+
+def _download(s3, uri: str, dest: Path) -> int:
+    """Every object under ``uri`` (an S3 prefix) into ``dest``, keys relative to the prefix; the count."""
+    bucket, prefix = parse_s3_uri(uri)
+    count = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            relative = obj["Key"][len(prefix):].lstrip("/") or obj["Key"].rsplit("/", 1)[-1]
+            if obj["Key"].endswith("/") or ".." in relative.split("/"):
+                continue
+            target = dest / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, obj["Key"], str(target))
+            count += 1
+    return count
+
+
+@dataclasses.dataclass
+class Host:
+    """One instance of the job: its ``/opt/ml`` tree, process, log stream and checkpoint sync state."""
+
+    name: str
+    base: Path
+    stream: str
+    proc: subprocess.Popen | None = None
+    pending: list = dataclasses.field(default_factory=list)  # log events not yet sent
+    synced: dict = dataclasses.field(default_factory=dict)  # checkpoint file -> (size, mtime) uploaded
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.base / "checkpoints"
+
+
+class Run:
+    """One training job from its description to its end."""
+
+    def __init__(self, name: str, session: boto3.Session, url: str, report: Report):
+        self.name, self.report = name, report
+        self.sm, self.s3, self.logs = (session.client(s, endpoint_url=url) for s in ("sagemaker", "s3", "logs"))
+        self.stop_requested: str | None = None
+        self.hosts: list[Host] = []
+        self.metrics: dict[str, dict] = {}
+        self.lock = threading.Lock()
+
+    # -- the job ---------------------------------------------------------------------------------------------
+    def main(self) -> None:
+        try:
+            self.job = self.sm.describe_training_job(TrainingJobName=self.name)
+            self._run()
+        except JobStopped as stopped:
+            self._end("Stopped", str(stopped), f"Training job ended: {stopped}")
+        except AlgorithmFailed as failed:
+            self._end("Failed", "Failed", "Training job failed", failure_reason=str(failed))
+        except Exception as exc:  # noqa: BLE001 - whatever went wrong is the job's failure reason
+            log.exception("training job %s failed", self.name)
+            self._end("Failed", "Failed", "Training job failed", failure_reason=f"ClientError: {exc}"[:1024])
+        finally:
+            with _running_lock:
+                _running.pop(self.name, None)
+
+    def _run(self) -> None:
+        job = self.job
+        count = job["ResourceConfig"]["InstanceCount"]
+        spot = job.get("EnableManagedSpotTraining", False)
+        rehearsal = _spot_rehearsal() if spot else None
+        stopping = job.get("StoppingCondition", {})
+        max_runtime = stopping.get("MaxRuntimeInSeconds", 86400)
+        max_wait = stopping.get("MaxWaitTimeInSeconds") if spot else None
+        self.started = time.monotonic()
+        self.billable = 0.0
+        self.trained = 0.0  # seconds in Training, over all attempts
+        self.report(training_start_time=datetime.now(timezone.utc))
+        with tempfile.TemporaryDirectory(prefix=f"dogops-training-{self.name}-") as tmp:
+            for attempt in range(1, 100):
+                if attempt > 1:
+                    self.report("InProgress", "Starting", "Launching requested ML instances (restarted after a "
+                                "spot interruption)")
+                attempt_started = time.monotonic()
+                self.hosts = [Host(f"algo-{i + 1}", Path(tmp) / f"attempt-{attempt}" / f"algo-{i + 1}" / "opt" / "ml",
+                                   f"{self.name}/algo-{i + 1}-{int(time.time())}") for i in range(count)]
+                self._download()
+                interrupt = rehearsal if attempt == 1 else None
+                code = self._train(max_runtime, interrupt)
+                self._sync_checkpoints()
+                self.billable += time.monotonic() - attempt_started  # per instance, as AWS reports it
+                if code == "interrupted":
+                    self.report("InProgress", "Interrupted", "The spot instance was reclaimed: the job restarts "
+                                "from its checkpoints when capacity is back")
+                    time.sleep(float(os.environ.get("DOGOPS_SPOT_CAPACITY_WAIT_S", "1")))
+                    if max_wait is not None and time.monotonic() - self.started > max_wait:
+                        raise JobStopped("MaxWaitTimeExceeded")
+                    continue
+                if code != 0:
+                    raise AlgorithmFailed(self._failure(code))
+                upload_started = time.monotonic()
+                artifacts = self._upload(Path(tmp) / "upload")
+                self.billable += time.monotonic() - upload_started
+                self._end("Completed", "Completed", "Training job completed", model_artifacts=artifacts)
+                return
+        raise RuntimeError("too many spot interruptions")
+
+    def _end(self, status: str, secondary: str, message: str, **fields) -> None:
+        self._flush_logs()
+        now = datetime.now(timezone.utc)
+        times = {}
+        if hasattr(self, "started"):
+            times = {"training_end_time": now,
+                     "training_time_in_seconds": max(1, math.ceil(time.monotonic() - self.started)),
+                     "billable_time_in_seconds": max(1, math.ceil(self.billable))}
+        metrics = [{"MetricName": k, "Value": v["value"], "Timestamp": v["at"]} for k, v in self.metrics.items()]
+        self.report(status, secondary, message, final_metric_data_list=metrics or None, **times, **fields)
+
+    # -- Downloading -------------------------------------------------------------------------------------------
+    def _download(self) -> None:
+        self.report("InProgress", "Downloading", "Downloading input data")
+        job, first = self.job, self.hosts[0]
+        modes = {}
+        for channel in job.get("InputDataConfig", []):
+            name, source = channel["ChannelName"], channel["DataSource"].get("S3DataSource")
+            mode = channel.get("InputMode", job["AlgorithmSpecification"].get("TrainingInputMode", "File"))
+            if source is None or source.get("S3DataType", "S3Prefix") != "S3Prefix" or mode == "Pipe":
+                raise ValueError(f"channel {name}: only S3Prefix data in File or FastFile mode runs locally")
+            count = _download(self.s3, source["S3Uri"], first.base / "input" / "data" / name)
+            log.info("job %s channel %s: %d files", self.name, name, count)
+            modes[name] = {"TrainingInputMode": mode,
+                           "S3DistributionType": source.get("S3DataDistributionType", "FullyReplicated"),
+                           "RecordWrapperType": channel.get("RecordWrapperType", "None"),
+                           **({"ContentType": channel["ContentType"]} if channel.get("ContentType") else {})}
+        checkpoint = job.get("CheckpointConfig")
+        for host in self.hosts:
+            if host is not first and (first.base / "input" / "data").exists():
+                shutil.copytree(first.base / "input" / "data", host.base / "input" / "data", copy_function=os.link)
+            host.checkpoints.mkdir(parents=True, exist_ok=True)
+            if checkpoint:
+                if checkpoint.get("LocalPath", "/opt/ml/checkpoints").rstrip("/") != "/opt/ml/checkpoints":
+                    raise ValueError("CheckpointConfig.LocalPath other than /opt/ml/checkpoints does not run locally")
+                _download(self.s3, checkpoint["S3Uri"], host.checkpoints)
+            for sub in ("model", "output/data"):
+                (host.base / sub).mkdir(parents=True, exist_ok=True)
+            self._write_config(host, modes)
+
+    def _write_config(self, host: Host, channels: dict) -> None:
+        config = host.base / "input" / "config"
+        config.mkdir(parents=True, exist_ok=True)
+        kind, names = self.job["ResourceConfig"]["InstanceType"], [h.name for h in self.hosts]
+        resource = {"current_host": host.name, "hosts": names, "network_interface_name": "eth0",
+                    "current_instance_type": kind, "current_group_name": "homogeneousCluster",
+                    "instance_groups": [{"instance_group_name": "homogeneousCluster", "instance_type": kind,
+                                         "hosts": names}]}
+        for name, content in (("hyperparameters", self.job.get("HyperParameters", {})),
+                              ("inputdataconfig", channels), ("resourceconfig", resource)):
+            (config / f"{name}.json").write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+
+    # -- Training ----------------------------------------------------------------------------------------------
+    def _command(self, host: Host, port: int) -> tuple[list[str], dict]:
+        spec = self.job["AlgorithmSpecification"]
+        env = {"TRAINING_JOB_NAME": self.name, "TRAINING_JOB_ARN": self.job["TrainingJobArn"],
+               **self.job.get("Environment", {})}
+        if len(self.hosts) > 1:
+            env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(self.hosts)))
+        args = spec.get("ContainerArguments") or ["train"]
+        native = Path(sys.executable).parent / "train"
+        mode = os.environ.get("DOGOPS_TRAINING_MODE") or ("native" if native.exists() else "docker")
+        if mode == "native":
+            if spec.get("ContainerEntrypoint"):
+                raise ValueError("a ContainerEntrypoint runs only with DOGOPS_TRAINING_MODE=docker")
+            base = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_", "AWS_", "DOGOPS_"))}
+            return [str(native), *args], {**base, **env, "SAGEMAKER_BASE_DIR": str(host.base)}
+        entrypoint = ["--entrypoint", spec["ContainerEntrypoint"][0]] if spec.get("ContainerEntrypoint") else []
+        extra = spec.get("ContainerEntrypoint", [])[1:]
+        flags = [item for k, v in env.items() for item in ("-e", f"{k}={v}")]
+        return ["docker", "run", "--rm", "--name", f"{self.name}-{host.name}", "--network", "host", *flags,
+                "-v", f"{host.base}:/opt/ml", *entrypoint, spec["TrainingImage"], *extra, *args], dict(os.environ)
+
+    def _train(self, max_runtime: float, interrupt: tuple[str, float] | None) -> int | str:
+        """Run the hosts to their end: the exit code of the first failing host (else 0), or "interrupted"."""
+        self.report("InProgress", "Training", "Training image download completed. Training in progress.")
+        port = _free_port()
+        interrupted = threading.Event()
+        readers = []
+        for host in self.hosts:
+            argv, env = self._command(host, port)
+            host.proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                         start_new_session=True)
+            readers.append(threading.Thread(target=self._read, args=(host, interrupt, interrupted), daemon=True))
+            readers[-1].start()
+        began = time.monotonic()
+        sent, killed_at = None, None
+        while any(h.proc.poll() is None for h in self.hosts):
+            time.sleep(0.2)
+            self._flush_logs()
+            reason = self.stop_requested
+            if reason is None and self.trained + time.monotonic() - began > max_runtime:
+                reason = "MaxRuntimeExceeded"
+            if reason is None and interrupt and interrupt[0] == "after" and time.monotonic() - began >= interrupt[1]:
+                interrupted.set()
+            if sent is None and (reason or interrupted.is_set()):
+                sent = reason or "interrupted"
+                log.info("job %s: SIGTERM to its hosts (%s)", self.name, sent)
+                self.signal_hosts(signal.SIGTERM)
+                killed_at = time.monotonic() + KILL_AFTER_S
+            if killed_at and time.monotonic() > killed_at:
+                self.signal_hosts(signal.SIGKILL)
+                killed_at = None
+        for reader in readers:
+            reader.join(timeout=10)
+        self.trained += time.monotonic() - began
+        self._flush_logs()
+        codes = [h.proc.returncode for h in self.hosts]
+        if sent in ("Stopped", "MaxRuntimeExceeded"):
+            self._sync_checkpoints()
+            raise JobStopped(sent)
+        if sent == "interrupted" and any(codes):
+            return "interrupted"
+        return next((c for c in codes if c), 0)
+
+    def _read(self, host: Host, interrupt, interrupted: threading.Event) -> None:
+        definitions = [(d["Name"], re.compile(d["Regex"]))
+                       for d in self.job["AlgorithmSpecification"].get("MetricDefinitions", [])]
+        epoch = re.compile(rf"\bepoch={int(interrupt[1])}\b") if interrupt and interrupt[0] == "epoch" else None
+        for line in host.proc.stdout:
+            line = line.rstrip("\n")
+            now = datetime.now(timezone.utc)
+            with self.lock:
+                host.pending.append({"timestamp": int(now.timestamp() * 1000), "message": line})
+            found = False
+            for name, pattern in definitions:
+                match = pattern.search(line)
+                if match:
+                    try:
+                        self.metrics[name] = {"value": float(match.group(1)), "at": now}
+                        found = True
+                    except (ValueError, IndexError):
+                        pass
+            if found:
+                self._sync_checkpoints()  # an epoch ended: its checkpoint is written
+            if epoch is not None and epoch.search(line):
+                interrupted.set()
+
+    def signal_hosts(self, sig: int) -> None:
+        for host in self.hosts:
+            if host.proc is not None and host.proc.poll() is None:
+                try:
+                    os.killpg(host.proc.pid, sig)
+                except ProcessLookupError:
+                    pass
+
+    def _flush_logs(self) -> None:
+        for host in self.hosts:
+            with self.lock:
+                events, host.pending = host.pending, []
+            if not events:
+                continue
+            try:
+                self.logs.create_log_group(logGroupName=LOG_GROUP)
+            except self.logs.exceptions.ResourceAlreadyExistsException:
+                pass
+            try:
+                self.logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=host.stream)
+            except self.logs.exceptions.ResourceAlreadyExistsException:
+                pass
+            self.logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=host.stream, logEvents=events)
+
+    def _sync_checkpoints(self) -> None:
+        """New and changed local checkpoints to ``CheckpointConfig.S3Uri``; a deleted one is deleted there."""
+        checkpoint = self.job.get("CheckpointConfig")
+        if not checkpoint:
+            return
+        bucket, prefix = parse_s3_uri(checkpoint["S3Uri"])
+        with self.lock:
+            for host in self.hosts:
+                now = {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in host.checkpoints.rglob("*")
+                       if p.is_file() and not p.name.endswith(".tmp")}
+                for path, stamp in now.items():
+                    if host.synced.get(path) != stamp:
+                        key = "/".join(filter(None, [prefix, path.relative_to(host.checkpoints).as_posix()]))
+                        self.s3.upload_file(str(path), bucket, key)
+                        host.synced[path] = stamp
+                for path in [p for p in host.synced if p not in now]:
+                    key = "/".join(filter(None, [prefix, path.relative_to(host.checkpoints).as_posix()]))
+                    self.s3.delete_object(Bucket=bucket, Key=key)
+                    del host.synced[path]
+
+    def _failure(self, code: int) -> str:
+        for host in self.hosts:
+            failure = host.base / "output" / "failure"
+            if failure.exists() and failure.read_text(encoding="utf-8").strip():
+                return f"AlgorithmError: {failure.read_text(encoding='utf-8').strip()}"[:1024]
+        return f"AlgorithmError: the training exited with code {code} and wrote no output/failure"
+
+    # -- Uploading ---------------------------------------------------------------------------------------------
+    def _upload(self, folder: Path) -> dict:
+        self.report("InProgress", "Uploading", "Uploading generated training model")
+        merged = folder / "model"
+        merged.mkdir(parents=True)
+        for host in self.hosts:  # as SageMaker merges the hosts' /opt/ml/model, a later name clash overwriting
+            shutil.copytree(host.base / "model", merged, dirs_exist_ok=True)
+        bucket, prefix = parse_s3_uri(self.job["OutputDataConfig"]["S3OutputPath"])
+        key = "/".join(filter(None, [prefix, self.name, "output", "model.tar.gz"]))
+        pack_model_dir(merged, folder / "model.tar.gz")
+        self.s3.upload_file(str(folder / "model.tar.gz"), bucket, key)
+        data = self.hosts[0].base / "output" / "data"
+        if any(data.iterdir()):
+            pack_model_dir(data, folder / "output.tar.gz")
+            self.s3.upload_file(str(folder / "output.tar.gz"), bucket, key.replace("model.tar.gz", "output.tar.gz"))
+        return {"S3ModelArtifacts": f"s3://{bucket}/{key}"}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
