@@ -54,12 +54,13 @@ SAGEMAKER_RESOURCES = (("EndpointName", "endpoint"), ("EndpointConfigName", "end
 
 
 class SignedBodyRequest(IAMRequest):
-    """moto's ``IAMRequest``, hashing the body as it was signed: moto hashes its parsed parameters instead when the
-    body is empty (every Lambda ``GET``), and so refuses every such signature."""
+    """moto's ``IAMRequest``, hashing the body as it was signed: for an empty body that is not a form (every Lambda
+    ``GET``) moto hashes its parsed parameters instead, and so refuses every such signature."""
 
     def _create_aws_request(self):
         aws_request = super()._create_aws_request()
-        aws_request.data = self._body or b""
+        if "x-www-form-urlencoded" not in self._headers.get("Content-Type", ""):  # a form: moto's parameters are it
+            aws_request.data = self._body or b""
         return aws_request
 
 
