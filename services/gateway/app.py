@@ -1,4 +1,5 @@
-"""The gateway's Flask application: SageMaker Runtime, Lambda ``Invoke``, the API route and the demo page.
+"""The gateway's Flask application: SageMaker Runtime, Lambda ``Invoke``, function URLs, the API route and the
+demo page.
 
 Run it with ``python -m services.gateway`` (gunicorn, one process with threads:
 the Lambda concurrency counters and warm function workers live in it).
@@ -6,7 +7,7 @@ the Lambda concurrency counters and warm function workers live in it).
 
 from flask import Flask
 
-from . import apigw, emulator_proxy, lambda_api, sagemaker_runtime
+from . import apigw, emulator_proxy, function_url, lambda_api, sagemaker_runtime
 
 
 def create_app() -> Flask:
@@ -14,6 +15,7 @@ def create_app() -> Flask:
     app = Flask(__name__)
     app.register_blueprint(sagemaker_runtime.blueprint)
     app.register_blueprint(lambda_api.blueprint)
+    app.register_blueprint(function_url.blueprint)
     app.register_blueprint(apigw.blueprint)
     app.add_url_rule("/_dogops/health", "health", lambda: {"status": "ok"})
     methods = ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"]

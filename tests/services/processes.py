@@ -52,13 +52,15 @@ class Process:
             self.proc.wait()
 
 
-def emulator(log_dir: Path) -> Process:
-    return Process("services.emulator", log_dir)
+def emulator(log_dir: Path, **env) -> Process:
+    """An emulator; ``env`` adds settings (DOGOPS_FUNCTION_URL_BASE, ...)."""
+    return Process("services.emulator", log_dir, **env)
 
 
-def gateway(log_dir: Path, emulator_url: str, **env) -> Process:
-    """A gateway that finds the control plane at ``emulator_url``; ``env`` adds settings (DOGOPS_SERVING_URL, ...)."""
-    port = free_port()
+def gateway(log_dir: Path, emulator_url: str, port: int | None = None, **env) -> Process:
+    """A gateway that finds the control plane at ``emulator_url``, on ``port`` (default: a free one); ``env`` adds
+    settings (DOGOPS_SERVING_URL, ...)."""
+    port = port or free_port()
     return Process("services.gateway", log_dir, port, DOGOPS_EMULATOR_URL=emulator_url,
                    DOGOPS_GATEWAY_URL=f"http://127.0.0.1:{port}", **env)
 
