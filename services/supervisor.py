@@ -204,6 +204,7 @@ class Supervisor:
         if name == "emulator":
             argv = [sys.executable, "-m", "services.emulator", "--host", "127.0.0.1", "--port",
                     str(stack.EMULATOR_PORT)]
+            env.update(DOGOPS_FUNCTION_URL_BASE=stack.function_url_base())  # the FunctionUrl a host user calls
         elif name == "serving":
             from .bootstrap import model_data_url
 
