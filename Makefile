@@ -89,5 +89,5 @@ STAGE ?= dev
 promote: setup  ## push dogops-serving:dev (or IMAGE=ECR URI by digest), preflight, plan, confirm, apply the STAGE (MODEL=s3://...; AWS=1; YES=1)
 	$(BIN)/dogops promote apply --stage $(STAGE) $(if $(IMAGE),--image $(IMAGE)) $(if $(MODEL),--model-data-url $(MODEL)) $(if $(AWS),--aws) $(if $(YES),--yes)
 
-destroy: setup  ## delete the STAGE's stack and check that nothing tagged with it remains (AWS=1 for AWS)
-	$(BIN)/dogops destroy --stage $(STAGE) $(if $(AWS),--aws)
+destroy: setup  ## delete the STAGE's stack (IMAGES=1: and its ECR repositories), check nothing tagged remains (AWS=1 for AWS)
+	$(BIN)/dogops destroy --stage $(STAGE) $(if $(IMAGES),--images) $(if $(AWS),--aws)

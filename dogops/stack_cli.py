@@ -132,6 +132,8 @@ def down(args) -> None:
 
 
 def status(args) -> None:
+    if args.aws or args.enforce_ttl:
+        return aws_status(args)
     layout = Layout()
     state = _running_supervisor(layout)
     if state:
@@ -152,6 +154,15 @@ def status(args) -> None:
         print(f"demo page: {stack.gateway_url()}/")
     else:
         raise SystemExit(1)
+
+
+def aws_status(args) -> None:
+    """What runs for the project on AWS (or the local emulator when AWS_ENDPOINT_URL is local) and its cost."""
+    from dogops.promote.config import check_target
+    from dogops.promote.status import status as promote_status
+
+    check_target(aws=not os.environ.get("AWS_ENDPOINT_URL"))
+    promote_status(args.config, args.enforce_ttl)
 
 
 def env_lines() -> list[str]:
@@ -222,8 +233,14 @@ def add_commands(commands) -> None:
     stop.add_argument("--timeout", type=float, default=60, help="seconds before its processes are killed")
     stop.set_defaults(func=down)
 
-    commands.add_parser("status", help="each service's pid and health (exit 1 if any is unhealthy)").set_defaults(
-        func=status)
+    check = commands.add_parser("status", help="each service's pid and health (exit 1 if any is unhealthy); "
+                                "--aws: what runs for the project on AWS and what it costs per hour")
+    check.add_argument("--aws", action="store_true", help="list the project's tagged resources and stage stacks "
+                       "with expiry and cost per hour (the local emulator when AWS_ENDPOINT_URL is local)")
+    check.add_argument("--enforce-ttl", action="store_true", help="with --aws: delete what is past its expires-at "
+                       "tag (the stage's stack, or the endpoint alone)")
+    check.add_argument("--config", type=Path, default=Path("promote.yaml"), help="the promote stages (for --aws)")
+    check.set_defaults(func=status)
     commands.add_parser("env", help='export lines for the running stack: eval "$(dogops env)"').set_defaults(
         func=env)
 

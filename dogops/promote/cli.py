@@ -87,7 +87,7 @@ def _destroy(args) -> None:
     from .stack import destroy
 
     stage, session = _session(args)
-    destroy(stage, session)
+    destroy(stage, session, images=args.images)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -127,4 +127,6 @@ def add_commands(commands) -> None:
     apply.add_argument("--yes", action="store_true", help="apply without asking")
     destroy = commands.add_parser("destroy", help="delete the stage's stack; check that nothing tagged remains")
     _common(destroy)
+    destroy.add_argument("--images", action="store_true", help="also delete the stage's ECR repositories (tagged "
+                         "project and stage by `dogops promote push`) with their images")
     destroy.set_defaults(func=_destroy)

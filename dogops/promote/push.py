@@ -42,6 +42,17 @@ def repository_uri(ecr, name: str, stage: Stage) -> str:
             "repositoryUri"]
 
 
+def repositories(ecr, project: str, stage: str | None = None) -> list[dict]:
+    """The ECR repositories tagged with ``project`` (and ``stage``) as ``repository_uri`` tags them."""
+    found = []
+    for page in ecr.get_paginator("describe_repositories").paginate():
+        for repo in page["repositories"]:
+            tags = {t["Key"]: t["Value"] for t in ecr.list_tags_for_resource(resourceArn=repo["repositoryArn"])["tags"]}
+            if tags.get("project") == project and stage in (None, tags.get("stage")):
+                found.append({"name": repo["repositoryName"], "arn": repo["repositoryArn"], "stage": tags.get("stage")})
+    return found
+
+
 def credentials(ecr) -> tuple[str, str, str]:
     """``(proxy endpoint, user, password)`` from ``GetAuthorizationToken``."""
     data = ecr.get_authorization_token()["authorizationData"][0]

@@ -16,6 +16,7 @@ from ..lambda_package import function_zip
 from ..s3upload import parse_s3_uri
 from .config import Stage
 from .prices import estimate, format_estimate
+from .push import repositories
 
 TEMPLATE = Path(__file__).with_name("template.yaml")
 NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
@@ -180,8 +181,9 @@ def _wait(cfn, stack: str, seen: set, echo, timeout: float, gone_ok: bool = Fals
         time.sleep(2)
 
 
-def destroy(stage: Stage, session=None, echo=print, timeout: float = 3600) -> None:
-    """Delete the stack, wait, then check that nothing tagged with the project and stage is left."""
+def destroy(stage: Stage, session=None, echo=print, timeout: float = 3600, images: bool = False) -> None:
+    """Delete the stack (and with ``images`` the stage's ECR repositories), wait, then check that nothing tagged
+    with the project and stage is left (but the repositories kept without ``images``)."""
     session = session or boto3.Session(region_name=stage.region)
     cfn = session.client("cloudformation")
     current = _stack(cfn, stage.stack_name)
@@ -193,18 +195,30 @@ def destroy(stage: Stage, session=None, echo=print, timeout: float = 3600) -> No
         status = _wait(cfn, current["StackId"], seen, echo, timeout, gone_ok=True)
         if status != "DELETE_COMPLETE":
             raise RuntimeError(f"stack {stage.stack_name} ended {status}")
-    left = leftovers(stage, session)
+        echo(f"stack {stage.stack_name}: deleted")
+    ecr = session.client("ecr")
+    kept = repositories(ecr, stage.project, stage.name)
+    for repo in kept if images else []:
+        ecr.delete_repository(repositoryName=repo["name"], force=True)
+        echo(f"repository {repo['name']}: deleted with its images")
+    left = leftovers(stage, session, images)
     if left:
         raise RuntimeError(f"still tagged project={stage.project} stage={stage.name}: {', '.join(left)}")
-    echo(f"stack {stage.stack_name}: deleted; nothing tagged project={stage.project} stage={stage.name} remains")
+    echo(f"nothing tagged project={stage.project} stage={stage.name} remains" + (
+        "" if images or not kept else f" but the image repositories {', '.join(r['name'] for r in kept)} "
+        "(`dogops destroy --images` deletes them)"))
 
 
-def leftovers(stage: Stage, session) -> list[str]:
-    """ARNs still tagged with the stage (Resource Groups Tagging API), and any endpoint of the stage's name."""
+def leftovers(stage: Stage, session, images: bool = True) -> list[str]:
+    """ARNs still tagged with the stage (Resource Groups Tagging API, and ECR's own tags), and any endpoint of the
+    stage's name; without ``images``, not the ECR repositories."""
     tagging = session.client("resourcegroupstaggingapi")
     pages = tagging.get_paginator("get_resources").paginate(TagFilters=[
         {"Key": "project", "Values": [stage.project]}, {"Key": "stage", "Values": [stage.name]}])
-    arns = [r["ResourceARN"] for page in pages for r in page["ResourceTagMappingList"]]
+    arns = [r["ResourceARN"] for page in pages for r in page["ResourceTagMappingList"]
+            if images or ":ecr:" not in r["ResourceARN"]]
+    if images:
+        arns += [r["arn"] for r in repositories(session.client("ecr"), stage.project, stage.name) if r["arn"] not in arns]
     endpoints = session.client("sagemaker").list_endpoints(NameContains=stage.stack_name)["Endpoints"]
     return arns + [e["EndpointArn"] for e in endpoints if e["EndpointName"] == stage.stack_name
                    and e["EndpointArn"] not in arns]

@@ -1,6 +1,5 @@
 """Promotion against a real emulator subprocess: plan, apply, no-op, a new model, destroy; the guard; the prices."""
 
-import boto3
 import pytest
 
 from dogops.promote.config import check_target, load_stage
@@ -9,29 +8,8 @@ from dogops.promote.stack import apply, destroy, discard, format_plan, plan
 from services import stack
 
 from ..conftest import run_script, script_env
-from ..services.processes import client, emulator
-
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/dogops-serving@sha256:" + "a" * 64
-BUCKET = "dogops-promote-test"
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory):
-    """An emulator with a bucket holding two models; yields its URL."""
-    server = emulator(tmp_path_factory.mktemp("promote"))
-    s3 = client("s3", server.url)
-    s3.create_bucket(Bucket=BUCKET)
-    for prefix in ("one", "two"):
-        s3.put_object(Bucket=BUCKET, Key=f"{prefix}/model.tar.gz", Body=b"m" * 1000)
-    yield server.url
-    server.stop()
-
-
-@pytest.fixture
-def session(aws, monkeypatch):
-    for key, value in {**stack.emulator_env(), "AWS_ENDPOINT_URL": aws}.items():
-        monkeypatch.setenv(key, value)
-    return boto3.Session(region_name=stack.REGION)
+from ..services.processes import client
+from .conftest import BUCKET, IMAGE
 
 
 def test_plan_apply_noop_new_model_destroy(aws, session):
