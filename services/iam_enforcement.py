@@ -21,6 +21,9 @@ from moto.core.authorization import ActionAuthenticatorMixin
 from moto.core.exceptions import JsonRESTError, _RESTError
 from moto.core.utils import get_service_model
 from moto.iam.access_control import IAMRequest, S3IAMRequest
+from moto.s3.exceptions import S3AccessDeniedError
+from moto.s3.models import s3_backends
+from moto.utilities.utils import get_partition
 from werkzeug.exceptions import HTTPException
 
 from . import stack
@@ -165,6 +168,11 @@ def _error(response, code: str, message: str) -> HTTPException:
     return error
 
 
+def _bucket_exists(response, resource: str) -> bool:
+    bucket = resource.split(":::", 1)[-1].split("/", 1)[0]
+    return bucket == "*" or bucket in s3_backends[response.current_account][get_partition(response.region)].buckets
+
+
 def _denied(response, key: str, action: str, resource: str) -> HTTPException:
     token = response.headers.get("X-Amz-Security-Token")
     answer = authorize(key, action, resource, token, response.region)
@@ -181,10 +189,11 @@ def _check(self, iam_request_cls: type, resource: str = "*") -> None:
         return
     s3 = iam_request_cls is S3IAMRequest
     if key is None or "Authorization" not in self.headers:  # anonymous, or pre-signed by another key
-        if s3:
-            from moto.s3.exceptions import S3AccessDeniedError
+        if not s3:
+            raise _error(self, "MissingAuthenticationTokenException", "Missing Authentication Token")
+        if _bucket_exists(self, resource):  # else moto answers NoSuchBucket, as S3 does whoever asks
             raise S3AccessDeniedError()
-        raise _error(self, "MissingAuthenticationTokenException", "Missing Authentication Token")
+        return
     if s3:
         return _moto_check(self, iam_request_cls, resource)
     service, action = _service(self), self._get_action()

@@ -121,7 +121,10 @@ def test_the_authorize_route(emulator):
         {"Effect": "Allow", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::data/*"}]}))
     assert ask(access_key_id=key, action="s3:GetObject", resource="arn:aws:s3:::data/x").json() == {
         "allowed": True, "decision": "allowed", "principal": "arn:aws:iam::123456789012:user/reader"}
-    assert ask(access_key_id=key, action="s3:PutObject", resource="arn:aws:s3:::data/x").json()["allowed"] is False
+    assert ask(access_key_id=key, action="s3:PutObject", resource="arn:aws:s3:::data/x").json() == {
+        "allowed": False, "decision": "no-allow", "principal": "arn:aws:iam::123456789012:user/reader",
+        "message": "User: arn:aws:iam::123456789012:user/reader is not authorized to perform: s3:PutObject on "
+                   "resource: arn:aws:s3:::data/x because no identity-based policy allows the s3:PutObject action"}
     assert ask(access_key_id="testing", action="iam:PassRole", resource="*").json()["allowed"] is True
     assert ask(access_key_id="ASIANOSUCHKEY", session_token="t", action="s3:GetObject",
                resource="*").json()["decision"] == "unknown-key"

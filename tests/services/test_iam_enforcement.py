@@ -10,6 +10,7 @@ import json
 
 import boto3
 import pytest
+import requests
 from botocore.exceptions import ClientError
 
 from dogops.lambda_package import build_zip
@@ -228,6 +229,11 @@ def test_errors_in_each_protocol(emulator):
     forger = boto3.client("lambda", endpoint_url=emulator.url, region_name="us-east-1", aws_access_key_id=key,
                           aws_secret_access_key="not-the-secret")
     assert_denied(refused(forger.list_functions), "InvalidSignatureException", 403)
+    assert requests.get(f"{emulator.url}/data/train.csv", timeout=10).status_code == 403  # anonymous
+    anonymous = requests.get(f"{emulator.url}/data", timeout=10)
+    assert anonymous.status_code == 403 and "<Code>AccessDenied</Code>" in anonymous.text
+    missing = requests.get(f"{emulator.url}/no-such-bucket/x", timeout=10)  # S3 names a missing bucket to anyone
+    assert missing.status_code == 404 and "<Code>NoSuchBucket</Code>" in missing.text
 
 
 def test_the_root_key_does_everything(emulator, gateway):
