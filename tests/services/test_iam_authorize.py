@@ -3,6 +3,7 @@ processes, a role shaped like ``dogops.lambda_deploy``'s (InvokeEndpoint on one 
 temporary credentials from ``AssumeRole`` on the emulator, and a Lambda function running as that role."""
 
 import json
+from contextlib import contextmanager
 
 import boto3
 import pytest
@@ -37,14 +38,23 @@ def emulator(tmp_path_factory):
     proc.stop()
 
 
-@pytest.fixture(scope="module")
-def gateway(emulator):
+@contextmanager
+def serving_gateway(emulator, **env):
+    """A gateway on ``emulator`` whose endpoints all answer with the request's body (``env``: its settings)."""
     backend = Backend()
     proc = processes.gateway(emulator.log.parent, emulator.url, DOGOPS_SERVING_URL=backend.url,
-                             DOGOPS_LOG_DIR=emulator.log.parent)
-    yield proc
-    proc.stop()
-    backend.shutdown()
+                             DOGOPS_LOG_DIR=emulator.log.parent, **env)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+        backend.shutdown()
+
+
+@pytest.fixture(scope="module")
+def gateway(emulator):
+    with serving_gateway(emulator) as proc:
+        yield proc
 
 
 def make_role(emulator, name: str, extra: list[dict] = ()) -> str:
@@ -150,12 +160,7 @@ def test_function_role_is_enforced_inside_lambda(emulator, gateway):
 
 
 def test_enforcement_can_be_switched_off(emulator):
-    backend = Backend()
-    proc = processes.gateway(emulator.log.parent, emulator.url, DOGOPS_SERVING_URL=backend.url, DOGOPS_IAM_ENFORCE=0)
-    try:
+    with serving_gateway(emulator, DOGOPS_IAM_ENFORCE=0) as proc:
         stranger = boto3.client("sagemaker-runtime", endpoint_url=proc.url, region_name="us-east-1",
                                 aws_access_key_id="AKIAUNKNOWN0000000000", aws_secret_access_key="x")
         assert stranger.invoke_endpoint(EndpointName="ep-a", Body=b"{}")["Body"].read() == b"{}"
-    finally:
-        proc.stop()
-        backend.shutdown()

@@ -16,8 +16,8 @@ from botocore.exceptions import ClientError
 from dogops.lambda_package import build_zip
 
 from . import processes
-from .test_iam_authorize import make_role
-from .test_sagemaker_runtime import Backend, create_endpoint
+from .test_iam_authorize import make_role, serving_gateway
+from .test_sagemaker_runtime import create_endpoint
 
 ACCOUNT = "123456789012"
 ENDPOINTS = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:endpoint"
@@ -65,12 +65,8 @@ def emulator(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gateway(emulator):
-    backend = Backend()
-    proc = processes.gateway(emulator.log.parent, emulator.url, DOGOPS_SERVING_URL=backend.url,
-                             DOGOPS_LOG_DIR=emulator.log.parent)
-    yield proc
-    proc.stop()
-    backend.shutdown()
+    with serving_gateway(emulator) as proc:
+        yield proc
 
 
 def as_role(emulator, role: str):
@@ -133,7 +129,7 @@ def test_the_function_role_may_predict_and_nothing_else(emulator, gateway):
     assert_denied(refused(lambda: s3.get_object(Bucket="data", Key="train.csv")), "AccessDenied", 403, "Access Denied")
     sagemaker = make("sagemaker", emulator.url)
     for endpoint in ("ep-b", "ep-a"):  # another endpoint, and its own
-        assert_denied(refused(lambda: sagemaker.delete_endpoint(EndpointName=endpoint)), "AccessDeniedException", 400,
+        assert_denied(refused(lambda e=endpoint: sagemaker.delete_endpoint(EndpointName=e)), "AccessDeniedException", 400,
                       no_allow(me, "sagemaker:DeleteEndpoint", f"{ENDPOINTS}/{endpoint}"))
     assert_denied(refused(lambda: sagemaker.create_model(ModelName="m", ExecutionRoleArn=role,
                                                           PrimaryContainer={"Image": "x"})),
@@ -256,17 +252,14 @@ def test_the_root_key_does_everything(emulator, gateway):
 
 def test_enforcement_can_be_switched_off(tmp_path):
     proc = processes.Process("services.emulator", tmp_path, DOGOPS_IAM_ENFORCE=0)
-    backend = Backend()
-    gateway = processes.gateway(tmp_path, proc.url, DOGOPS_SERVING_URL=backend.url, DOGOPS_IAM_ENFORCE=0)
     try:
-        create_endpoint(proc.url, "ep-a")
-        processes.deploy_function(proc.url, "other", ECHO)
-        make = user(proc, "nobody")
-        make("sagemaker", proc.url).delete_endpoint(EndpointName="ep-a")
-        assert make("lambda", proc.url).list_functions()["Functions"]
-        lam = make("lambda", gateway.url)
-        assert json.loads(lam.invoke(FunctionName="other", Payload=b"{}")["Payload"].read()) == {}
+        with serving_gateway(proc, DOGOPS_IAM_ENFORCE=0) as off:
+            create_endpoint(proc.url, "ep-a")
+            processes.deploy_function(proc.url, "other", ECHO)
+            make = user(proc, "nobody")
+            make("sagemaker", proc.url).delete_endpoint(EndpointName="ep-a")
+            assert make("lambda", proc.url).list_functions()["Functions"]
+            lam = make("lambda", off.url)
+            assert json.loads(lam.invoke(FunctionName="other", Payload=b"{}")["Payload"].read()) == {}
     finally:
-        gateway.stop()
-        backend.shutdown()
         proc.stop()
