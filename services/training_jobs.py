@@ -351,8 +351,9 @@ class Run:
                         pass
             if found:
                 self._sync_checkpoints()  # an epoch ended: its checkpoint is written
-            if epoch is not None and epoch.search(line):
+            if epoch is not None and epoch.search(line) and not interrupted.is_set():
                 interrupted.set()
+                self.signal_hosts(signal.SIGTERM)  # at once: the next epoch may be short
 
     def signal_hosts(self, sig: int) -> None:
         for host in self.hosts:
