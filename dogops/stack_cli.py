@@ -161,6 +161,7 @@ def aws_status(args) -> None:
     from dogops.promote.config import check_target
     from dogops.promote.status import status as promote_status
 
+    logging.getLogger("botocore").setLevel(logging.WARNING)
     check_target(aws=not os.environ.get("AWS_ENDPOINT_URL"))
     promote_status(args.config, args.enforce_ttl)
 

@@ -1,6 +1,7 @@
 """``dogops promote push|preflight|plan|apply`` and ``dogops destroy``: the command line of one stage's image and stack."""
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from .config import CONFIG, check_target, load_stage
 def _session(args):
     import boto3
 
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # not which credentials and endpoints it found
     check_target(args.aws)
     stage = load_stage(args.stage, args.config)
     return stage, boto3.Session(region_name=stage.region)
