@@ -1,0 +1,295 @@
+"""``dogops promote train``: the pushed training image as a SageMaker training job (contracts §B, §D).
+
+The request is built with boto3 and checked against botocore's service model, not with the ``sagemaker`` SDK:
+the SDK would only fill in this one ``CreateTrainingJob`` (v3 is several packages with their own pins, v2 is
+deprecated and refuses spot and checkpoints in local mode), and the exact request is what the local stack runs
+and the tests check. Settings come from ``promote.yaml`` (``training:``, overridable per stage under
+``stages.<stage>.training``)::
+
+    training:
+      data: s3://BUCKET/data                 # the "training" channel (dogImages layout)
+      output: s3://BUCKET/dogops/training    # model.tar.gz at <output>/<job>/output/model.tar.gz
+      checkpoints: s3://BUCKET/dogops/checkpoints   # default: <output>-checkpoints; per job: .../<job>
+      instance_type: ml.m5.xlarge
+      volume_gb: 30
+      max_run_s: 86400
+      max_wait_s: 172800                     # spot only: waiting for capacity plus running
+      hyperparameters: {epochs: 10, ...}     # sent as strings, checked against the training code's names
+
+The job is watched until it ends (status and secondary status transitions, the log stream, the final metrics);
+a completed job prints its billable seconds and spot saving and is recorded as the stage's candidate model
+(``.dogops/candidate.json``, next to ``best.json``; one file per job under ``.dogops/candidates/``).
+"""
+
+import argparse
+import json
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import botocore.session
+import yaml
+from botocore.exceptions import ClientError
+from botocore.validate import ParamValidator
+
+from training.hyperparameters import from_strings
+from training.metrics import metric_definitions
+
+from .config import CONFIG, Stage, check_target, load_stage
+from .training_roles import LOG_GROUP, ensure_role
+
+CANDIDATE = Path(".dogops") / "candidate.json"
+CHANNEL = "training"
+DEFAULTS = {"instance_type": "ml.m5.xlarge", "volume_gb": 30, "max_run_s": 86400, "max_wait_s": 172800,
+            "hyperparameters": {}}
+ENDED = ("Completed", "Failed", "Stopped")
+
+
+def settings(stage: str, path: Path = CONFIG) -> dict:
+    """``training:`` of ``promote.yaml`` with the stage's own ``training:`` over it, over the defaults."""
+    config = yaml.safe_load(Path(path).read_text())
+    merged = {**DEFAULTS, **(config.get("training") or {}),
+              **((config.get("stages", {}).get(stage) or {}).get("training") or {})}
+    merged["hyperparameters"] = {str(k): str(v).lower() if isinstance(v, bool) else str(v)
+                                 for k, v in (merged.get("hyperparameters") or {}).items()}
+    from_strings(merged["hyperparameters"])  # an unknown name or a bad value fails here, not in the job
+    return merged
+
+
+def job_name(stage: Stage, now: datetime | None = None) -> str:
+    return f"{stage.project}-{stage.name}-{(now or datetime.now(timezone.utc)).strftime('%Y%m%d-%H%M%S')}"
+
+
+def training_job_request(name: str, stage: Stage, image: str, role_arn: str, data: str, output: str,
+                         checkpoints: str, hyperparameters: dict[str, str], instance_type: str, instances: int = 1,
+                         spot: bool = False, max_run_s: int = 86400, max_wait_s: int = 172800,
+                         volume_gb: int = 30) -> dict:
+    """The ``CreateTrainingJob`` request SageMaker receives, validated against botocore's model."""
+    if "@sha256:" not in image or "/" not in image:
+        raise ValueError(f"the training image must be an ECR URI by digest (REGISTRY/REPO@sha256:...), not {image}")
+    stopping = {"MaxRuntimeInSeconds": int(max_run_s)}
+    request = {
+        "TrainingJobName": name,
+        "HyperParameters": dict(hyperparameters),
+        "AlgorithmSpecification": {"TrainingImage": image, "TrainingInputMode": "File",
+                                   "MetricDefinitions": metric_definitions()},
+        "RoleArn": role_arn,
+        "InputDataConfig": [{"ChannelName": CHANNEL, "InputMode": "File", "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3Uri": data, "S3DataDistributionType": "FullyReplicated"}}}],
+        "OutputDataConfig": {"S3OutputPath": output},
+        "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": int(instances),
+                           "VolumeSizeInGB": int(volume_gb)},
+        "StoppingCondition": stopping,
+        "Tags": [{"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name},
+                 {"Key": "expires-at", "Value": stage.expires_at()}],
+    }
+    if spot:
+        if int(max_wait_s) < int(max_run_s):
+            raise ValueError(f"spot: max_wait_s ({max_wait_s}) must be at least max_run_s ({max_run_s})")
+        stopping["MaxWaitTimeInSeconds"] = int(max_wait_s)
+        request["EnableManagedSpotTraining"] = True
+        request["CheckpointConfig"] = {"S3Uri": f"{checkpoints.rstrip('/')}/{name}", "LocalPath": "/opt/ml/checkpoints"}
+    validate(request, "CreateTrainingJob")
+    return request
+
+
+def validate(request: dict, operation: str) -> None:
+    """Raise ValueError if botocore's SageMaker model rejects the request: botocore's own checks (required keys,
+    types, minimums) and the model's enums, patterns and maximums, which the service checks and botocore does not."""
+    shape = botocore.session.get_session().get_service_model("sagemaker").operation_model(operation).input_shape
+    report = ParamValidator().validate(request, shape)
+    if report.has_errors():
+        raise ValueError(f"{operation} request is invalid:\n{report.generate_report()}")
+    errors = _constraint_errors(request, shape, "")
+    if errors:
+        raise ValueError(f"{operation} request is invalid:\n" + "\n".join(errors))
+
+
+def _constraint_errors(value, shape, path: str) -> list[str]:
+    meta, errors = shape.metadata, []
+    if shape.type_name == "structure":
+        for key, item in value.items():
+            errors += _constraint_errors(item, shape.members[key], f"{path}.{key}".lstrip("."))
+    elif shape.type_name in ("list", "map"):
+        if "max" in meta and len(value) > meta["max"]:
+            errors.append(f"{path}: {len(value)} entries, at most {meta['max']}")
+        items = enumerate(value) if shape.type_name == "list" else value.items()
+        for key, item in items:
+            if shape.type_name == "map":
+                errors += _constraint_errors(key, shape.key, f"{path} key {key!r}")
+            errors += _constraint_errors(item, shape.member if shape.type_name == "list" else shape.value,
+                                         f"{path}[{key!r}]" if shape.type_name == "map" else f"{path}[{key}]")
+    elif shape.type_name == "string":
+        if shape.enum and value not in shape.enum:
+            errors.append(f"{path}: {value!r} is not one of {', '.join(shape.enum)}")
+        if "max" in meta and len(value) > meta["max"]:
+            errors.append(f"{path}: {len(value)} characters, at most {meta['max']}")
+        try:
+            if "pattern" in meta and not re.fullmatch(meta["pattern"], value, re.DOTALL):
+                errors.append(f"{path}: {value!r} does not match {meta['pattern']}")
+        except re.error:  # a Java-only construct (\p{...}): the service checks it
+            pass
+    elif shape.type_name in ("integer", "long") and "max" in meta and value > meta["max"]:
+        errors.append(f"{path}: {value}, at most {meta['max']}")
+    return errors
+
+
+def create(sm, request: dict, role_created: bool, echo=print, attempts: int = 10) -> None:
+    """``CreateTrainingJob``; a role created just now may take a few seconds to be usable on AWS."""
+    for attempt in range(attempts):
+        try:
+            sm.create_training_job(**request)
+            return
+        except ClientError as exc:
+            message = exc.response["Error"].get("Message", "")
+            if not (role_created and "role" in message.lower() and attempt < attempts - 1):
+                raise
+            echo(f"the new role is not usable yet ({message}); retrying")
+            time.sleep(min(30, 2 ** attempt))
+
+
+class LogTail:
+    """New lines of the job's log streams (``/aws/sagemaker/TrainingJobs``, ``<job>/<host>-<epoch>``)."""
+
+    def __init__(self, logs, name: str):
+        self.logs, self.name, self.tokens = logs, name, {}
+
+    def lines(self) -> list[str]:
+        try:
+            streams = self.logs.describe_log_streams(logGroupName=LOG_GROUP, logStreamNamePrefix=f"{self.name}/")
+        except self.logs.exceptions.ResourceNotFoundException:
+            return []
+        out = []
+        for stream in sorted(s["logStreamName"] for s in streams["logStreams"]):
+            while True:
+                kwargs = {"nextToken": self.tokens[stream]} if stream in self.tokens else {}
+                page = self.logs.get_log_events(logGroupName=LOG_GROUP, logStreamName=stream, startFromHead=True,
+                                                **kwargs)
+                self.tokens[stream] = page["nextForwardToken"]
+                out += [f"[{stream.split('/', 1)[1]}] {e['message']}" for e in page["events"]]
+                if not page["events"]:
+                    break
+        return out
+
+
+def wait(session, name: str, echo=print, poll_s: float = 5.0, timeout_s: float | None = None) -> dict:
+    """Watch the job to its end, echoing status transitions and log lines; return its last description."""
+    sm, tail = session.client("sagemaker"), LogTail(session.client("logs"), name)
+    shown, status = 0, None
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        job = sm.describe_training_job(TrainingJobName=name)
+        for line in tail.lines():
+            echo(line)
+        if job["TrainingJobStatus"] != status:
+            status = job["TrainingJobStatus"]
+            echo(f"status: {status}")
+        transitions = job.get("SecondaryStatusTransitions", [])
+        for transition in transitions[shown:]:
+            echo(f"  {transition['Status']}: {transition.get('StatusMessage', '')}")
+        shown = len(transitions)
+        if status in ENDED:
+            for line in tail.lines():
+                echo(line)
+            return job
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"training job {name} is still {status} after {timeout_s} s")
+        time.sleep(poll_s)
+
+
+def spot_saving(job: dict) -> float | None:
+    """SageMaker's formula: ``(1 - BillableTimeInSeconds / TrainingTimeInSeconds) * 100``."""
+    billable, total = job.get("BillableTimeInSeconds"), job.get("TrainingTimeInSeconds")
+    if not job.get("EnableManagedSpotTraining") or not billable or not total:
+        return None
+    return (1 - billable / total) * 100
+
+
+def summary(job: dict) -> list[str]:
+    metrics = {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])}
+    count = job["ResourceConfig"]["InstanceCount"]
+    lines = [f"training job {job['TrainingJobName']}: {job['TrainingJobStatus']} ({job.get('SecondaryStatus')})",
+             f"  training time {job.get('TrainingTimeInSeconds', 0)} s, billable {job.get('BillableTimeInSeconds', 0)} s"
+             f" per instance x {count} {job['ResourceConfig']['InstanceType']}"]
+    saving = spot_saving(job)
+    if saving is not None:
+        lines.append(f"  managed spot saving {saving:.0f}% (1 - billable/training time)")
+    if metrics:
+        lines.append("  final metrics: " + " ".join(f"{k}={v:g}" for k, v in metrics.items()))
+    if job["TrainingJobStatus"] == "Completed":
+        lines.append(f"  model {job['ModelArtifacts']['S3ModelArtifacts']}")
+    elif job.get("FailureReason"):
+        lines.append(f"  failure: {job['FailureReason']}")
+    return lines
+
+
+def record_candidate(job: dict, stage: Stage, path: Path = CANDIDATE) -> dict:
+    """The completed job's model as the stage's candidate for promotion (and under ``candidates/<job>.json``)."""
+    record = {"training_job": job["TrainingJobName"], "stage": stage.name,
+              "model_data_url": job["ModelArtifacts"]["S3ModelArtifacts"],
+              "metrics": {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])},
+              "hyperparameters": job.get("HyperParameters", {}), "image": job["AlgorithmSpecification"]["TrainingImage"],
+              "data": job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"],
+              "instances": job["ResourceConfig"]["InstanceCount"],
+              "instance_type": job["ResourceConfig"]["InstanceType"],
+              "spot": bool(job.get("EnableManagedSpotTraining")),
+              "billable_seconds": job.get("BillableTimeInSeconds"), "training_seconds": job.get("TrainingTimeInSeconds"),
+              "spot_saving_percent": spot_saving(job)}
+    path = Path(path)
+    for target in (path.parent / "candidates" / f"{record['training_job']}.json", path):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def run(args, echo=print) -> dict:
+    """``dogops promote train``: role, request, create, watch, report, record."""
+    import boto3
+
+    check_target(args.aws)
+    stage = load_stage(args.stage, args.config)
+    session = boto3.Session(region_name=stage.region)
+    conf = settings(stage.name, args.config)
+    data = args.data or conf.get("data")
+    output = (args.output or conf.get("output") or "").rstrip("/")
+    if not data or not output:
+        raise SystemExit(f"no training data or output prefix: pass --data/--output or set training.data and "
+                         f"training.output in {args.config}")
+    checkpoints = conf.get("checkpoints") or f"{output}-checkpoints"
+    role, created = ensure_role(session, stage, data, output, checkpoints, args.image)
+    name = args.name or job_name(stage)
+    request = training_job_request(name, stage, args.image, role, data, output, checkpoints, conf["hyperparameters"],
+                                   args.instance_type or conf["instance_type"], args.instances, args.spot,
+                                   conf["max_run_s"], conf["max_wait_s"], conf["volume_gb"])
+    create(session.client("sagemaker"), request, created, echo)
+    echo(f"training job {name}: {args.instances} x {request['ResourceConfig']['InstanceType']}"
+         f"{' (managed spot)' if args.spot else ''}, image {args.image}, role {role}")
+    job = wait(session, name, echo, args.poll)
+    for line in summary(job):
+        echo(line)
+    if job["TrainingJobStatus"] != "Completed":
+        raise SystemExit(f"training job {name} {job['TrainingJobStatus']}: {job.get('FailureReason', '')}")
+    record = record_candidate(job, stage, args.candidate)
+    echo(f"recorded as the {stage.name} candidate: {args.candidate}")
+    return record
+
+
+def add_train_commands(promote) -> None:
+    """Add ``train`` to the ``dogops promote`` subcommands."""
+    train = promote.add_parser("train", help="the training image as a SageMaker training job; watch it; record "
+                               "its model as the stage's candidate")
+    train.add_argument("--stage", required=True, help="a stage of the config (dev, prod)")
+    train.add_argument("--config", type=Path, default=CONFIG)
+    train.add_argument("--aws", action="store_true", help="train on AWS (AWS_ENDPOINT_URL must be unset); "
+                       "without it only a local endpoint is accepted")
+    train.add_argument("--image", required=True, help="the training image in ECR, by digest")
+    train.add_argument("--spot", action="store_true", help="managed spot training, with checkpoints in S3")
+    train.add_argument("--instances", type=int, default=1, help="instances training data-parallel (default: 1)")
+    train.add_argument("--instance-type", help=f"(default: training.instance_type, else {DEFAULTS['instance_type']})")
+    train.add_argument("--data", help="s3:// prefix of the training channel (default: training.data)")
+    train.add_argument("--output", help="s3:// prefix for the model (default: training.output)")
+    train.add_argument("--name", help="the job's name (default: <project>-<stage>-<UTC time>)")
+    train.add_argument("--poll", type=float, default=5.0, help=argparse.SUPPRESS)
+    train.add_argument("--candidate", type=Path, default=CANDIDATE, help=argparse.SUPPRESS)
+    train.set_defaults(func=run)
