@@ -32,8 +32,7 @@ from moto.sagemaker.responses import SageMakerResponse
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from . import cfn_gaps, ecr_gaps, hosting_routes, iam_enforcement, stack  # noqa: F401 (they patch moto: CFN, ECR, IAM)
-from . import training_gaps  # noqa: F401 (training jobs run: InProgress until the local runner reports)
+from . import cfn_gaps, ecr_gaps, hosting_routes, iam_enforcement, stack, training_gaps  # noqa: F401 (they patch moto)
 from .iam_authorize import authorize
 
 PREFIX = "/_dogops/"

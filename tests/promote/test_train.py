@@ -6,7 +6,6 @@ import io
 import json
 import tarfile
 
-import boto3
 import pytest
 import yaml
 
@@ -15,7 +14,6 @@ from dogops.promote.train import add_train_commands, settings, training_job_requ
 from dogops.promote.training_roles import NO_RESOURCE_LEVEL, ensure_role, policy, role_name
 from dogops.s3upload import upload_dir
 from dogops.synthetic import generate
-from services import stack
 from training.metrics import metric_definitions
 
 from ..conftest import FAST
@@ -112,7 +110,8 @@ def test_the_role_allows_star_only_where_iam_has_no_resource_level_permission():
 
 @pytest.fixture(scope="module")
 def aws(tmp_path_factory):
-    """An emulator (it runs training jobs) with a small generated data set under s3://BUCKET/data."""
+    """An emulator (it runs training jobs) with a small generated data set under s3://BUCKET/data; the conftest's
+    ``session`` points boto3 at it."""
     server = emulator(tmp_path_factory.mktemp("promote-train"))
     data = tmp_path_factory.mktemp("train-data")
     generate(data, classes=5, per_class=12, size=48, seed=0)
@@ -121,13 +120,6 @@ def aws(tmp_path_factory):
     upload_dir(data, DATA, client=s3)
     yield server.url
     server.stop()
-
-
-@pytest.fixture
-def session(aws, monkeypatch):
-    for key, value in {**stack.emulator_env(), "AWS_ENDPOINT_URL": aws}.items():
-        monkeypatch.setenv(key, value)
-    return boto3.Session(region_name=stack.REGION)
 
 
 def test_the_role_is_created_tagged_and_updated_in_place(session):

@@ -12,9 +12,8 @@ import torch
 from dogops.promote.config import load_stage
 from dogops.promote.train import training_job_request
 from dogops.s3upload import upload_dir
-from training.metrics import metric_definitions
-
 from dogops.synthetic import generate
+from training.metrics import metric_definitions
 
 from ..conftest import FAST
 from .processes import Process, client
