@@ -123,7 +123,9 @@ def resource_arn(response, service: str) -> str:
     elif service == "cloudformation":
         if name := _param(response, "StackName"):
             return name if name.startswith("arn:") else f"arn:aws:cloudformation:{region}:{account}:stack/{name}/*"
-    return "*"
+    tagged = next((arn for member in ("ResourceArn", "resourceArn", "resource_arn") if (arn := _param(response, member))),
+                  None)  # tagging and the like name the resource itself
+    return tagged if tagged and tagged.startswith("arn:") else "*"
 
 
 def passed_roles(response, service: str, action: str) -> list[str]:
