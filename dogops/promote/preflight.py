@@ -12,6 +12,7 @@ checkov pins an older boto3 than dogops does.
 """
 
 import json
+import logging
 import os
 import re
 import subprocess
@@ -19,6 +20,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
@@ -78,6 +80,7 @@ def cfn_lint(text: str, region: str) -> list[str]:
     """cfn-lint's findings (errors, warnings) for the template, in ``region``."""
     from cfnlint.api import lint
 
+    logging.getLogger("cfnlint").setLevel(logging.WARNING)  # not its "Run scan of template" line
     return [str(match) for match in lint(text, regions=[region])]
 
 
@@ -329,8 +332,8 @@ def preflight(stage: Stage, image: str, model_data_url: str, session, echo=print
                    or f"{SCHEMA2} (Docker schema 2)")
             _timed("platform", checks, echo, lambda: check_platform(image, docker) or "linux/amd64")
         if all(c.ok for c in checks):
-            _timed("container", checks, echo, lambda: serve_once(image, model_dir,
-                                                                 f"dogops-preflight-{stage.stack_name}", docker))
+            name = f"dogops-preflight-{stage.stack_name}-{uuid.uuid4().hex[:8]}"
+            _timed("container", checks, echo, lambda: serve_once(image, model_dir, name, docker))
         else:
             echo("  - container       (not run: an earlier check failed)")
     failed = [c for c in checks if not c.ok]
