@@ -11,7 +11,7 @@ import yaml
 
 from dogops.promote.config import load_stage
 from dogops.promote.train import add_train_commands, settings, training_job_request, validate
-from dogops.promote.training_roles import NO_RESOURCE_LEVEL, ensure_role, policy, role_name
+from dogops.promote.training_roles import NO_RESOURCE_LEVEL, delete_role, ensure_role, policy, role_name
 from dogops.s3upload import upload_dir
 from dogops.synthetic import generate
 from training.metrics import metric_definitions
@@ -138,6 +138,7 @@ def test_the_role_is_created_tagged_and_updated_in_place(session):
     document = json.loads(document) if isinstance(document, str) else document
     model = next(s for s in document["Statement"] if s["Sid"] == "WriteTheModel")
     assert model["Resource"] == f"arn:aws:s3:::{BUCKET}/elsewhere/*"
+    assert delete_role(session, dev) and not delete_role(session, dev)  # for `dogops destroy`
 
 
 def test_promote_train_runs_the_job_reports_and_records_the_candidate(session, tmp_path):
