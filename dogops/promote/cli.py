@@ -1,4 +1,4 @@
-"""``dogops promote push|preflight|plan|apply`` and ``dogops destroy``: the command line of one stage's image and stack."""
+"""``dogops promote push|preflight|plan|apply|train`` and ``dogops destroy``: the command line of one stage's image and stack."""
 
 import argparse
 import logging
@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 from .config import CONFIG, check_target, load_stage
+from .train import add_train_commands
 
 
 def _session(args):
@@ -54,7 +55,7 @@ def _preflight_only(args) -> None:
 
 def _apply(args) -> None:
     """Push (unless --image names a pushed digest), preflight, plan, confirm, apply."""
-    from .stack import apply, discard
+    from .stack import apply, discard, outputs
 
     stage, session = _session(args)
     image = args.image
@@ -69,6 +70,19 @@ def _apply(args) -> None:
             discard(p, session)
             raise SystemExit("not applied (pass --yes to apply without asking)")
     print(f"stack {p.stack}: {apply(p, session)}")
+    if not args.aws:
+        _host_locally(stage, session)
+    for key, value in outputs(stage, session).items():
+        print(f"  {key}: {value}")
+
+
+def _host_locally(stage, session) -> None:
+    """On the local stack, serve the endpoint CloudFormation created from its own container (as SageMaker would)."""
+    from services.hosting import host_endpoint
+
+    hosted = host_endpoint(stage.stack_name, session)
+    print(f"local stack: endpoint {hosted.endpoint} served by container {hosted.container} at {hosted.url} "
+          f"(ready in {hosted.ready_s:.1f} s)")
 
 
 def _push_image(args, stage, session, image: str) -> str:
@@ -89,6 +103,10 @@ def _destroy(args) -> None:
     from .stack import destroy
 
     stage, session = _session(args)
+    if not args.aws:
+        from services.hosting import unhost_endpoint
+
+        unhost_endpoint(stage.stack_name, session)
     destroy(stage, session, images=args.images)
 
 
@@ -127,6 +145,7 @@ def add_commands(commands) -> None:
     apply.add_argument("--force", action="store_true", help="push even if the compose integration suite has not "
                        "passed against the local image")
     apply.add_argument("--yes", action="store_true", help="apply without asking")
+    add_train_commands(promote)
     destroy = commands.add_parser("destroy", help="delete the stage's stack; check that nothing tagged remains")
     _common(destroy)
     destroy.add_argument("--images", action="store_true", help="also delete the stage's ECR repositories (tagged "

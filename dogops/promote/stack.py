@@ -125,6 +125,12 @@ def format_plan(stage: Stage, p: Plan) -> str:
     return "\n".join(lines + [format_estimate(stage, p.cost)])
 
 
+def outputs(stage: Stage, session) -> dict[str, str]:
+    """The stack's outputs (endpoint and function names, the function URL); empty when there is no stack."""
+    current = _stack(session.client("cloudformation"), stage.stack_name)
+    return {o["OutputKey"]: o["OutputValue"] for o in (current or {}).get("Outputs", [])}
+
+
 def discard(p: Plan, session) -> None:
     """Delete a plan's change set, and the empty stack a CREATE change set leaves behind."""
     if p.change_set is None:
