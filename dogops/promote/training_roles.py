@@ -107,3 +107,9 @@ def delete_role(session, stage: Stage) -> bool:
     except iam.exceptions.NoSuchEntityException:
         return False
     return True
+
+
+def cleanup(stage: Stage, session) -> list[str]:
+    """What ``dogops promote train``/``tune`` created outside the stage's stack, deleted (for ``dogops destroy``):
+    the stage's training role. The names deleted (none when there was nothing)."""
+    return [f"IAM role {role_name(stage)}"] if delete_role(session, stage) else []

@@ -11,7 +11,7 @@ import yaml
 
 from dogops.promote.config import load_stage
 from dogops.promote.train import add_train_commands, settings, training_job_request, validate
-from dogops.promote.training_roles import NO_RESOURCE_LEVEL, delete_role, ensure_role, policy, role_name
+from dogops.promote.training_roles import NO_RESOURCE_LEVEL, cleanup, ensure_role, policy, role_name
 from dogops.s3upload import upload_dir
 from dogops.synthetic import generate
 from training.metrics import metric_definitions
@@ -85,6 +85,15 @@ def test_settings_merge_the_stage_over_the_project_and_check_hyperparameters(tmp
         settings("dev", path)
 
 
+def test_the_default_settings_train_the_reference_model_on_what_the_local_stack_seeds():
+    from services import bootstrap, stack
+
+    dev = settings("dev")
+    assert dev["data"] == f"s3://{stack.BUCKET}/{bootstrap.DATA_PREFIX}"
+    assert dev["hyperparameters"] == bootstrap.HYPERPARAMETERS
+    assert dev["output"].startswith(f"s3://{stack.BUCKET}/") and dev["checkpoints"].startswith(f"s3://{stack.BUCKET}/")
+
+
 def test_the_role_allows_star_only_where_iam_has_no_resource_level_permission():
     document = policy("aws", "us-east-1", "123456789012", DATA, OUTPUT, CHECKPOINTS, IMAGE)
     by_sid = {s["Sid"]: s for s in document["Statement"]}
@@ -138,7 +147,8 @@ def test_the_role_is_created_tagged_and_updated_in_place(session):
     document = json.loads(document) if isinstance(document, str) else document
     model = next(s for s in document["Statement"] if s["Sid"] == "WriteTheModel")
     assert model["Resource"] == f"arn:aws:s3:::{BUCKET}/elsewhere/*"
-    assert delete_role(session, dev) and not delete_role(session, dev)  # for `dogops destroy`
+    assert cleanup(dev, session) == ["IAM role dogops-dev-training"]  # for `dogops destroy`
+    assert cleanup(dev, session) == []
 
 
 def test_promote_train_runs_the_job_reports_and_records_the_candidate(session, tmp_path):
