@@ -1,0 +1,92 @@
+#!/bin/bash
+# dogops promote train --ec2: the user data of the training instance, rendered by dogops/promote/ec2.py.
+# Assumes Amazon Linux 2023 (x86_64): python3 and dnf; docker and python3-boto3 are installed when missing.
+# Steps: ECR login, pull the training image by digest, data and checkpoints from S3 into an /opt/ml tree,
+# `train` in the container with the tree mounted, IMDSv2 spot/instance-action watched (the two-minute notice:
+# SIGTERM to the container, which saves a checkpoint and exits 143), checkpoints synced to S3 periodically and at
+# the end, the log shipped to CloudWatch Logs, on success model.tar.gz to the output prefix, then shutdown
+# (the launch template makes shutdown terminate the instance).
+# Rehearsal overrides (the local stack; unset on AWS): DOGOPS_EC2_ROOT, DOGOPS_IMDS_URL (and boto3's
+# AWS_EC2_METADATA_SERVICE_ENDPOINT), AWS_ENDPOINT_URL, DOGOPS_DOCKER, DOGOPS_TRAIN_ON_HOST (a `train` on the
+# host instead of the container: rehearsal only), DOGOPS_SHUTDOWN, DOGOPS_SYNC_S.
+set -uo pipefail
+
+export DOGOPS_JOB=@@JOB@@
+export DOGOPS_REGION=@@REGION@@ AWS_DEFAULT_REGION=@@REGION@@
+export DOGOPS_IMAGE=@@IMAGE@@
+export DOGOPS_DATA=@@DATA@@
+export DOGOPS_CHECKPOINTS=@@CHECKPOINTS@@
+export DOGOPS_OUTPUT=@@OUTPUT@@
+export DOGOPS_LOG_GROUP=@@LOG_GROUP@@
+export DOGOPS_INSTANCE_TYPE=@@INSTANCE_TYPE@@
+export DOGOPS_HYPERPARAMETERS=@@HYPERPARAMETERS@@
+export DOGOPS_EC2_ROOT=${DOGOPS_EC2_ROOT:-/opt/dogops}
+DOCKER=${DOGOPS_DOCKER:-docker}
+SHUTDOWN=${DOGOPS_SHUTDOWN:-shutdown -h now}
+SYNC_S=${DOGOPS_SYNC_S:-60}
+HELPER=$DOGOPS_EC2_ROOT/ec2_instance.py
+
+mkdir -p "$DOGOPS_EC2_ROOT/ml"
+exec >>"$DOGOPS_EC2_ROOT/job.log" 2>&1
+say() { echo "$(date -u +%FT%TZ) dogops-ec2: $*"; }
+helper() { python3 "$HELPER" "$@"; }
+
+cat >"$HELPER" <<'DOGOPS_HELPER'
+@@HELPER@@
+DOGOPS_HELPER
+
+finish() {
+    code=$?
+    helper sync || say "checkpoint sync failed"
+    say "done (exit $code); shutting down"
+    helper logs || true
+    $SHUTDOWN
+}
+trap finish EXIT
+
+if [ -z "${DOGOPS_DOCKER:-}${DOGOPS_TRAIN_ON_HOST:-}" ] && ! command -v docker >/dev/null; then
+    dnf install -y docker && systemctl start docker
+fi
+python3 -c "import boto3" 2>/dev/null || dnf install -y python3-boto3
+
+say "job $DOGOPS_JOB on $DOGOPS_INSTANCE_TYPE, image $DOGOPS_IMAGE"
+if [ -z "${DOGOPS_TRAIN_ON_HOST:-}" ]; then
+    helper login && $DOCKER pull "$DOGOPS_IMAGE" || { say "ECR login or pull failed"; exit 1; }
+fi
+helper download || { say "download failed"; exit 1; }
+helper logs
+
+if [ -n "${DOGOPS_TRAIN_ON_HOST:-}" ]; then
+    say "REHEARSAL: \`train\` on the host ($DOGOPS_TRAIN_ON_HOST) stands in for the container"
+    SAGEMAKER_BASE_DIR=$DOGOPS_EC2_ROOT/ml TRAINING_JOB_NAME=$DOGOPS_JOB "$DOGOPS_TRAIN_ON_HOST" train &
+else
+    # docker run proxies the signals it gets to the container (--sig-proxy, the default when attached)
+    $DOCKER run --rm --name "$DOGOPS_JOB" --shm-size=2g -v "$DOGOPS_EC2_ROOT/ml:/opt/ml" \
+        -e TRAINING_JOB_NAME="$DOGOPS_JOB" -e AWS_REGION="$DOGOPS_REGION" "$DOGOPS_IMAGE" train &
+fi
+training=$!
+last_sync=$SECONDS
+noticed=""
+while kill -0 "$training" 2>/dev/null; do
+    sleep 1
+    if [ -z "$noticed" ] && action=$(helper notice 2>/dev/null); then
+        noticed=1
+        say "spot interruption notice ($action): SIGTERM to the training"
+        kill -TERM "$training"
+    fi
+    if (( SECONDS - last_sync >= SYNC_S )); then
+        helper sync; helper logs; last_sync=$SECONDS
+    fi
+done
+wait "$training"
+code=$?
+say "training exited $code"
+helper sync || { say "checkpoint sync failed"; exit 1; }
+if [ "$code" = 143 ] && [ -n "$noticed" ]; then
+    say "interrupted: checkpoints in $DOGOPS_CHECKPOINTS; the next instance resumes from them"
+    exit 143
+elif [ "$code" != 0 ]; then
+    [ -s "$DOGOPS_EC2_ROOT/ml/output/failure" ] && say "failure: $(head -c 1024 "$DOGOPS_EC2_ROOT/ml/output/failure")"
+    exit "$code"
+fi
+helper upload || { say "model upload failed"; exit 1; }
