@@ -8,6 +8,8 @@
   ``Fn::GetAtt`` gives ``FunctionArn`` and ``FunctionUrl`` (on the local gateway);
 - ``Fn::GetAtt Version.Version`` (an error 500);
 - ``AWS::SageMaker::Endpoint``'s ``EndpointName`` (ignored: a generated name);
+- ``AWS::IAM::Role``'s inline ``Policies`` kept as dicts, which moto's IAM enforcement cannot read (it
+  evaluates JSON text, as ``PutRolePolicy`` stores): a role made by a stack would allow nothing;
 - ``DescribeChangeSet`` of an update lists only resources whose template text changed:
   like AWS it also lists those whose parameters changed, and those that refer to a
   modified resource (AWS's dynamic evaluation, e.g. an EndpointConfig when its Model is replaced).
@@ -21,6 +23,7 @@ from moto.awslambda.exceptions import GenericResourcNotFound, UnknownFunctionExc
 from moto.awslambda.models import LambdaVersion, lambda_backends
 from moto.cloudformation.models import Change, ChangeSet
 from moto.core.common_models import CloudFormationModel
+from moto.iam.models import Role
 from moto.sagemaker.models import FakeEndpoint
 
 from .lambda_url_gaps import create_url, delete_url, get_url
@@ -137,6 +140,14 @@ class FunctionUrl(CloudFormationModel):
             pass
 
 
+_put_policy = Role.put_policy
+
+
+def _put_policy_text(self: Role, policy_name: str, policy_json) -> None:
+    _put_policy(self, policy_name, policy_json if isinstance(policy_json, str) else json.dumps(policy_json))
+
+
+Role.put_policy = _put_policy_text
 LambdaVersion.has_cfn_attr = classmethod(lambda cls, attr: attr == "Version")
 LambdaVersion.get_cfn_attribute = lambda self, attribute_name: self.version
 FakeEndpoint.cloudformation_name_type = staticmethod(lambda: "EndpointName")

@@ -1,6 +1,7 @@
 """Promotion against a real emulator subprocess: plan, apply, no-op, a new model, destroy; the guard; the prices."""
 
 import pytest
+import requests
 
 from dogops.promote.config import check_target, load_stage
 from dogops.promote.prices import estimate, load_prices
@@ -35,6 +36,7 @@ def test_plan_apply_noop_new_model_destroy(aws, session):
     function = lam.get_function(FunctionName="dogops-dev-predict")
     assert function["Concurrency"]["ReservedConcurrentExecutions"] == 2
     assert lam.get_alias(FunctionName="dogops-dev-predict", Name="live")["FunctionVersion"] != "$LATEST"
+    _assert_role_may_invoke_only_its_endpoint(aws, function["Configuration"]["Role"])
 
     again = plan(dev, IMAGE, f"s3://{BUCKET}/one/model.tar.gz", session)
     assert again.change_set is None and "no changes" in format_plan(dev, again)
@@ -50,6 +52,19 @@ def test_plan_apply_noop_new_model_destroy(aws, session):
     destroy(dev, session, events.append)
     assert not [s for s in cfn.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
     assert client("sagemaker", aws).list_endpoints()["Endpoints"] == []
+
+
+def _assert_role_may_invoke_only_its_endpoint(aws: str, role: str) -> None:
+    """The role the stack made is evaluated by the emulator's IAM as written (its inline policy, as JSON)."""
+    creds = client("sts", aws).assume_role(RoleArn=role, RoleSessionName="check")["Credentials"]
+    decisions = {}
+    for endpoint in ("dogops-dev", "dogops"):
+        answer = requests.post(f"{aws}/_dogops/iam/authorize", timeout=10, json={
+            "access_key_id": creds["AccessKeyId"], "session_token": creds["SessionToken"],
+            "action": "sagemaker:InvokeEndpoint", "resource": f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{endpoint}"})
+        assert answer.status_code == 200, answer.text
+        decisions[endpoint] = answer.json()["allowed"]
+    assert decisions == {"dogops-dev": True, "dogops": False}
 
 
 def test_cli_plan_prints_changes_and_cost(aws):
