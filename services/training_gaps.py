@@ -6,14 +6,19 @@ with its own, drops ``Environment`` and has no ``StopTrainingJob``. Here:
 - ``CreateTrainingJob`` keeps the request as sent (a name in use is ``ResourceInUse``, as on AWS); the job
   is ``InProgress`` / ``Starting``, and the local runner (``services.training_jobs``) runs it from its
   description in a thread of the emulator, as SageMaker runs what it is asked to (any client: boto3, an SDK,
-  ``dogops promote train``). ``DOGOPS_TRAINING_RUNNER=off`` leaves created jobs ``InProgress``.
+  ``dogops promote train``). ``DOGOPS_TRAINING_RUNNER=off`` leaves created jobs ``InProgress``;
+  ``DOGOPS_TRAINING_RUNNER=host`` (compose: the emulator's container has neither Docker nor torch) leaves them
+  to a runner on the host, which claims one (``DogopsClaimJob``) and reports on it (``DogopsReportJob``): the
+  emulator's own SageMaker actions, signed as any, that ``training_jobs.run_on_host`` calls.
 - the runner reports through :func:`update` (status, secondary status with its transitions, failure
   reason, metrics, billable and training seconds), straight on moto's backend: it runs in this process.
 - ``StopTrainingJob``: ``Stopping``, the runner sends SIGTERM (as ``docker stop`` does), then ``Stopped``.
 """
 
+import json
 import os
 import threading
+from collections.abc import Callable
 
 from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
@@ -23,6 +28,26 @@ from moto.sagemaker.responses import SageMakerResponse
 
 _lock = threading.Lock()
 _original_create = SageMakerResponse.create_training_job
+_left_to_host: set[tuple] = set()  # (kind, account, region, name): jobs a host runner may claim
+_claimed: set[tuple] = set()  # ... and those it claimed (it reports on them)
+UPDATES: dict[str, Callable] = {}  # kind -> update(account, region, name, status, secondary, message, **fields)
+
+
+def runner() -> str:
+    """``DOGOPS_TRAINING_RUNNER``: ``on`` (this process runs created jobs), ``off`` (nobody), ``host``."""
+    value = os.environ.get("DOGOPS_TRAINING_RUNNER", "on")
+    if value not in ("on", "off", "host"):
+        raise ValueError(f"DOGOPS_TRAINING_RUNNER must be on, off or host, not {value!r}")
+    return value
+
+
+def leave_to_host(kind: str, account: str, region: str, name: str) -> None:
+    with _lock:
+        _left_to_host.add((kind, account, region, name))
+
+
+def claimed(kind: str, account: str, region: str, name: str) -> bool:
+    return (kind, account, region, name) in _claimed
 
 
 def _job(account: str, region: str, name: str):
@@ -79,11 +104,13 @@ def _create_training_job(self) -> ActionResult:
     job.final_metric_data_list = None
     job.secondary_status_transitions = [{"Status": "Starting", "StartTime": job.creation_time,
                                          "StatusMessage": "Launching requested ML instances"}]
-    if os.environ.get("DOGOPS_TRAINING_RUNNER", "on") != "off":
+    if runner() == "on":
         from . import training_jobs
 
         training_jobs.start(name, self.current_account, self.region,
                             _emulator_url(self.normalized_request.environ))
+    elif runner() == "host":
+        leave_to_host("TrainingJob", self.current_account, self.region, name)
     return result
 
 
@@ -96,10 +123,52 @@ def _stop_training_job(self) -> ActionResult:
         raise ValidationError(f"The request was rejected because the training job is in status "
                               f"{job.training_job_status}.")
     update(self.current_account, self.region, name, "Stopping", "Stopping", "Stopping the training job")
-    if not training_jobs.stop(name):  # nothing runs it: stopped at once
+    if not training_jobs.stop(name) and not claimed("TrainingJob", self.current_account, self.region, name):
+        # nothing runs it: stopped at once (a host runner sees Stopping and stops its job)
         update(self.current_account, self.region, name, "Stopped", "Stopped", "The job was stopped")
     return ActionResult({})
 
 
+_original_parse = SageMakerResponse.parse_parameters
+
+
+def _parse_parameters(self, request) -> None:
+    """The emulator's own actions are not in botocore's model: their body is the parameters."""
+    if self._get_action().startswith("Dogops"):
+        self.params = json.loads(request.data or b"{}")
+    else:
+        _original_parse(self, request)
+
+
+def _dogops_claim_job(self) -> str:
+    """``DogopsClaimJob`` ``{Kind, Name}``: ``{"Claimed": true}`` once, for a job left to the host."""
+    key = (self._get_param("Kind"), self.current_account, self.region, self._get_param("Name"))
+    with _lock:
+        got = key in _left_to_host
+        _left_to_host.discard(key)
+        if got:
+            _claimed.add(key)
+    return json.dumps({"Claimed": got})
+
+
+def _dogops_report_job(self) -> str:
+    """``DogopsReportJob`` ``{Kind, Name, Report}``: a claimed job's status and fields, from its runner."""
+    from .training_jobs import decode
+
+    kind, name = self._get_param("Kind"), self._get_param("Name")
+    if not claimed(kind, self.current_account, self.region, name):
+        raise ValidationError(f"{kind} {name} was not claimed by a runner")
+    report = decode(self._get_param("Report"))
+    UPDATES[kind](self.current_account, self.region, name, report["status"], report["secondary"],
+                  report["message"], **report["fields"])
+    return "{}"
+
+
+UPDATES["TrainingJob"] = update
 SageMakerResponse.create_training_job = _create_training_job
 SageMakerResponse.stop_training_job = _stop_training_job
+SageMakerResponse.parse_parameters = _parse_parameters
+SageMakerResponse.dogops_claim_job = _dogops_claim_job
+SageMakerResponse.dogops_report_job = _dogops_report_job
+
+from . import tuning_gaps  # noqa: E402, F401 (tuning jobs: run by the local tuner, trials as training jobs)

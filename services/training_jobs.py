@@ -8,7 +8,8 @@ tree under a temporary folder):
   ``CheckpointConfig.S3Uri`` into ``checkpoints/``; ``input/config/{hyperparameters,inputdataconfig,
   resourceconfig}.json`` (contracts §B.2, §B.3);
 - ``Training``: ``train`` with ``SAGEMAKER_BASE_DIR`` (native; ``DOGOPS_TRAINING_MODE=docker`` or no ``train``
-  script: ``docker run IMAGE train`` with the tree at ``/opt/ml``), N hosts joined over loopback
+  script: ``docker run IMAGE train`` with the tree at ``/opt/ml``, the image pulled by digest from the registry
+  the emulator's ECR names when it is not here), N hosts joined over loopback
   (``MASTER_ADDR=127.0.0.1``: the only adaptation; SageMaker resolves ``algo-1`` instead). Each host's output
   goes to CloudWatch Logs (``/aws/sagemaker/TrainingJobs``, stream ``<job>/<host>-<epoch seconds>``) and
   through the job's ``MetricDefinitions``; checkpoints are synced to S3 as they change;
@@ -24,6 +25,11 @@ logs ``epoch=N``; it is ``Interrupted``, waits ``DOGOPS_SPOT_CAPACITY_WAIT_S`` (
 (not billed), and starts again from scratch: data downloaded again, checkpoints restored from S3
 (``MaxWaitTimeExceeded`` if the wait runs out). Billable time is the instances' busy time (per instance,
 as AWS reports it), with no spot discount: the local saving is the time not billed.
+
+Run by the host (``DOGOPS_TRAINING_RUNNER=host``: compose, whose emulator container has neither Docker nor
+torch): the emulator leaves a created job ``Starting`` for a runner to claim; :func:`run_on_host` (``dogops
+promote train``/``tune`` call it) claims it and runs it here, in docker mode by default, reporting through the
+emulator's ``DogopsReportJob`` action (``training_gaps``) and noticing ``StopTrainingJob`` there.
 """
 
 import atexit
@@ -50,6 +56,7 @@ from dogops.s3upload import parse_s3_uri
 
 from . import stack
 from .bootstrap import _pack as pack_model_dir
+from .hosting import docker
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +64,7 @@ LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 KILL_AFTER_S = 120  # docker stop -t 120, as SageMaker stops a training container
 _running: dict[str, "Run"] = {}
 _running_lock = threading.Lock()
+_observers: dict[str, Callable[[str, float], None]] = {}  # job -> observer(metric, value) of every metric line
 
 Report = Callable[..., None]  # report(status, secondary, message, **described fields in snake case)
 
@@ -79,6 +87,74 @@ def start(name: str, account: str, region: str, emulator_url: str) -> None:
     with _running_lock:
         _running[name] = run
     threading.Thread(target=run.main, name=f"training-job-{name}", daemon=True).start()
+
+
+def observe(name: str, observer: Callable[[str, float], None] | None) -> None:
+    """Call ``observer(metric, value)`` for each metric job ``name`` logs from now on (None: stop observing);
+    the local tuner's early stopping watches its trials' objective so."""
+    with _running_lock:
+        if observer is None:
+            _observers.pop(name, None)
+        else:
+            _observers[name] = observer
+
+
+def run_on_host(session, name: str, mode: str | None = None) -> bool:
+    """Claim job ``name`` from the emulator ``session`` points at, when it leaves jobs to the host, and run it
+    here in a thread (``mode``: default ``DOGOPS_TRAINING_MODE``, else docker: the described image). False when
+    the emulator runs it itself (or another runner claimed it)."""
+    if not claim(session, "TrainingJob", name):
+        return False
+    sm = session.client("sagemaker")
+    run = Run(name, _session(sm.meta.region_name), sm.meta.endpoint_url, remote_report(session, "TrainingJob", name),
+              mode or os.environ.get("DOGOPS_TRAINING_MODE") or "docker", remote=True)
+    with _running_lock:
+        _running[name] = run
+    threading.Thread(target=run.main, name=f"training-job-{name}", daemon=True).start()
+    return True
+
+
+def _dogops_action(session, action: str, body: dict) -> dict:
+    """One of the emulator's own SageMaker actions (``training_gaps``), signed like any SageMaker request."""
+    import requests
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    sm = session.client("sagemaker")
+    data = json.dumps(body, default=_encode)
+    request = AWSRequest("POST", sm.meta.endpoint_url + "/", data=data,
+                         headers={"X-Amz-Target": f"SageMaker.{action}", "Content-Type": "application/x-amz-json-1.1"})
+    SigV4Auth(session.get_credentials().get_frozen_credentials(), "sagemaker", sm.meta.region_name).add_auth(request)
+    answer = requests.post(request.url, data=data, headers=dict(request.headers), timeout=30)
+    if answer.status_code != 200:
+        raise RuntimeError(f"{action}: {answer.status_code} {answer.text[:500]}")
+    return answer.json()
+
+
+def _encode(value):
+    if isinstance(value, datetime):
+        return {"__datetime__": value.isoformat()}
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def decode(document: str):
+    """A report's fields as sent (datetimes included)."""
+    return json.loads(document, object_hook=lambda o: datetime.fromisoformat(o["__datetime__"])
+                      if set(o) == {"__datetime__"} else o)
+
+
+def claim(session, kind: str, name: str) -> bool:
+    """Claim a ``TrainingJob`` or ``HyperParameterTuningJob`` the emulator leaves to the host; True if this
+    runner got it."""
+    return bool(_dogops_action(session, "DogopsClaimJob", {"Kind": kind, "Name": name}).get("Claimed"))
+
+
+def remote_report(session, kind: str, name: str) -> Report:
+    """A runner's report on the emulator's job, from another process."""
+    def report(status: str | None = None, secondary: str | None = None, message: str = "", **fields) -> None:
+        _dogops_action(session, "DogopsReportJob", {"Kind": kind, "Name": name, "Report": json.dumps(
+            {"status": status, "secondary": secondary, "message": message, "fields": fields}, default=_encode)})
+    return report
 
 
 def stop(name: str) -> bool:
@@ -150,8 +226,11 @@ class Host:
 class Run:
     """One training job from its description to its end."""
 
-    def __init__(self, name: str, session: boto3.Session, url: str, report: Report):
-        self.name, self.report = name, report
+    def __init__(self, name: str, session: boto3.Session, url: str, report: Report, mode: str | None = None,
+                 remote: bool = False):
+        native = Path(sys.executable).parent / "train"
+        self.name, self.report, self.remote = name, report, remote
+        self.mode = mode or os.environ.get("DOGOPS_TRAINING_MODE") or ("native" if native.exists() else "docker")
         self.sm, self.s3, self.logs = (session.client(s, endpoint_url=url) for s in ("sagemaker", "s3", "logs"))
         self.stop_requested: str | None = None
         self.hosts: list[Host] = []
@@ -173,6 +252,7 @@ class Run:
         finally:
             with _running_lock:
                 _running.pop(self.name, None)
+                _observers.pop(self.name, None)
 
     def _run(self) -> None:
         job = self.job
@@ -186,7 +266,7 @@ class Run:
         self.billable = 0.0
         self.trained = 0.0  # seconds in Training, over all attempts
         self.report(training_start_time=datetime.now(timezone.utc))
-        with tempfile.TemporaryDirectory(prefix=f"dogops-training-{self.name}-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=f"dogops-training-{self.name}-", ignore_cleanup_errors=True) as tmp:
             for attempt in range(1, 100):
                 if attempt > 1:
                     self.report("InProgress", "Starting", "Launching requested ML instances (restarted after a "
@@ -254,6 +334,10 @@ class Run:
             for sub in ("model", "output/data"):
                 (host.base / sub).mkdir(parents=True, exist_ok=True)
             self._write_config(host, modes)
+        if self.mode == "docker":  # SageMaker pulls the image before Training
+            image = job["AlgorithmSpecification"]["TrainingImage"]
+            if docker("image", "inspect", image, check=False).returncode != 0:
+                docker("pull", image, timeout=1800)
 
     def _write_config(self, host: Host, channels: dict) -> None:
         config = host.base / "input" / "config"
@@ -276,9 +360,8 @@ class Run:
             env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(self.hosts)))
         args = spec.get("ContainerArguments") or ["train"]
-        native = Path(sys.executable).parent / "train"
-        mode = os.environ.get("DOGOPS_TRAINING_MODE") or ("native" if native.exists() else "docker")
-        if mode == "native":
+        if self.mode == "native":
+            native = Path(sys.executable).parent / "train"
             if spec.get("ContainerEntrypoint"):
                 raise ValueError("a ContainerEntrypoint runs only with DOGOPS_TRAINING_MODE=docker")
             base = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_", "AWS_", "DOGOPS_"))}
@@ -286,8 +369,20 @@ class Run:
         entrypoint = ["--entrypoint", spec["ContainerEntrypoint"][0]] if spec.get("ContainerEntrypoint") else []
         extra = spec.get("ContainerEntrypoint", [])[1:]
         flags = [item for k, v in env.items() for item in ("-e", f"{k}={v}")]
-        return ["docker", "run", "--rm", "--name", f"{self.name}-{host.name}", "--network", "host", *flags,
+        return ["docker", "run", "--rm", "--name", self._container(host), "--network", "host", *flags,
                 "-v", f"{host.base}:/opt/ml", *entrypoint, spec["TrainingImage"], *extra, *args], dict(os.environ)
+
+    def _container(self, host: Host) -> str:
+        return f"{self.name}-{host.name}"
+
+    def _stop_asked(self) -> str | None:
+        """``StopTrainingJob`` on the emulator, seen by a runner outside it (at most once a second)."""
+        if not self.remote or time.monotonic() < getattr(self, "_asked_at", 0) + 1:
+            return self.stop_requested
+        self._asked_at = time.monotonic()
+        if self.sm.describe_training_job(TrainingJobName=self.name)["TrainingJobStatus"] == "Stopping":
+            self.stop_requested = "Stopped"
+        return self.stop_requested
 
     def _train(self, max_runtime: float, interrupt: tuple[str, float] | None) -> int | str:
         """Run the hosts to their end: the exit code of the first failing host (else 0), or "interrupted"."""
@@ -306,7 +401,7 @@ class Run:
         while any(h.proc.poll() is None for h in self.hosts):
             time.sleep(0.2)
             self._flush_logs()
-            reason = self.stop_requested
+            reason = self._stop_asked()
             if reason is None and self.trained + time.monotonic() - began > max_runtime:
                 reason = "MaxRuntimeExceeded"
             if reason is None and interrupt and interrupt[0] == "after" and time.monotonic() - began >= interrupt[1]:
@@ -341,6 +436,7 @@ class Run:
             with self.lock:
                 host.pending.append({"timestamp": int(now.timestamp() * 1000), "message": line})
             found = False
+            observer = _observers.get(self.name)
             for name, pattern in definitions:
                 match = pattern.search(line)
                 if match:
@@ -348,7 +444,9 @@ class Run:
                         self.metrics[name] = {"value": float(match.group(1)), "at": now}
                         found = True
                     except (ValueError, IndexError):
-                        pass
+                        continue
+                    if observer is not None:
+                        observer(name, self.metrics[name]["value"])
             if found:
                 self._sync_checkpoints()  # an epoch ended: its checkpoint is written
             if epoch is not None and epoch.search(line) and not interrupted.is_set():
@@ -358,6 +456,9 @@ class Run:
     def signal_hosts(self, sig: int) -> None:
         for host in self.hosts:
             if host.proc is not None and host.proc.poll() is None:
+                if self.mode == "docker":  # to the container (the docker client may be gone by SIGKILL)
+                    docker("kill", "--signal", signal.Signals(sig).name, self._container(host), check=False)
+                    continue
                 try:
                     os.killpg(host.proc.pid, sig)
                 except ProcessLookupError:

@@ -81,8 +81,7 @@ def training_job_request(name: str, stage: Stage, image: str, role_arn: str, dat
         "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": int(instances),
                            "VolumeSizeInGB": int(volume_gb)},
         "StoppingCondition": stopping,
-        "Tags": [{"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name},
-                 {"Key": "expires-at", "Value": stage.expires_at()}],
+        "Tags": tags(stage),
     }
     if spot:
         if int(max_wait_s) < int(max_run_s):
@@ -135,11 +134,12 @@ def _constraint_errors(value, shape, path: str) -> list[str]:
     return errors
 
 
-def create(sm, request: dict, role_created: bool, echo=print, attempts: int = 10) -> None:
-    """``CreateTrainingJob``; a role created just now may take a few seconds to be usable on AWS."""
+def create(sm, request: dict, role_created: bool, echo=print, attempts: int = 10,
+           operation: str = "create_training_job") -> None:
+    """``CreateTrainingJob`` (or ``operation``); a role created just now may take a few seconds to be usable on AWS."""
     for attempt in range(attempts):
         try:
-            sm.create_training_job(**request)
+            getattr(sm, operation)(**request)
             return
         except ClientError as exc:
             message = exc.response["Error"].get("Message", "")
@@ -243,6 +243,22 @@ def record_candidate(job: dict, stage: Stage, path: Path = CANDIDATE) -> dict:
     return record
 
 
+def run_here_if_left_to_the_host(args, session, name: str, echo=print) -> None:
+    """The local stack in compose leaves jobs to the host (its emulator has neither Docker nor torch): run this
+    one here, in the image it names."""
+    if args.aws:
+        return
+    from services.training_jobs import run_on_host
+
+    if run_on_host(session, name):
+        echo(f"the local stack leaves training jobs to the host: running {name} here, in its image")
+
+
+def tags(stage: Stage) -> list[dict]:
+    return [{"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name},
+            {"Key": "expires-at", "Value": stage.expires_at()}]
+
+
 def run(args, echo=print) -> dict:
     """``dogops promote train``: role, request, create, watch, report, record."""
     import boto3
@@ -265,6 +281,7 @@ def run(args, echo=print) -> dict:
     create(session.client("sagemaker"), request, created, echo)
     echo(f"training job {name}: {args.instances} x {request['ResourceConfig']['InstanceType']}"
          f"{' (managed spot)' if args.spot else ''}, image {args.image}, role {role}")
+    run_here_if_left_to_the_host(args, session, name, echo)
     job = wait(session, name, echo, args.poll)
     for line in summary(job):
         echo(line)

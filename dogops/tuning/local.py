@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -21,7 +22,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from .spec import TuningSpec, sampler_and_pruner
-from .trial import prepare_job_dir, run_trial
+from .trial import TrialResult, prepare_job_dir, run_trial
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own lines report each trial
@@ -107,12 +108,19 @@ def plot_results(job_dir: Path, rows: list[dict], spec: TuningSpec) -> Path:
     return path
 
 
-def run_tuning_job(spec: TuningSpec, data_dir: Path, job_dir: Path, image: str | None = None,
-                   stopping: threading.Event | None = None) -> optuna.Study:
+# runner(trial name, hyperparameters, report(value, step) -> stop?, torch threads) -> the trial's result
+TrialRunner = Callable[[str, dict[str, str], Callable[[float, int], bool], int], TrialResult]
+
+
+def run_tuning_job(spec: TuningSpec, data_dir: Path | None, job_dir: Path, image: str | None = None,
+                   stopping: threading.Event | None = None, runner: TrialRunner | None = None,
+                   trial_name: Callable[[int], str] | None = None) -> optuna.Study:
     """Run (or resume) the tuning job in ``job_dir`` until ``MaxNumberOfTrainingJobs`` trials have ended.
 
     Setting ``stopping`` (the CLI does on SIGTERM/SIGINT, after signalling the trials)
     ends the job after the running trials; they are marked to run again on resume.
+    ``runner`` runs each trial (default: ``train`` here, or ``image``, on ``data_dir``; the local stack's
+    SageMaker runs each as a training job), named ``trial_name(number)`` (default ``<job>-<NNN>``).
     """
     stopping = stopping or threading.Event()
     job_dir.mkdir(parents=True, exist_ok=True)
@@ -130,19 +138,17 @@ def run_tuning_job(spec: TuningSpec, data_dir: Path, job_dir: Path, image: str |
     def objective(trial: optuna.Trial) -> float:
         hyperparameters = {**spec.static, **{r.name: r.suggest(trial) for r in spec.ranges},
                            "_tuning_objective_metric": spec.objective}
-        trial_name = f"{name}-{trial.number:03d}"
-        trial.set_user_attr("name", trial_name)
+        this = (trial_name or (lambda number: f"{name}-{number:03d}"))(trial.number)
+        trial.set_user_attr("name", this)
         trial.set_user_attr("hyperparameters", hyperparameters)
-        root = prepare_job_dir(job_dir / "trials" / trial_name, data_dir, hyperparameters)
-        log.info("trial %s started (%s)", trial_name, ", ".join(f"{r.name}={hyperparameters[r.name]}"
-                                                                 for r in spec.ranges))
+        log.info("trial %s started (%s)", this, ", ".join(f"{r.name}={hyperparameters[r.name]}"
+                                                          for r in spec.ranges))
 
         def report(value: float, step: int) -> bool:
             trial.report(value, step)
             return trial.should_prune()
 
-        result = run_trial(root, trial_name, data_dir, job_dir / "cache", spec.metric_definitions,
-                           spec.objective, report, image, threads[0])
+        result = (runner or local_trial)(this, hyperparameters, report, threads[0])
         if stopping.is_set():  # the job is being stopped: this trial runs again on resume
             study.set_user_attr(f"interrupted_{trial.number}", True)
             study.stop()
@@ -153,7 +159,7 @@ def run_tuning_job(spec: TuningSpec, data_dir: Path, job_dir: Path, image: str |
         with lock:
             finished[0] += 1
             tuned = ", ".join(f"{r.name}={hyperparameters[r.name]}" for r in spec.ranges)
-            log.info("trial %d/%d %s (%s): %s%s", finished[0], spec.max_jobs, trial_name, tuned, result.status,
+            log.info("trial %d/%d %s (%s): %s%s", finished[0], spec.max_jobs, this, tuned, result.status,
                      f" {spec.objective}={result.objective:.6f}" if result.status == "Completed"
                      else f": {result.failure_reason.splitlines()[0] if result.failure_reason else ''}")
         if result.status == "Stopped":
@@ -164,13 +170,19 @@ def run_tuning_job(spec: TuningSpec, data_dir: Path, job_dir: Path, image: str |
             study.stop()
         return result.objective
 
+    def local_trial(this: str, hyperparameters: dict[str, str], report, threads: int) -> TrialResult:
+        root = prepare_job_dir(job_dir / "trials" / this, data_dir, hyperparameters)
+        return run_trial(root, this, data_dir, job_dir / "cache", spec.metric_definitions, spec.objective, report,
+                         image, threads)
+
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         with lock:
             write_results(job_dir, results_rows(study, spec))
 
     cores = os.cpu_count() or 1
     threads = [cores]  # torch threads per trial: all cores alone, a share of them in parallel
-    if remaining > 1 and spec.max_parallel > 1 and not ended and spec.static.get("feature_cache") != "false":
+    if (remaining > 1 and spec.max_parallel > 1 and not ended and spec.static.get("feature_cache") != "false"
+            and runner is None):
         # The first trial fills the shared feature cache alone; computing it twice at once gains nothing.
         study.optimize(objective, n_trials=1, catch=(TrialFailed,), callbacks=[after_trial])
         remaining -= 1

@@ -1,0 +1,184 @@
+"""``dogops promote tune``: the tuning spec as a SageMaker hyperparameter tuning job (contracts §B.9).
+
+The spec (``dogops/tuning/spec.py``: the vocabulary of ``HyperParameterTuningJobConfig``) becomes the
+``CreateHyperParameterTuningJob`` request ``dogops.tuning.request`` builds, completed for the stage as ``promote
+train`` completes a training job: the pushed training image by digest, the stage's training role, the training
+channel, output and settings of ``promote.yaml`` (``training:``; its hyperparameters are the static ones the spec
+does not tune or set), tags, managed spot with per-trial checkpoints when asked, a warm start from earlier tuning
+jobs when asked; checked against botocore's model (its enums, patterns and maximums too). The job is watched to
+its end (status, counters, each trial with its tuned values and objective); the best training job's model is
+recorded as "best" (``.dogops/best.json``, and ``.dogops/tuning-jobs/<job>.json``), which ``dogops promote
+apply`` (``make promote``) deploys.
+
+On the local stack the emulator runs the job with the local tuner (``services.tuning_jobs``, its trials as
+training jobs); where it leaves jobs to the host (compose), this command runs it here, the trials in the image.
+"""
+
+import argparse
+import json
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..tuning.best import CURRENT
+from ..tuning.request import tuning_job_request
+from ..tuning.spec import SpecError, TuningSpec, load_spec
+from .config import CONFIG, Stage, check_target, load_stage
+from .train import DEFAULTS, create, settings, tags, validate
+from .training_roles import ensure_role
+
+ENDED = ("Completed", "Failed", "Stopped")
+WARM_START_TYPES = ("IdenticalDataAndAlgorithm", "TransferLearning")
+
+
+def tuning_job_name(stage: Stage, now: datetime | None = None) -> str:
+    """At most 32 characters, as SageMaker allows (trials add ``-NNN-<8 hex>``)."""
+    return f"{stage.project}-{stage.name}-{(now or datetime.now(timezone.utc)).strftime('%y%m%d-%H%M%S')}"[:32]
+
+
+def tune_request(spec: TuningSpec, name: str, stage: Stage, image: str, role_arn: str, conf: dict,
+                 instance_type: str | None = None, spot: bool = False, warm_start: tuple[str, ...] = (),
+                 warm_start_type: str = "IdenticalDataAndAlgorithm") -> dict:
+    """The ``CreateHyperParameterTuningJob`` request SageMaker receives, validated against botocore's model."""
+    if "@sha256:" not in image or "/" not in image:
+        raise ValueError(f"the training image must be an ECR URI by digest (REGISTRY/REPO@sha256:...), not {image}")
+    output = conf["output"].rstrip("/")
+    request = tuning_job_request(spec, name, image, role_arn, conf["data"], output,
+                                 instance_type or conf["instance_type"], int(conf["max_run_s"]))
+    definition = request["TrainingJobDefinition"]
+    tuned = {r.name for r in spec.ranges}
+    definition["StaticHyperParameters"] = {**{k: v for k, v in conf["hyperparameters"].items() if k not in tuned},
+                                           **spec.static}
+    definition["ResourceConfig"]["VolumeSizeInGB"] = int(conf["volume_gb"])
+    if spot:
+        if int(conf["max_wait_s"]) < int(conf["max_run_s"]):
+            raise ValueError(f"spot: max_wait_s ({conf['max_wait_s']}) must be at least max_run_s ({conf['max_run_s']})")
+        definition["EnableManagedSpotTraining"] = True
+        definition["StoppingCondition"]["MaxWaitTimeInSeconds"] = int(conf["max_wait_s"])
+        checkpoints = (conf.get("checkpoints") or f"{output}-checkpoints").rstrip("/")
+        definition["CheckpointConfig"] = {"S3Uri": f"{checkpoints}/{name}", "LocalPath": "/opt/ml/checkpoints"}
+    if warm_start:
+        request["WarmStartConfig"] = {"ParentHyperParameterTuningJobs": [
+            {"HyperParameterTuningJobName": parent} for parent in warm_start], "WarmStartType": warm_start_type}
+    request["Tags"] = tags(stage)
+    validate(request, "CreateHyperParameterTuningJob")
+    return request
+
+
+def _trial_line(trial: dict) -> str:
+    tuned = ", ".join(f"{k}={v}" for k, v in trial.get("TunedHyperParameters", {}).items())
+    objective = trial.get("FinalHyperParameterTuningJobObjectiveMetric")
+    result = f" {objective['MetricName']}={objective['Value']:g}" if objective else ""
+    reason = f": {trial['FailureReason'].splitlines()[0]}" if trial.get("FailureReason") else ""
+    return f"  trial {trial['TrainingJobName']} ({tuned}): {trial['TrainingJobStatus']}{result}{reason}"
+
+
+def wait(session, name: str, echo=print, poll_s: float = 5.0, timeout_s: float | None = None) -> dict:
+    """Watch the tuning job to its end, echoing its status, counters and trials; return its last description."""
+    sm = session.client("sagemaker")
+    status, counters, shown = None, None, {}
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while True:
+        job = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
+        trials = sm.list_training_jobs_for_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName=name, SortBy="CreationTime", SortOrder="Ascending")["TrainingJobSummaries"]
+        for trial in trials:
+            if shown.get(trial["TrainingJobName"]) != trial["TrainingJobStatus"]:
+                shown[trial["TrainingJobName"]] = trial["TrainingJobStatus"]
+                echo(_trial_line(trial))
+        if job["HyperParameterTuningJobStatus"] != status:
+            status = job["HyperParameterTuningJobStatus"]
+            echo(f"status: {status}")
+        if job.get("TrainingJobStatusCounters") != counters:
+            counters = job.get("TrainingJobStatusCounters")
+            echo("  training jobs: " + ", ".join(f"{k} {v}" for k, v in (counters or {}).items() if v))
+        if status in ENDED:
+            return job
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"tuning job {name} is still {status} after {timeout_s} s")
+        time.sleep(poll_s)
+
+
+def record_best(session, job: dict, stage: Stage, path: Path = CURRENT) -> dict:
+    """The best training job's model as the project's best (what ``promote apply`` deploys by default)."""
+    best = job["BestTrainingJob"]
+    training = session.client("sagemaker").describe_training_job(TrainingJobName=best["TrainingJobName"])
+    objective = best["FinalHyperParameterTuningJobObjectiveMetric"]
+    record = {"tuning_job": job["HyperParameterTuningJobName"], "trial": best["TrainingJobName"],
+              "stage": stage.name, "model_data_url": training["ModelArtifacts"]["S3ModelArtifacts"],
+              "objective": {"name": objective["MetricName"], "value": objective["Value"]},
+              "metrics": {m["MetricName"]: m["Value"] for m in training.get("FinalMetricDataList", [])},
+              "hyperparameters": {k: v for k, v in training.get("HyperParameters", {}).items()
+                                  if k != "_tuning_objective_metric"},
+              "tuned": best.get("TunedHyperParameters", {}), "image": training["AlgorithmSpecification"]["TrainingImage"]}
+    path = Path(path)
+    for target in (path.parent / "tuning-jobs" / f"{record['tuning_job']}.json", path):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def run(args, echo=print) -> dict:
+    """``dogops promote tune``: spec, role, request, create, watch, record the best."""
+    import boto3
+
+    check_target(args.aws)
+    stage = load_stage(args.stage, args.config)
+    session = boto3.Session(region_name=stage.region)
+    try:
+        spec = load_spec(args.spec)
+    except SpecError as exc:
+        raise SystemExit(f"{args.spec}: {exc}") from None
+    conf = settings(stage.name, args.config)
+    conf.update({k: v for k, v in (("data", args.data), ("output", args.output)) if v})
+    if not conf.get("data") or not conf.get("output"):
+        raise SystemExit(f"no training data or output prefix: pass --data/--output or set training.data and "
+                         f"training.output in {args.config}")
+    output = conf["output"].rstrip("/")
+    role, created = ensure_role(session, stage, conf["data"], output,
+                                conf.get("checkpoints") or f"{output}-checkpoints", args.image)
+    name = args.name or tuning_job_name(stage)
+    request = tune_request(spec, name, stage, args.image, role, conf, args.instance_type, args.spot,
+                           tuple(args.warm_start_from or ()), args.warm_start_type)
+    create(session.client("sagemaker"), request, created, echo, operation="create_hyper_parameter_tuning_job")
+    limits = request["HyperParameterTuningJobConfig"]["ResourceLimits"]
+    echo(f"tuning job {name}: {spec.strategy}, {spec.direction} {spec.objective}, {limits['MaxNumberOfTrainingJobs']}"
+         f" training jobs, {limits['MaxParallelTrainingJobs']} at once{' (managed spot)' if args.spot else ''}"
+         + (f", warm start from {', '.join(args.warm_start_from)}" if args.warm_start_from else "")
+         + f"; image {args.image}, role {role}")
+    if not args.aws:
+        from services.tuning_jobs import run_on_host
+
+        if run_on_host(session, name):
+            echo(f"the local stack leaves jobs to the host: running {name} here, its trials in the image")
+    job = wait(session, name, echo, args.poll)
+    if job["HyperParameterTuningJobStatus"] != "Completed" or not job.get("BestTrainingJob"):
+        raise SystemExit(f"tuning job {name} {job['HyperParameterTuningJobStatus']}: {job.get('FailureReason', '')}")
+    record = record_best(session, job, stage, args.best)
+    echo(f"best: {record['trial']} {record['objective']['name']}={record['objective']['value']:g} "
+         f"({', '.join(f'{k}={v}' for k, v in record['tuned'].items())}); model {record['model_data_url']}")
+    echo(f"recorded as the best model: {args.best} (`dogops promote apply` deploys it)")
+    return record
+
+
+def add_tune_commands(promote) -> None:
+    """Add ``tune`` to the ``dogops promote`` subcommands."""
+    tune = promote.add_parser("tune", help="the tuning spec as a SageMaker hyperparameter tuning job; watch it; "
+                              "record the best training job's model as the best")
+    tune.add_argument("--stage", required=True, help="a stage of the config (dev, prod)")
+    tune.add_argument("--config", type=Path, default=CONFIG)
+    tune.add_argument("--aws", action="store_true", help="tune on AWS (AWS_ENDPOINT_URL must be unset); "
+                      "without it only a local endpoint is accepted")
+    tune.add_argument("--spec", type=Path, help="tuning spec, YAML or JSON (default: the original project's search)")
+    tune.add_argument("--image", required=True, help="the training image in ECR, by digest")
+    tune.add_argument("--warm-start-from", action="append", metavar="JOB",
+                      help="a previous tuning job to start from (repeatable, up to 5)")
+    tune.add_argument("--warm-start-type", choices=WARM_START_TYPES, default=WARM_START_TYPES[0])
+    tune.add_argument("--spot", action="store_true", help="managed spot training jobs, with checkpoints in S3")
+    tune.add_argument("--instance-type", help=f"(default: training.instance_type, else {DEFAULTS['instance_type']})")
+    tune.add_argument("--data", help="s3:// prefix of the training channel (default: training.data)")
+    tune.add_argument("--output", help="s3:// prefix for the models (default: training.output)")
+    tune.add_argument("--name", help="the job's name, at most 32 characters (default: <project>-<stage>-<UTC time>)")
+    tune.add_argument("--poll", type=float, default=5.0, help=argparse.SUPPRESS)
+    tune.add_argument("--best", type=Path, default=CURRENT, help=argparse.SUPPRESS)
+    tune.set_defaults(func=run)

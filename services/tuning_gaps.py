@@ -1,0 +1,98 @@
+"""SageMaker hyperparameter tuning jobs on moto's server that really run (imported by ``training_gaps``).
+
+moto 5 marks a tuning job ``Completed`` the moment it is created, with a made-up ``BestTrainingJob``, and has
+neither ``ListTrainingJobsForHyperParameterTuningJob`` nor ``StopHyperParameterTuningJob``. Here:
+
+- ``CreateHyperParameterTuningJob``: ``InProgress`` with no trial yet; the local tuner (``services.tuning_jobs``)
+  runs it in a thread of the emulator, each trial a training job with the job's ``TuningJobArn``
+  (``DOGOPS_TRAINING_RUNNER=host``: left to a runner on the host, as training jobs are; ``off``: to nobody);
+- the tuner reports through :func:`update` (status, ``TrainingJobStatusCounters``, ``ObjectiveStatusCounters``,
+  ``BestTrainingJob``, the trials' summaries, end time, consumed seconds, failure reason);
+- ``ListTrainingJobsForHyperParameterTuningJob``: the trials' ``HyperParameterTrainingJobSummary`` list;
+- ``StopHyperParameterTuningJob``: ``Stopping``; the tuner stops its running trials and ends ``Stopped``.
+"""
+
+from moto.core.responses import ActionResult
+from moto.core.utils import utcnow
+from moto.sagemaker.exceptions import ValidationError
+from moto.sagemaker.models import sagemaker_backends
+from moto.sagemaker.responses import SageMakerResponse
+
+from . import training_gaps
+
+KIND = "HyperParameterTuningJob"
+_original_create = SageMakerResponse.create_hyper_parameter_tuning_job
+SORT_KEYS = {"Name": lambda t: t["TrainingJobName"], "CreationTime": lambda t: t["CreationTime"],
+             "Status": lambda t: t["TrainingJobStatus"],
+             "FinalObjectiveMetricValue": lambda t: t.get("FinalHyperParameterTuningJobObjectiveMetric", {}).get(
+                 "Value", float("inf"))}
+
+
+def _job(account: str, region: str, name: str):
+    try:
+        return sagemaker_backends[account][region].hyper_parameter_tuning_jobs[name]
+    except KeyError:
+        raise ValidationError(f"Could not find hyper parameter tuning job '{name}'.") from None
+
+
+def update(account: str, region: str, name: str, status: str | None = None, secondary: str | None = None,
+           message: str = "", **fields) -> None:
+    """Set the tuning job's status and any described field in snake case (``training_job_status_counters``,
+    ``best_training_job``, ``trials``: the summaries listed, ``hyper_parameter_tuning_end_time``, ...)."""
+    job = _job(account, region, name)
+    with training_gaps._lock:
+        if status:
+            job.hyper_parameter_tuning_job_status = status
+        for key, value in fields.items():
+            setattr(job, "OverallBestTrainingJob" if key == "overall_best_training_job" else key, value)
+        job.last_modified_time = utcnow()
+
+
+def _create(self) -> ActionResult:
+    result = _original_create(self)
+    name = self._get_param("HyperParameterTuningJobName")
+    job = _job(self.current_account, self.region, name)
+    job.hyper_parameter_tuning_job_status = "InProgress"
+    job.hyper_parameter_tuning_end_time = job.best_training_job = job.OverallBestTrainingJob = None
+    job.failure_reason = job.tuning_job_completion_details = job.consumed_resources = None
+    job.training_job_status_counters = {k: 0 for k in ("Completed", "InProgress", "RetryableError",
+                                                       "NonRetryableError", "Stopped")}
+    job.objective_status_counters = {"Succeeded": 0, "Pending": 0, "Failed": 0}
+    job.trials = []
+    job.tags = job.tags or []  # moto's ListTags fails on None
+    if training_gaps.runner() == "on":
+        from . import tuning_jobs
+
+        tuning_jobs.start(name, self.current_account, self.region,
+                          training_gaps._emulator_url(self.normalized_request.environ))
+    elif training_gaps.runner() == "host":
+        training_gaps.leave_to_host(KIND, self.current_account, self.region, name)
+    return result
+
+
+def _list_trials(self) -> ActionResult:
+    job = _job(self.current_account, self.region, self._get_param("HyperParameterTuningJobName"))
+    trials = list(getattr(job, "trials", []))
+    if self._get_param("StatusEquals"):
+        trials = [t for t in trials if t["TrainingJobStatus"] == self._get_param("StatusEquals")]
+    trials.sort(key=SORT_KEYS[self._get_param("SortBy") or "Name"],
+                reverse=(self._get_param("SortOrder") or "Ascending") == "Descending")
+    return ActionResult({"TrainingJobSummaries": trials})
+
+
+def _stop(self) -> ActionResult:
+    name = self._get_param("HyperParameterTuningJobName")
+    job = _job(self.current_account, self.region, name)
+    if job.hyper_parameter_tuning_job_status != "InProgress":
+        raise ValidationError(f"The request was rejected because the tuning job is in status "
+                              f"{job.hyper_parameter_tuning_job_status}.")
+    running = training_gaps.runner() == "on" or training_gaps.claimed(KIND, self.current_account, self.region, name)
+    update(self.current_account, self.region, name, "Stopping" if running else "Stopped",
+           **({} if running else {"hyper_parameter_tuning_end_time": utcnow()}))  # else nothing runs it
+    return ActionResult({})
+
+
+training_gaps.UPDATES[KIND] = update
+SageMakerResponse.create_hyper_parameter_tuning_job = _create
+SageMakerResponse.list_training_jobs_for_hyper_parameter_tuning_job = _list_trials
+SageMakerResponse.stop_hyper_parameter_tuning_job = _stop

@@ -1,0 +1,207 @@
+"""The local stack's SageMaker tuning: a created hyperparameter tuning job run by the local tuner.
+
+``tuning_gaps`` starts :func:`start` in a thread of the emulator for each ``CreateHyperParameterTuningJob``
+(where the emulator leaves jobs to the host, ``dogops promote tune`` claims it and runs it there:
+:func:`run_on_host`). The job's description is the tuner's spec, in the same vocabulary
+(``dogops.tuning.spec``): ``HyperParameterTuningJobConfig`` with the definition's ``StaticHyperParameters`` and
+``MetricDefinitions``. ``dogops.tuning.local.run_tuning_job`` searches as it does locally (the strategy's optuna
+sampler, early stopping's pruner, ``MaxParallelTrainingJobs`` at once), and each trial is a training job created
+on the emulator from the job's ``TrainingJobDefinition``: the static and sampled hyperparameters with
+``_tuning_objective_metric``, named ``<tuning job>-<NNN>-<8 hex>`` as SageMaker names them, with the tuning job's
+``TuningJobArn``, its checkpoints under ``<CheckpointConfig.S3Uri>/<trial>``; the training runner
+(``training_jobs``) runs it. The objective, each time a trial logs it, feeds early stopping: a pruned trial is
+stopped (``StopTrainingJob``). The tuning job's counters, trials and ``BestTrainingJob`` follow the trials; the
+results (``results.csv``, ``results.json``, ``objective.png``) land in ``DOGOPS_TUNING_DIR/<job>`` (default
+``<tmp>/dogops-tuning``).
+"""
+
+import logging
+import os
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from dogops.tuning.local import run_tuning_job
+from dogops.tuning.spec import KNOWN_KEYS, TuningSpec, parse_spec
+from dogops.tuning.trial import TrialResult
+
+from . import training_jobs
+
+log = logging.getLogger(__name__)
+
+KIND = "HyperParameterTuningJob"
+ENDED = ("Completed", "Failed", "Stopped")
+POLL_S = 1.0
+COPIED = ("AlgorithmSpecification", "RoleArn", "InputDataConfig", "VpcConfig", "OutputDataConfig",
+          "StoppingCondition", "ResourceConfig", "EnableNetworkIsolation", "EnableInterContainerTrafficEncryption",
+          "EnableManagedSpotTraining", "RetryStrategy", "Environment")
+
+
+def tuning_dir() -> Path:
+    return Path(os.environ.get("DOGOPS_TUNING_DIR") or Path(tempfile.gettempdir()) / "dogops-tuning")
+
+
+def spec_of(job: dict) -> TuningSpec:
+    """The tuner's spec of a described tuning job (a problem is the job's failure reason)."""
+    definition = job["TrainingJobDefinition"]
+    raw = {k: v for k, v in job["HyperParameterTuningJobConfig"].items() if k in KNOWN_KEYS}
+    raw["StaticHyperParameters"] = definition.get("StaticHyperParameters") or {}
+    raw["MetricDefinitions"] = definition["AlgorithmSpecification"].get("MetricDefinitions")
+    return parse_spec(raw)
+
+
+def start(name: str, account: str, region: str, emulator_url: str) -> None:
+    """Run tuning job ``name`` in a thread of the emulator; it reports on moto's backend."""
+    from . import training_gaps, tuning_gaps
+
+    run = TuningRun(name, training_jobs._session(region), emulator_url,
+                    lambda *a, **f: tuning_gaps.update(account, region, name, *a, **f),
+                    lambda trial, **f: training_gaps.update(account, region, trial, **f))
+    threading.Thread(target=run.main, name=f"tuning-job-{name}", daemon=True).start()
+
+
+def run_on_host(session, name: str) -> threading.Thread | None:
+    """Claim tuning job ``name`` where the emulator leaves jobs to the host, and run it here (its trials too, in
+    docker mode); the thread, or None when the emulator runs it itself."""
+    if not training_jobs.claim(session, KIND, name):
+        return None
+    sm = session.client("sagemaker")
+    run = TuningRun(name, training_jobs._session(sm.meta.region_name), sm.meta.endpoint_url,
+                    training_jobs.remote_report(session, KIND, name),
+                    lambda trial, **f: training_jobs.remote_report(session, "TrainingJob", trial)(**f), host=session)
+    thread = threading.Thread(target=run.main, name=f"tuning-job-{name}", daemon=True)
+    thread.start()
+    return thread
+
+
+class TuningRun:
+    """One tuning job from its description to its end."""
+
+    def __init__(self, name: str, session, url: str, report, report_trial, host=None):
+        self.name, self.report, self.report_trial, self.host = name, report, report_trial, host
+        self.sm = session.client("sagemaker", endpoint_url=url)
+        self.trials: dict[str, dict] = {}  # name -> HyperParameterTrainingJobSummary
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+
+    def main(self) -> None:
+        started, fields = time.monotonic(), {}
+        try:
+            self.job = self.sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=self.name)
+            self.spec = spec_of(self.job)
+            folder = tuning_dir() / self.name
+            shutil.rmtree(folder, ignore_errors=True)  # an earlier emulator's job of that name: not this one
+            run_tuning_job(self.spec, None, folder, stopping=self.stopping, runner=self.trial,
+                           trial_name=lambda number: f"{self.name}-{number + 1:03d}-{uuid.uuid4().hex[:8]}")
+            log.info("tuning job %s: results in %s", self.name, folder)
+            completed = any(t["TrainingJobStatus"] == "Completed" for t in self.trials.values())
+            status = "Stopped" if self.stopping.is_set() else "Completed" if completed else "Failed"
+            if status == "Failed":
+                fields["failure_reason"] = "No training job completed with an objective metric value"
+        except Exception as exc:  # noqa: BLE001 - whatever went wrong is the job's failure reason
+            log.exception("tuning job %s failed", self.name)
+            status, fields["failure_reason"] = "Failed", f"{type(exc).__name__}: {exc}"[:1024]
+        self.report(status, hyper_parameter_tuning_end_time=datetime.now(timezone.utc),
+                    consumed_resources={"RuntimeInSeconds": int(time.monotonic() - started)}, **self._state(),
+                    **fields)
+
+    def _state(self) -> dict:
+        """Counters, trials and the best trial, as ``DescribeHyperParameterTuningJob`` has them."""
+        with self.lock:
+            trials = [dict(t) for t in self.trials.values()]
+        statuses = [t["TrainingJobStatus"] for t in trials]
+        failed = [t for t in trials if t["TrainingJobStatus"] == "Failed"]
+        objectives = [t["ObjectiveStatus"] for t in trials]
+        done = [t for t in trials if t["TrainingJobStatus"] == "Completed" and t["ObjectiveStatus"] == "Succeeded"]
+        value = (lambda t: t["FinalHyperParameterTuningJobObjectiveMetric"]["Value"])
+        best = (min if self.spec.minimize else max)(done, key=value) if done else None
+        return {"trials": trials, "best_training_job": best,
+                "training_job_status_counters": {"Completed": statuses.count("Completed"),
+                                                 "InProgress": statuses.count("InProgress") + statuses.count(
+                                                     "Stopping"), "RetryableError": 0,
+                                                 "NonRetryableError": len(failed), "Stopped": statuses.count("Stopped")},
+                "objective_status_counters": {k: objectives.count(k) for k in ("Succeeded", "Pending", "Failed")}}
+
+    def _summarize(self, job: dict, tuned: dict) -> None:
+        metrics = {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])}
+        status = job["TrainingJobStatus"]
+        objective = "Pending" if status in ("InProgress", "Stopping") else (
+            "Succeeded" if self.spec.objective in metrics else "Failed")
+        summary = {"TrainingJobName": job["TrainingJobName"], "TrainingJobArn": job["TrainingJobArn"],
+                   "TuningJobName": self.name, "CreationTime": job["CreationTime"], "TrainingJobStatus": status,
+                   "TunedHyperParameters": tuned, "ObjectiveStatus": objective}
+        for key in ("TrainingStartTime", "TrainingEndTime", "FailureReason"):
+            if job.get(key):
+                summary[key] = job[key]
+        if self.spec.objective in metrics:
+            summary["FinalHyperParameterTuningJobObjectiveMetric"] = {
+                "Type": "Minimize" if self.spec.minimize else "Maximize", "MetricName": self.spec.objective,
+                "Value": metrics[self.spec.objective]}
+        with self.lock:
+            changed = self.trials.get(job["TrainingJobName"]) != summary
+            self.trials[job["TrainingJobName"]] = summary
+        if changed:
+            self.report(**self._state())
+
+    def _request(self, name: str, hyperparameters: dict[str, str]) -> dict:
+        definition = self.job["TrainingJobDefinition"]
+        request = {"TrainingJobName": name, "HyperParameters": hyperparameters,
+                   **{k: definition[k] for k in COPIED if k in definition}}
+        if definition.get("CheckpointConfig"):
+            checkpoint = definition["CheckpointConfig"]
+            request["CheckpointConfig"] = {**checkpoint, "S3Uri": f"{checkpoint['S3Uri'].rstrip('/')}/{name}"}
+        tags = self.sm.list_tags(ResourceArn=self.job["HyperParameterTuningJobArn"]).get("Tags")
+        if tags:
+            request["Tags"] = tags
+        return request
+
+    def trial(self, name: str, hyperparameters: dict[str, str], report, threads: int) -> TrialResult:
+        """Run one trial as a training job to its end (the local tuner's runner)."""
+        tuned = {r.name: hyperparameters[r.name] for r in self.spec.ranges}
+        steps, pruned = [0], threading.Event()
+
+        def observe(metric: str, value: float) -> None:
+            if metric == self.spec.objective and not pruned.is_set():
+                steps[0] += 1
+                if report(value, steps[0]):
+                    pruned.set()
+
+        training_jobs.observe(name, observe)
+        try:
+            self.sm.create_training_job(**self._request(name, hyperparameters))
+            if self.host is not None:
+                training_jobs.run_on_host(self.host, name)
+            self.report_trial(name, tuning_job_arn=self.job["HyperParameterTuningJobArn"])
+            job = self._wait(name, tuned, pruned)
+        finally:
+            training_jobs.observe(name, None)
+        metrics = {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])}
+        value, seconds = metrics.get(self.spec.objective), float(job.get("TrainingTimeInSeconds", 0))
+        if job["TrainingJobStatus"] == "Stopped":
+            return TrialResult("Stopped", metrics, value, "stopped early: worse than earlier trials"
+                               if pruned.is_set() else "the tuning job was stopped", seconds)
+        if job["TrainingJobStatus"] == "Failed" or value is None:
+            reason = job.get("FailureReason") or f"no {self.spec.objective} metric in the training job's log"
+            return TrialResult("Failed", metrics, None, reason, seconds)
+        return TrialResult("Completed", metrics, value, "", seconds)
+
+    def _wait(self, name: str, tuned: dict, pruned: threading.Event) -> dict:
+        stop_sent = False
+        while True:
+            job = self.sm.describe_training_job(TrainingJobName=name)
+            self._summarize(job, tuned)
+            if job["TrainingJobStatus"] in ENDED:
+                return job
+            status = self.sm.describe_hyper_parameter_tuning_job(
+                HyperParameterTuningJobName=self.name)["HyperParameterTuningJobStatus"]
+            if status == "Stopping":
+                self.stopping.set()
+            if not stop_sent and job["TrainingJobStatus"] == "InProgress" and (pruned.is_set()
+                                                                               or self.stopping.is_set()):
+                self.sm.stop_training_job(TrainingJobName=name)
+                stop_sent = True
+            time.sleep(POLL_S)

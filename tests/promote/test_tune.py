@@ -1,0 +1,129 @@
+"""``dogops promote tune``: the CreateHyperParameterTuningJob request (botocore's model; warm start, spot), and the
+whole command against an emulator that runs the tuning job with the local tuner, each trial a training job (a few
+seconds each on generated data)."""
+
+import argparse
+import io
+import json
+import tarfile
+
+import pytest
+import yaml
+
+from dogops.promote.config import load_stage
+from dogops.promote.train import settings
+from dogops.promote.tune import add_tune_commands, tune_request, tuning_job_name
+from dogops.s3upload import upload_dir
+from dogops.synthetic import generate
+from dogops.tuning.spec import load_spec, parse_spec
+
+from ..services.processes import client, emulator
+
+IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/dogops-dev/training@sha256:" + "c" * 64
+ROLE = "arn:aws:iam::123456789012:role/dogops-dev-training"
+BUCKET = "dogops-tune-test"
+DATA, OUTPUT, CHECKPOINTS = f"s3://{BUCKET}/data", f"s3://{BUCKET}/dev/training", f"s3://{BUCKET}/dev/checkpoints"
+SPEC = {"Strategy": "Random", "HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName": "test_loss"},
+        "ResourceLimits": {"MaxNumberOfTrainingJobs": 2, "MaxParallelTrainingJobs": 2}, "RandomSeed": 1,
+        "ParameterRanges": {"ContinuousParameterRanges": [
+            {"Name": "learning_rate", "MinValue": "0.001", "MaxValue": "0.01", "ScalingType": "Logarithmic"}]},
+        "StaticHyperParameters": {"epochs": "1", "batch_size": "16", "image_size": "48"}}
+HP = {"backbone": "efficientnet_lite0", "image_size": "64", "seed": "0", "learning_rate": "0.003",
+      "feature_cache": "false"}
+
+
+def _conf() -> dict:
+    return {**settings("dev"), "data": DATA, "output": OUTPUT, "checkpoints": CHECKPOINTS, "hyperparameters": HP}
+
+
+def test_the_request_is_what_sagemaker_takes():
+    name = tuning_job_name(load_stage("dev"))
+    assert len(name) <= 32
+    request = tune_request(parse_spec(SPEC), name, load_stage("dev"), IMAGE, ROLE, _conf(), spot=True,
+                           warm_start=("dogops-dev-parent",))
+    definition = request["TrainingJobDefinition"]
+    assert definition["AlgorithmSpecification"]["TrainingImage"] == IMAGE and definition["RoleArn"] == ROLE
+    assert definition["StaticHyperParameters"] == {"backbone": "efficientnet_lite0", "image_size": "48", "seed": "0",
+                                                   "feature_cache": "false", "epochs": "1", "batch_size": "16"}
+    assert definition["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == DATA
+    assert definition["EnableManagedSpotTraining"] and definition["CheckpointConfig"]["S3Uri"] == f"{CHECKPOINTS}/{name}"
+    assert definition["StoppingCondition"]["MaxWaitTimeInSeconds"] >= definition["StoppingCondition"][
+        "MaxRuntimeInSeconds"]
+    config = request["HyperParameterTuningJobConfig"]
+    assert config["HyperParameterTuningJobObjective"] == {"Type": "Minimize", "MetricName": "test_loss"}
+    assert config["ParameterRanges"]["ContinuousParameterRanges"][0]["Name"] == "learning_rate"
+    assert request["WarmStartConfig"] == {"ParentHyperParameterTuningJobs": [
+        {"HyperParameterTuningJobName": "dogops-dev-parent"}], "WarmStartType": "IdenticalDataAndAlgorithm"}
+    assert {t["Key"] for t in request["Tags"]} == {"project", "stage", "expires-at"}
+    assert "WarmStartConfig" not in tune_request(load_spec(), name, load_stage("dev"), IMAGE, ROLE, _conf())
+
+
+@pytest.mark.parametrize("changes, error", [
+    ({"name": "x" * 33}, "HyperParameterTuningJobName"),
+    ({"warm_start": tuple(f"parent-{i}" for i in range(6))}, "at most 5"),
+    ({"warm_start": ("parent",), "warm_start_type": "Sideways"}, "WarmStartType"),
+    ({"image": "dogops-training:dev"}, "by digest"),
+])
+def test_what_sagemaker_would_reject_is_refused_before_sending(changes, error):
+    arguments = dict(spec=parse_spec(SPEC), name="dogops-dev-tune", stage=load_stage("dev"), image=IMAGE,
+                     role_arn=ROLE, conf=_conf())
+    with pytest.raises(ValueError, match=error):
+        tune_request(**{**arguments, **changes})
+
+
+@pytest.fixture(scope="module")
+def aws(tmp_path_factory):
+    """An emulator (it runs tuning and training jobs) with a small generated data set under s3://BUCKET/data."""
+    server = emulator(tmp_path_factory.mktemp("promote-tune"),
+                      DOGOPS_TUNING_DIR=str(tmp_path_factory.mktemp("tuning-jobs")))
+    data = tmp_path_factory.mktemp("tune-data")
+    generate(data, classes=5, per_class=12, size=48, seed=0)
+    s3 = client("s3", server.url)
+    s3.create_bucket(Bucket=BUCKET)
+    upload_dir(data, DATA, client=s3)
+    yield server.url
+    server.stop()
+
+
+def test_promote_tune_runs_the_trials_as_training_jobs_and_records_the_best(session, tmp_path):
+    config = yaml.safe_load(open("promote.yaml"))
+    config["training"] = {"data": DATA, "output": OUTPUT, "checkpoints": CHECKPOINTS, "hyperparameters": HP}
+    path, spec = tmp_path / "promote.yaml", tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(config))
+    spec.write_text(yaml.safe_dump(SPEC))
+    parser = argparse.ArgumentParser()
+    add_tune_commands(parser.add_subparsers())
+    best = tmp_path / ".dogops" / "best.json"
+    args = parser.parse_args(["tune", "--stage", "dev", "--config", str(path), "--spec", str(spec), "--image", IMAGE,
+                              "--name", "dogops-dev-tune", "--poll", "0.5", "--best", str(best)])
+    lines = []
+    record = args.func(args, echo=lines.append)
+    text = "\n".join(lines)
+    for expected in ("tuning job dogops-dev-tune: Random, minimize test_loss, 2 training jobs, 2 at once",
+                     "status: InProgress", "status: Completed", "training jobs: Completed 2",
+                     "trial dogops-dev-tune-001-", "trial dogops-dev-tune-002-", "best: dogops-dev-tune-00"):
+        assert expected in text, (expected, text)
+    sm = session.client("sagemaker")
+    job = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName="dogops-dev-tune")
+    assert job["TrainingJobStatusCounters"]["Completed"] == 2 and job["ObjectiveStatusCounters"]["Succeeded"] == 2
+    trials = sm.list_training_jobs_for_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName="dogops-dev-tune")["TrainingJobSummaries"]
+    values = {t["TrainingJobName"]: t["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] for t in trials}
+    assert len(values) == 2 and record["trial"] == min(values, key=values.get) == job["BestTrainingJob"][
+        "TrainingJobName"]
+    for trial in trials:
+        training = sm.describe_training_job(TrainingJobName=trial["TrainingJobName"])
+        assert training["TuningJobArn"] == job["HyperParameterTuningJobArn"]
+        assert training["HyperParameters"]["_tuning_objective_metric"] == "test_loss"
+        assert training["HyperParameters"]["learning_rate"] == trial["TunedHyperParameters"]["learning_rate"]
+        assert training["HyperParameters"]["epochs"] == "1" and training["RoleArn"].endswith("/dogops-dev-training")
+    assert len({t["TunedHyperParameters"]["learning_rate"] for t in trials}) == 2
+    assert json.loads(best.read_text()) == record
+    assert record["model_data_url"] == f"{OUTPUT}/{record['trial']}/output/model.tar.gz"
+    assert record["objective"] == {"name": "test_loss", "value": values[record["trial"]]}
+    bucket, key = record["model_data_url"][5:].split("/", 1)
+    body = session.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        metrics = json.load(tar.extractfile("metrics.json"))
+    assert metrics["test_loss"] == pytest.approx(values[record["trial"]], abs=1e-5)
+    assert metrics["hyperparameters"]["learning_rate"] == record["tuned"]["learning_rate"]
