@@ -127,3 +127,40 @@ def test_promote_tune_runs_the_trials_as_training_jobs_and_records_the_best(sess
         metrics = json.load(tar.extractfile("metrics.json"))
     assert metrics["test_loss"] == pytest.approx(values[record["trial"]], abs=1e-5)
     assert metrics["hyperparameters"]["learning_rate"] == record["tuned"]["learning_rate"]
+
+
+def test_where_the_emulator_leaves_jobs_to_the_host_promote_tune_runs_them_here(tmp_path, monkeypatch):
+    """Compose's emulator (DOGOPS_TRAINING_RUNNER=host) runs nothing: the command claims the tuning job and runs it
+    here, each trial claimed too (natively here, to stay quick; in compose they run in the image)."""
+    from services import stack
+
+    data = tmp_path / "data"
+    generate(data, classes=5, per_class=12, size=48, seed=0)
+    server = emulator(tmp_path, DOGOPS_TRAINING_RUNNER="host")
+    try:
+        for key, value in {**stack.emulator_env(), "AWS_ENDPOINT_URL": server.url,
+                           "DOGOPS_TRAINING_MODE": "native", "DOGOPS_TUNING_DIR": str(tmp_path / "jobs")}.items():
+            monkeypatch.setenv(key, value)
+        s3 = client("s3", server.url)
+        s3.create_bucket(Bucket=BUCKET)
+        upload_dir(data, DATA, client=s3)
+        config = yaml.safe_load(open("promote.yaml"))
+        config["training"] = {"data": DATA, "output": OUTPUT, "checkpoints": CHECKPOINTS, "hyperparameters": HP}
+        path, spec = tmp_path / "promote.yaml", tmp_path / "spec.yaml"
+        path.write_text(yaml.safe_dump(config))
+        spec.write_text(yaml.safe_dump({**SPEC, "ResourceLimits": {"MaxNumberOfTrainingJobs": 1,
+                                                                   "MaxParallelTrainingJobs": 1}}))
+        parser = argparse.ArgumentParser()
+        add_tune_commands(parser.add_subparsers())
+        args = parser.parse_args(["tune", "--stage", "dev", "--config", str(path), "--spec", str(spec), "--image",
+                                  IMAGE, "--name", "on-the-host", "--poll", "0.5", "--best",
+                                  str(tmp_path / "best.json")])
+        lines = []
+        record = args.func(args, echo=lines.append)
+        assert any("leaves jobs to the host: running on-the-host here" in line for line in lines), lines
+        assert record["trial"].startswith("on-the-host-001-") and (tmp_path / "jobs" / "on-the-host" / "results.csv"
+                                                                   ).exists()
+        job = client("sagemaker", server.url).describe_training_job(TrainingJobName=record["trial"])
+        assert job["TrainingJobStatus"] == "Completed" and job["TuningJobArn"].endswith(":hyper-parameter-tuning-job/on-the-host")
+    finally:
+        server.stop()

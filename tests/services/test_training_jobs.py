@@ -3,9 +3,12 @@ on demand, managed spot interrupted and resumed from S3 checkpoints, spot starte
 The four training jobs run at once on one emulator process; each trains a few seconds on generated data."""
 
 import io
+import os
+import subprocess
 import tarfile
 import time
 
+import boto3
 import pytest
 import torch
 
@@ -179,3 +182,51 @@ def test_stop_training_job_stops_it(aws):
     sm.stop_training_job(TrainingJobName="stopped")
     job = _wait(sm, "stopped")
     assert (job["TrainingJobStatus"], job["SecondaryStatus"]) == ("Stopped", "Stopped")
+
+
+def _docker_works() -> bool:
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+needs_docker = pytest.mark.skipif(os.environ.get("DOGOPS_TEST_IMAGES") != "1" or not _docker_works(),
+                                  reason="runs the training image: needs Docker and dogops-training:dev "
+                                         "(DOGOPS_TEST_IMAGES=1, make test-images)")
+
+
+@needs_docker
+def test_a_job_left_to_the_host_runs_there_in_its_image(tmp_path, monkeypatch):
+    """Compose's emulator (DOGOPS_TRAINING_RUNNER=host) leaves the job; the host claims it once and runs the
+    described image (docker mode), reporting on the emulator's job."""
+    from services import stack
+    from services.training_jobs import run_on_host
+
+    data_dir = tmp_path / "data"
+    generate(data_dir, classes=5, per_class=12, size=48, seed=0)
+    server = Process("services.emulator", tmp_path, DOGOPS_TRAINING_RUNNER="host")
+    try:
+        for key, value in {**stack.emulator_env(), "AWS_ENDPOINT_URL": server.url}.items():
+            monkeypatch.setenv(key, value)
+        s3, sm = client("s3", server.url), client("sagemaker", server.url)
+        s3.create_bucket(Bucket=BUCKET)
+        upload_dir(data_dir, f"s3://{BUCKET}/data", client=s3)
+        request = _request("in-the-image", hyperparameters={**HP, "epochs": "2"})
+        request["AlgorithmSpecification"]["TrainingImage"] = "dogops-training:dev"
+        sm.create_training_job(**request)
+        time.sleep(1)
+        assert sm.describe_training_job(TrainingJobName="in-the-image")["SecondaryStatus"] == "Starting"
+        session = boto3.Session(region_name=stack.REGION)
+        assert run_on_host(session, "in-the-image") and not run_on_host(session, "in-the-image")
+        job = _wait(sm, "in-the-image")
+        assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+        assert [t["Status"] for t in job["SecondaryStatusTransitions"]] == [
+            "Starting", "Downloading", "Training", "Uploading", "Completed"]
+        files = _model(s3, job)
+        assert set(files) >= {"model.pth", "classes.json", "metrics.json"}
+        assert {m["MetricName"] for m in job["FinalMetricDataList"]} == {d["Name"] for d in metric_definitions()}
+        (lines,) = _streams(client("logs", server.url), "in-the-image")
+        assert any("epoch=2 " in line for line in lines)
+    finally:
+        server.stop()
