@@ -10,9 +10,11 @@
 - ``AWS::SageMaker::Endpoint``'s ``EndpointName`` (ignored: a generated name);
 - ``AWS::IAM::Role``'s inline ``Policies`` kept as dicts, which moto's IAM enforcement cannot read (it
   evaluates JSON text, as ``PutRolePolicy`` stores): a role made by a stack would allow nothing;
-- ``DescribeChangeSet`` of an update lists only resources whose template text changed:
-  like AWS it also lists those whose parameters changed, and those that refer to a
-  modified resource (AWS's dynamic evaluation, e.g. an EndpointConfig when its Model is replaced).
+- an update (its change set, and its execution) touched only resources whose template text or
+  parameters changed: like AWS it now also updates those that refer to a modified resource (AWS's
+  dynamic evaluation: an EndpointConfig when its Model is replaced, then the Endpoint), in template
+  order, which must list referents first (moto's own order);
+- an updated ``AWS::SageMaker::Endpoint`` was deleted and re-created: it is rolled in place.
 """
 
 import json
@@ -22,9 +24,10 @@ from typing import Any
 from moto.awslambda.exceptions import GenericResourcNotFound, UnknownFunctionException
 from moto.awslambda.models import LambdaVersion, lambda_backends
 from moto.cloudformation.models import Change, ChangeSet
+from moto.cloudformation.parsing import ResourceMap
 from moto.core.common_models import CloudFormationModel
 from moto.iam.models import Role
-from moto.sagemaker.models import FakeEndpoint
+from moto.sagemaker.models import FakeEndpoint, sagemaker_backends
 
 from .lambda_url_gaps import create_url, delete_url, get_url
 
@@ -159,21 +162,42 @@ def _refers_to(resource: dict, names: set[str]) -> bool:
     return any(re.search(rf'"Ref": "{name}"|"Fn::GetAtt": \["{name}"|\$\{{{name}[.}}]', text) for name in names)
 
 
+_build_resource_diff = ResourceMap.build_resource_diff
+
+
+def _resource_diff(self: ResourceMap, other_template: dict, parameters: dict | None = None) -> dict:
+    """moto's Add/Modify/Remove, with every resource that refers to a modified one also modified (transitively):
+    a replaced Model gets a new name, so its EndpointConfig must be made anew and the Endpoint rolled to it."""
+    actions = _build_resource_diff(self, other_template, parameters)
+    new = other_template["Resources"]
+    modified = set(actions["Modify"])
+    while more := {name for name in new if name not in modified and name not in actions["Add"]
+                   and _refers_to(new[name], modified)}:
+        modified |= more
+    actions["Modify"] = [name for name in new if name in modified]  # template order: referents first
+    return actions
+
+
 def _diff(self: ChangeSet) -> list[Change]:
     resource_map = self.stack.resource_map
     actions = resource_map.build_resource_diff(self.template_dict, self.parameters)
-    new = self.template_dict["Resources"]
-    modified = set(actions["Modify"])
-    while True:
-        more = {name for name in new if name not in modified and name not in actions["Add"]
-                and _refers_to(new[name], modified)}
-        if not more:
-            break
-        modified |= more
-    old = resource_map._resource_json_map
+    new, old = self.template_dict["Resources"], resource_map._resource_json_map
     return ([Change("Add", name, new[name]["Type"]) for name in actions["Add"]]
-            + [Change("Modify", name, new[name]["Type"]) for name in new if name in modified]
+            + [Change("Modify", name, new[name]["Type"]) for name in actions["Modify"]]
             + [Change("Remove", name, old[name]["Type"]) for name in actions["Remove"]])
 
 
+def _roll_endpoint(cls, original_resource: FakeEndpoint, new_resource_name: str, cloudformation_json: dict,
+                   account_id: str, region_name: str) -> FakeEndpoint:
+    """A stack update moves the endpoint to its new config in place, as ``UpdateEndpoint`` does on AWS: it keeps
+    its name and never stops existing (moto deleted and re-created it, so it vanished for a moment)."""
+    props = cloudformation_json["Properties"]
+    endpoint = sagemaker_backends[account_id][region_name].create_endpoint(
+        original_resource.endpoint_name, props["EndpointConfigName"], props.get("Tags", []))
+    endpoint.creation_time = original_resource.creation_time
+    return endpoint
+
+
+ResourceMap.build_resource_diff = _resource_diff
+FakeEndpoint.update_from_cloudformation_json = classmethod(_roll_endpoint)
 ChangeSet.diff = _diff

@@ -45,9 +45,13 @@ def test_plan_apply_noop_new_model_destroy(aws, session):
     retrained = plan(dev, IMAGE, f"s3://{BUCKET}/two/model.tar.gz", session)
     changed = {c["LogicalResourceId"]: c["Action"] for c in retrained.changes}
     assert changed["Model"] == changed["EndpointConfig"] == "Modify" and "Function" not in changed
+    sagemaker = client("sagemaker", aws)
+    before = sagemaker.describe_endpoint(EndpointName="dogops-dev")["EndpointConfigName"]
     assert apply(retrained, session, events.append) == "UPDATE_COMPLETE"
-    model = client("sagemaker", aws).describe_endpoint(EndpointName="dogops-dev")["EndpointConfigName"]
-    assert model
+    config = sagemaker.describe_endpoint(EndpointName="dogops-dev")["EndpointConfigName"]
+    assert config != before  # rolled through a new EndpointConfig
+    model = sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"][0]["ModelName"]
+    assert sagemaker.describe_model(ModelName=model)["PrimaryContainer"]["ModelDataUrl"].endswith("two/model.tar.gz")
 
     destroy(dev, session, events.append)
     assert not [s for s in cfn.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
