@@ -348,6 +348,7 @@ def train_on_ec2(args, stage: Stage, session, echo=print) -> dict:
             ended = watch.until_ended(getattr(args, "poll", 5.0), float(conf.get("max_run_s", 86400)),
                                       lambda run=local_run: not run["done"])
             seconds += time.monotonic() - began
+            echo(f"instance {instance['InstanceId']} ended after {time.monotonic() - began:.1f} s")
             lines += watch.lines
             if watch.model_arrived():
                 break

@@ -4,13 +4,16 @@ actions IAM gives no resource-level permission (``NO_RESOURCE_LEVEL``)."""
 
 import json
 
+from . import training_roles
 from .config import Stage
-from .training_roles import _list, _objects, repository_arn
 
 POLICY_NAME = "ec2-training-data-model-image-logs-ssm"
 # Session Manager's minimum (AmazonSSMManagedInstanceCore also grants Run Command, inventory and every parameter).
 SESSION_MANAGER = ["ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
                    "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"]
+# Taken from the SageMaker training role by name (an allow-list: a statement added there does not come along).
+SHARED = ("ListTheData", "ReadTheData", "WriteTheModel", "ListTheCheckpoints", "SyncTheCheckpoints", "PullTheImage",
+          "EcrLoginHasNoResourceLevelPermission")
 NO_RESOURCE_LEVEL = {"ecr:GetAuthorizationToken", *SESSION_MANAGER}
 
 
@@ -30,23 +33,12 @@ def tags(stage: Stage) -> list[dict]:
 
 def policy(partition: str, region: str, account: str, data: str, output: str, checkpoints: str, image: str,
            group: str) -> dict:
-    """The role's one inline policy."""
-    data_bucket, data_objects, data_prefix = _objects(partition, data)
-    _, output_objects, _ = _objects(partition, output)
-    checkpoint_bucket, checkpoint_objects, checkpoint_prefix = _objects(partition, checkpoints)
+    """The role's one inline policy: the SageMaker training role's S3 and ECR statements, its own log group and
+    Session Manager instead of SageMaker's log group and metrics."""
+    shared = training_roles.policy(partition, region, account, data, output, checkpoints, image)["Statement"]
     group_arn = f"arn:{partition}:logs:{region}:{account}:log-group:{group}"
     return {"Version": "2012-10-17", "Statement": [
-        _list("ListTheData", data_bucket, data_prefix),
-        {"Sid": "ReadTheData", "Effect": "Allow", "Action": "s3:GetObject", "Resource": data_objects},
-        {"Sid": "WriteTheModel", "Effect": "Allow", "Action": "s3:PutObject", "Resource": output_objects},
-        _list("ListTheCheckpoints", checkpoint_bucket, checkpoint_prefix),
-        {"Sid": "SyncTheCheckpoints", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-         "Resource": checkpoint_objects},
-        {"Sid": "PullTheImage", "Effect": "Allow",
-         "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-         "Resource": repository_arn(image, partition, account, region)},
-        {"Sid": "EcrLoginHasNoResourceLevelPermission", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken",
-         "Resource": "*"},
+        *(s for s in shared if s["Sid"] in SHARED),
         {"Sid": "WriteItsLogGroup", "Effect": "Allow",
          "Action": ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
          "Resource": [group_arn, f"{group_arn}:*"]},
@@ -92,23 +84,16 @@ def ensure_instance_profile(session, stage: Stage, data: str, output: str, check
 
 def delete_instance_profile(session, stage: Stage) -> list[str]:
     """Delete the instance profile and the role; what was deleted."""
-    iam, role, deleted = session.client("iam"), name(stage), []
-    try:
-        iam.remove_role_from_instance_profile(InstanceProfileName=role, RoleName=role)
-    except iam.exceptions.NoSuchEntityException:
-        pass
-    try:
-        iam.delete_instance_profile(InstanceProfileName=role)
-        deleted.append(f"instance profile {role}")
-    except iam.exceptions.NoSuchEntityException:
-        pass
-    try:
-        iam.delete_role_policy(RoleName=role, PolicyName=POLICY_NAME)
-    except iam.exceptions.NoSuchEntityException:
-        pass
-    try:
-        iam.delete_role(RoleName=role)
-        deleted.append(f"role {role}")
-    except iam.exceptions.NoSuchEntityException:
-        pass
-    return deleted
+    iam, role = session.client("iam"), name(stage)
+
+    def gone(call, **kwargs) -> bool:
+        try:
+            call(**kwargs)
+            return True
+        except iam.exceptions.NoSuchEntityException:
+            return False
+
+    gone(iam.remove_role_from_instance_profile, InstanceProfileName=role, RoleName=role)
+    deleted = [f"instance profile {role}"] if gone(iam.delete_instance_profile, InstanceProfileName=role) else []
+    gone(iam.delete_role_policy, RoleName=role, PolicyName=POLICY_NAME)
+    return deleted + ([f"role {role}"] if gone(iam.delete_role, RoleName=role) else [])

@@ -68,6 +68,8 @@ def _statements(session, stage) -> dict:
 
 def test_the_role_names_only_the_prefixes_the_repository_and_its_log_group(session, stage, profile):
     statements = _statements(session, stage)
+    assert list(statements) == [*ec2_roles.SHARED, "WriteItsLogGroup", "SessionManagerRegisters",
+                                "SessionManagerChannelsHaveNoResourceLevelPermission"]
     for statement in statements.values():
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
@@ -253,7 +255,9 @@ def test_promote_train_ec2_is_interrupted_and_resumes_to_the_same_model(aws, ses
     running = session.client("ec2").describe_instances(Filters=[
         {"Name": "tag:dogops-job", "Values": ["resumed"]}])["Reservations"]
     assert [i["State"]["Name"] for r in running for i in r["Instances"]] == ["terminated", "terminated"]
-    print(f"\nEC2 rehearsal wall times: {TIMES}")
+    interrupted, resumed = [float(line.rsplit(" ", 2)[1]) for line in lines if " ended after " in line]
+    TIMES.update(interrupted_attempt=interrupted, resumed_attempt=resumed)
+    print(f"\nEC2 rehearsal wall times (s): {TIMES}")
 
 
 def test_cleanup_leaves_nothing_tagged(session, stage, profile):
