@@ -37,6 +37,7 @@ from training.hyperparameters import from_strings
 from training.metrics import metric_definitions
 
 from .config import CONFIG, Stage, check_target, load_stage
+from .ec2 import add_ec2_arguments, train_on_ec2
 from .training_roles import LOG_GROUP, ensure_role
 
 CANDIDATE = Path(".dogops") / "candidate.json"
@@ -266,6 +267,8 @@ def run(args, echo=print) -> dict:
     check_target(args.aws)
     stage = load_stage(args.stage, args.config)
     session = boto3.Session(region_name=stage.region)
+    if getattr(args, "ec2", False):
+        return train_on_ec2(args, stage, session, echo)
     conf = settings(stage.name, args.config)
     data = args.data or conf.get("data")
     output = (args.output or conf.get("output") or "").rstrip("/")
@@ -292,21 +295,27 @@ def run(args, echo=print) -> dict:
     return record
 
 
+def job_arguments(parser) -> None:
+    """The arguments ``promote train`` and ``promote tune`` share."""
+    parser.add_argument("--stage", required=True, help="a stage of the config (dev, prod)")
+    parser.add_argument("--config", type=Path, default=CONFIG)
+    parser.add_argument("--aws", action="store_true", help="run on AWS (AWS_ENDPOINT_URL must be unset); "
+                        "without it only a local endpoint is accepted")
+    parser.add_argument("--image", required=True, help="the training image in ECR, by digest")
+    parser.add_argument("--spot", action="store_true", help="managed spot training, with checkpoints in S3")
+    parser.add_argument("--instance-type", help=f"(default: training.instance_type, else {DEFAULTS['instance_type']})")
+    parser.add_argument("--data", help="s3:// prefix of the training channel (default: training.data)")
+    parser.add_argument("--output", help="s3:// prefix for the models (default: training.output)")
+    parser.add_argument("--poll", type=float, default=5.0, help=argparse.SUPPRESS)
+
+
 def add_train_commands(promote) -> None:
     """Add ``train`` to the ``dogops promote`` subcommands."""
     train = promote.add_parser("train", help="the training image as a SageMaker training job; watch it; record "
                                "its model as the stage's candidate")
-    train.add_argument("--stage", required=True, help="a stage of the config (dev, prod)")
-    train.add_argument("--config", type=Path, default=CONFIG)
-    train.add_argument("--aws", action="store_true", help="train on AWS (AWS_ENDPOINT_URL must be unset); "
-                       "without it only a local endpoint is accepted")
-    train.add_argument("--image", required=True, help="the training image in ECR, by digest")
-    train.add_argument("--spot", action="store_true", help="managed spot training, with checkpoints in S3")
+    job_arguments(train)
     train.add_argument("--instances", type=int, default=1, help="instances training data-parallel (default: 1)")
-    train.add_argument("--instance-type", help=f"(default: training.instance_type, else {DEFAULTS['instance_type']})")
-    train.add_argument("--data", help="s3:// prefix of the training channel (default: training.data)")
-    train.add_argument("--output", help="s3:// prefix for the model (default: training.output)")
     train.add_argument("--name", help="the job's name (default: <project>-<stage>-<UTC time>)")
-    train.add_argument("--poll", type=float, default=5.0, help=argparse.SUPPRESS)
+    add_ec2_arguments(train)
     train.add_argument("--candidate", type=Path, default=CANDIDATE, help=argparse.SUPPRESS)
     train.set_defaults(func=run)

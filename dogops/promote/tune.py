@@ -23,8 +23,8 @@ from pathlib import Path
 from ..tuning.best import CURRENT
 from ..tuning.request import tuning_job_request
 from ..tuning.spec import SpecError, TuningSpec, load_spec
-from .config import CONFIG, Stage, check_target, load_stage
-from .train import DEFAULTS, create, settings, tags, validate
+from .config import Stage, check_target, load_stage
+from .train import create, job_arguments, settings, tags, validate
 from .training_roles import ensure_role
 
 ENDED = ("Completed", "Failed", "Stopped")
@@ -165,20 +165,11 @@ def add_tune_commands(promote) -> None:
     """Add ``tune`` to the ``dogops promote`` subcommands."""
     tune = promote.add_parser("tune", help="the tuning spec as a SageMaker hyperparameter tuning job; watch it; "
                               "record the best training job's model as the best")
-    tune.add_argument("--stage", required=True, help="a stage of the config (dev, prod)")
-    tune.add_argument("--config", type=Path, default=CONFIG)
-    tune.add_argument("--aws", action="store_true", help="tune on AWS (AWS_ENDPOINT_URL must be unset); "
-                      "without it only a local endpoint is accepted")
+    job_arguments(tune)
     tune.add_argument("--spec", type=Path, help="tuning spec, YAML or JSON (default: the original project's search)")
-    tune.add_argument("--image", required=True, help="the training image in ECR, by digest")
     tune.add_argument("--warm-start-from", action="append", metavar="JOB",
                       help="a previous tuning job to start from (repeatable, up to 5)")
     tune.add_argument("--warm-start-type", choices=WARM_START_TYPES, default=WARM_START_TYPES[0])
-    tune.add_argument("--spot", action="store_true", help="managed spot training jobs, with checkpoints in S3")
-    tune.add_argument("--instance-type", help=f"(default: training.instance_type, else {DEFAULTS['instance_type']})")
-    tune.add_argument("--data", help="s3:// prefix of the training channel (default: training.data)")
-    tune.add_argument("--output", help="s3:// prefix for the models (default: training.output)")
     tune.add_argument("--name", help="the job's name, at most 32 characters (default: <project>-<stage>-<UTC time>)")
-    tune.add_argument("--poll", type=float, default=5.0, help=argparse.SUPPRESS)
     tune.add_argument("--best", type=Path, default=CURRENT, help=argparse.SUPPRESS)
     tune.set_defaults(func=run)

@@ -18,11 +18,9 @@ from dogops.synthetic import generate
 from dogops.tuning.spec import load_spec, parse_spec
 
 from ..services.processes import client, emulator
+from .test_train import BUCKET, CHECKPOINTS, DATA, IMAGE, OUTPUT, aws  # noqa: F401 (aws: the emulator, the data)
 
-IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/dogops-dev/training@sha256:" + "c" * 64
 ROLE = "arn:aws:iam::123456789012:role/dogops-dev-training"
-BUCKET = "dogops-tune-test"
-DATA, OUTPUT, CHECKPOINTS = f"s3://{BUCKET}/data", f"s3://{BUCKET}/dev/training", f"s3://{BUCKET}/dev/checkpoints"
 SPEC = {"Strategy": "Random", "HyperParameterTuningJobObjective": {"Type": "Minimize", "MetricName": "test_loss"},
         "ResourceLimits": {"MaxNumberOfTrainingJobs": 2, "MaxParallelTrainingJobs": 2}, "RandomSeed": 1,
         "ParameterRanges": {"ContinuousParameterRanges": [
@@ -69,20 +67,6 @@ def test_what_sagemaker_would_reject_is_refused_before_sending(changes, error):
                      role_arn=ROLE, conf=_conf())
     with pytest.raises(ValueError, match=error):
         tune_request(**{**arguments, **changes})
-
-
-@pytest.fixture(scope="module")
-def aws(tmp_path_factory):
-    """An emulator (it runs tuning and training jobs) with a small generated data set under s3://BUCKET/data."""
-    server = emulator(tmp_path_factory.mktemp("promote-tune"),
-                      DOGOPS_TUNING_DIR=str(tmp_path_factory.mktemp("tuning-jobs")))
-    data = tmp_path_factory.mktemp("tune-data")
-    generate(data, classes=5, per_class=12, size=48, seed=0)
-    s3 = client("s3", server.url)
-    s3.create_bucket(Bucket=BUCKET)
-    upload_dir(data, DATA, client=s3)
-    yield server.url
-    server.stop()
 
 
 def test_promote_tune_runs_the_trials_as_training_jobs_and_records_the_best(session, tmp_path):
