@@ -188,8 +188,9 @@ def _wait(cfn, stack: str, seen: set, echo, timeout: float, gone_ok: bool = Fals
 
 
 def destroy(stage: Stage, session=None, echo=print, timeout: float = 3600, images: bool = False) -> None:
-    """Delete the stack (and with ``images`` the stage's ECR repositories), wait, then check that nothing tagged
-    with the project and stage is left (but the repositories kept without ``images``)."""
+    """Delete the stack, what training made outside it (roles, instance profile, launch template, security group,
+    instances) and with ``images`` the stage's ECR repositories; then check that nothing tagged with the project and
+    stage is left (but the repositories kept without ``images``)."""
     session = session or boto3.Session(region_name=stage.region)
     cfn = session.client("cloudformation")
     current = _stack(cfn, stage.stack_name)
@@ -202,6 +203,10 @@ def destroy(stage: Stage, session=None, echo=print, timeout: float = 3600, image
         if status != "DELETE_COMPLETE":
             raise RuntimeError(f"stack {stage.stack_name} ended {status}")
         echo(f"stack {stage.stack_name}: deleted")
+    from . import ec2, training_roles  # what training on AWS made outside the stack
+
+    for gone in ec2.cleanup(stage, session) + training_roles.cleanup(stage, session):
+        echo(f"{gone}: deleted")
     ecr = session.client("ecr")
     kept = repositories(ecr, stage.project, stage.name)
     for repo in kept if images else []:
