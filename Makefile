@@ -61,7 +61,8 @@ up-compose:  ## the local stack in Docker (compose.yaml): builds missing images,
 	$(COMPOSE) up --detach --wait
 	@echo "stack up: demo page http://127.0.0.1:$${DOGOPS_GATEWAY_PORT:-8000}/; eval \"\$$($(BIN)/dogops env)\" points boto3 at it"
 
-down-compose:  ## stop the Docker stack and drop its volume
+down-compose:  ## stop the Docker stack (and the endpoint containers promotion started on it); drop its volumes
+	-docker ps -aq --filter label=dogops.endpoint | xargs -r docker rm -f
 	$(COMPOSE) down --volumes
 
 test-compose: setup  ## the integration suite against the Docker stack (started and stopped here unless running)

@@ -98,6 +98,10 @@ class Compose(Stack):
         subprocess.run([*compose_command(), "up", "--detach", "--wait"], check=True, cwd=ROOT, timeout=1200)
 
     def down(self) -> None:
+        hosted = subprocess.run(["docker", "ps", "-aq", "--filter", "label=dogops.endpoint"], capture_output=True,
+                                text=True).stdout.split()  # endpoint containers promotion started on the network
+        if hosted:
+            subprocess.run(["docker", "rm", "-f", *hosted], capture_output=True, timeout=120)
         subprocess.run([*compose_command(), "down", "--volumes", "--timeout", "20"], check=True, cwd=ROOT,
                        timeout=300)
 
