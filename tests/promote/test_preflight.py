@@ -5,22 +5,17 @@ a trained model."""
 import hashlib
 import io
 import json
-import os
 import re
 import shutil
-import subprocess
 import tarfile
 
-import boto3
 import pytest
 
 from dogops.promote import preflight as pre
 from dogops.promote.config import load_stage
 from dogops.promote.stack import TEMPLATE, parameters
-from services import registry, stack
 
-from ..conftest import free_port, run_script, script_env, tarball
-from ..services.processes import Process, client
+from ..conftest import tarball
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/dogops-dev/serving@sha256:" + "a" * 64
 MODEL = "s3://dogops-models/runs/7/model.tar.gz"
@@ -112,41 +107,5 @@ def test_a_bad_model_layout_is_refused_with_the_reason(tmp_path):
         pre.check_model(tmp_path / "tampered.tar.gz", tmp_path / "out2")
 
 
-def _docker_works() -> bool:
-    if os.environ.get("DOGOPS_TEST_IMAGES") != "1" or not shutil.which("docker"):
-        return False
-    return subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode == 0
-
-
-@pytest.mark.skipif(not _docker_works() or not shutil.which("docker-registry"),
-                    reason="the container preflight needs DOGOPS_TEST_IMAGES=1, a Docker engine, the built "
-                    "dogops-serving:dev and docker-registry (make test-images)")
-def test_preflight_serves_the_pushed_digest_with_the_model(trained, tmp_path, monkeypatch):
-    model_dir, _ = trained
-    port = free_port()
-    reg = registry.start(port, tmp_path / "registry", tmp_path / "registry.log")
-    server = Process("services.emulator", tmp_path, DOGOPS_REGISTRY_URL=f"http://127.0.0.1:{port}")
-    env = {**stack.emulator_env(), "AWS_ENDPOINT_URL": server.url, "DOCKER_CONFIG": str(tmp_path)}
-    pushed = None
-    try:
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
-        s3 = client("s3", server.url)
-        s3.create_bucket(Bucket="dogops-models")
-        s3.put_object(Bucket="dogops-models", Key="runs/7/model.tar.gz", Body=tarball(model_dir))
-        pushed = run_script("dogops", "promote", "push", "dogops-serving:dev", "--stage", "dev", "--force",
-                            env=script_env(**env), timeout=600, check=True).stdout.strip().splitlines()[-1]
-        lines = []
-        checks = pre.preflight(load_stage("dev"), pushed, MODEL, boto3.Session(region_name=stack.REGION), lines.append)
-        by_name = {c.name: c for c in checks}
-        assert all(c.ok for c in checks), lines
-        assert "application/vnd.docker.distribution.manifest.v2+json" in by_name["manifest"].detail
-        assert by_name["platform"].detail == "linux/amd64"
-        assert "/ping 200 after a" in by_name["container"].detail and "cold start" in by_name["container"].detail
-        assert lines[-1].startswith("preflight passed")
-    finally:
-        if pushed:
-            subprocess.run(["docker", "rmi", pushed.split("@")[0] + ":dev"], capture_output=True, timeout=60)
-        server.stop()
-        reg.terminate()
-        reg.wait(timeout=20)
+# The container checks (registry, manifest, platform, the digest served with the model) run on a pushed digest in
+# the compose suite's promotion rehearsal (integration_tests/test_promote_rehearsal.py): one 6 GB push, not two.
