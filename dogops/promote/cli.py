@@ -1,4 +1,4 @@
-"""``dogops promote push|preflight|plan|apply|train`` and ``dogops destroy``: the command line of one stage's image and stack."""
+"""``dogops promote push|preflight|plan|apply|train|tune`` and ``dogops destroy``: the command line of one stage's image and stack."""
 
 import argparse
 import logging
@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .config import CONFIG, check_target, load_stage
 from .train import add_train_commands
+from .tune import add_tune_commands
 
 
 def _session(args):
@@ -146,6 +147,7 @@ def add_commands(commands) -> None:
                        "passed against the local image")
     apply.add_argument("--yes", action="store_true", help="apply without asking")
     add_train_commands(promote)
+    add_tune_commands(promote)
     destroy = commands.add_parser("destroy", help="delete the stage's stack; check that nothing tagged remains")
     _common(destroy)
     destroy.add_argument("--images", action="store_true", help="also delete the stage's ECR repositories (tagged "
