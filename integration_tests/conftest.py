@@ -25,14 +25,14 @@ def _whole_suite(config) -> bool:
             and not config.option.keyword and not config.option.markexpr)
 
 
-REHEARSAL = "test_promote_rehearsal.py"
-# The promotion rehearsal pushes images to the compose stack's registry: compose mode only.
-collect_ignore = [] if os.environ.get("STACK") == "compose" else [REHEARSAL]
+REHEARSALS = ("test_promote_rehearsal.py", "test_training_rehearsal.py")
+# The rehearsals of promotion and of training on AWS push images to the compose stack's registry: compose only.
+collect_ignore = [] if os.environ.get("STACK") == "compose" else list(REHEARSALS)
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """The rehearsal runs last: it promotes what the rest of the suite has just tested."""
-    items.sort(key=lambda item: REHEARSAL in item.nodeid)
+    """The rehearsals run last: they promote what the rest of the suite has just tested."""
+    items.sort(key=lambda item: any(name in item.nodeid for name in REHEARSALS))
 
 
 def _record_tested(session) -> bool:

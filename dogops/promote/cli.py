@@ -1,22 +1,16 @@
 """``dogops promote push|preflight|plan|apply|train|tune`` and ``dogops destroy``: the command line of one stage's image and stack."""
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
-from .config import CONFIG, check_target, load_stage
+from .config import CONFIG, connect
 from .train import add_train_commands
 from .tune import add_tune_commands
 
 
 def _session(args):
-    import boto3
-
-    logging.getLogger("botocore").setLevel(logging.WARNING)  # not which credentials and endpoints it found
-    check_target(args.aws)
-    stage = load_stage(args.stage, args.config)
-    return stage, boto3.Session(region_name=stage.region)
+    return connect(args.stage, args.config, args.aws)
 
 
 def _model_data_url(args) -> str:

@@ -1,6 +1,7 @@
 """A stage of ``promote.yaml`` as the template's parameters, and the guard that keeps tests off AWS."""
 
 import ipaddress
+import logging
 import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -79,3 +80,13 @@ def check_target(aws: bool, environ=os.environ) -> None:
     remote = [f"{k}={v}" for k, v in sorted(endpoints.items()) if not _is_local(v)]
     if remote:
         raise SystemExit(f"not a local endpoint: {', '.join(remote)}; pass --aws (with it unset) to deploy to AWS")
+
+
+def connect(name: str, path: Path, aws: bool):
+    """Stage ``name`` and a boto3 session in its region, once the target is checked (``check_target``)."""
+    import boto3
+
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # not which credentials and endpoints it found
+    check_target(aws)
+    stage = load_stage(name, path)
+    return stage, boto3.Session(region_name=stage.region)

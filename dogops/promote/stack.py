@@ -220,14 +220,28 @@ def destroy(stage: Stage, session=None, echo=print, timeout: float = 3600, image
         "(`dogops destroy --images` deletes them)"))
 
 
+JOBS = {"training-job": ("describe_training_job", "TrainingJobName", "TrainingJobStatus"),
+        "hyper-parameter-tuning-job": ("describe_hyper_parameter_tuning_job", "HyperParameterTuningJobName",
+                                       "HyperParameterTuningJobStatus")}
+
+
+def _finished_job(session, arn: str) -> bool:
+    """A training or tuning job that has ended: a record that costs nothing and that SageMaker cannot delete."""
+    kind, _, name = arn.rpartition(":")[2].partition("/")
+    if kind not in JOBS:
+        return False
+    describe, key, status = JOBS[kind]
+    return getattr(session.client("sagemaker"), describe)(**{key: name})[status] in ("Completed", "Failed", "Stopped")
+
+
 def leftovers(stage: Stage, session, images: bool = True) -> list[str]:
     """ARNs still tagged with the stage (Resource Groups Tagging API, and ECR's own tags), and any endpoint of the
-    stage's name; without ``images``, not the ECR repositories."""
+    stage's name; without ``images``, not the ECR repositories; never the training and tuning jobs that ended."""
     tagging = session.client("resourcegroupstaggingapi")
     pages = tagging.get_paginator("get_resources").paginate(TagFilters=[
         {"Key": "project", "Values": [stage.project]}, {"Key": "stage", "Values": [stage.name]}])
     arns = [r["ResourceARN"] for page in pages for r in page["ResourceTagMappingList"]
-            if images or ":ecr:" not in r["ResourceARN"]]
+            if (images or ":ecr:" not in r["ResourceARN"]) and not _finished_job(session, r["ResourceARN"])]
     if images:
         arns += [r["arn"] for r in repositories(session.client("ecr"), stage.project, stage.name) if r["arn"] not in arns]
     endpoints = session.client("sagemaker").list_endpoints(NameContains=stage.stack_name)["Endpoints"]

@@ -36,7 +36,7 @@ from botocore.validate import ParamValidator
 from training.hyperparameters import from_strings
 from training.metrics import metric_definitions
 
-from .config import CONFIG, Stage, check_target, load_stage
+from .config import CONFIG, Stage, connect
 from .ec2 import add_ec2_arguments, train_on_ec2
 from .training_roles import LOG_GROUP, ensure_role
 
@@ -262,11 +262,7 @@ def tags(stage: Stage) -> list[dict]:
 
 def run(args, echo=print) -> dict:
     """``dogops promote train``: role, request, create, watch, report, record."""
-    import boto3
-
-    check_target(args.aws)
-    stage = load_stage(args.stage, args.config)
-    session = boto3.Session(region_name=stage.region)
+    stage, session = connect(args.stage, args.config, args.aws)
     if getattr(args, "ec2", False):
         return train_on_ec2(args, stage, session, echo)
     conf = settings(stage.name, args.config)

@@ -23,7 +23,7 @@ from pathlib import Path
 from ..tuning.best import CURRENT
 from ..tuning.request import tuning_job_request
 from ..tuning.spec import SpecError, TuningSpec, load_spec
-from .config import Stage, check_target, load_stage
+from .config import Stage, connect
 from .train import create, job_arguments, settings, tags, validate
 from .training_roles import ensure_role
 
@@ -120,11 +120,7 @@ def record_best(session, job: dict, stage: Stage, path: Path = CURRENT) -> dict:
 
 def run(args, echo=print) -> dict:
     """``dogops promote tune``: spec, role, request, create, watch, record the best."""
-    import boto3
-
-    check_target(args.aws)
-    stage = load_stage(args.stage, args.config)
-    session = boto3.Session(region_name=stage.region)
+    stage, session = connect(args.stage, args.config, args.aws)
     try:
         spec = load_spec(args.spec)
     except SpecError as exc:
