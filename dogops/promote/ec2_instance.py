@@ -19,8 +19,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import boto3
-
 ENV = os.environ
 ROOT = Path(ENV.get("DOGOPS_EC2_ROOT", "/opt/dogops"))
 ML = ROOT / "ml"  # mounted at /opt/ml in the container
@@ -33,6 +31,8 @@ def _uri(uri):
 
 
 def _client(service):
+    import boto3  # here, not at the top: ``notice`` runs every second and needs only urllib
+
     return boto3.client(service, region_name=ENV["DOGOPS_REGION"])
 
 

@@ -2,10 +2,10 @@
 # dogops promote train --ec2: the user data of the training instance, rendered by dogops/promote/ec2.py.
 # Assumes Amazon Linux 2023 (x86_64): python3 and dnf; docker and python3-boto3 are installed when missing.
 # Steps: ECR login, pull the training image by digest, data and checkpoints from S3 into an /opt/ml tree,
-# `train` in the container with the tree mounted, IMDSv2 spot/instance-action watched (the two-minute notice:
-# SIGTERM to the container, which saves a checkpoint and exits 143), checkpoints synced to S3 periodically and at
-# the end, the log shipped to CloudWatch Logs, on success model.tar.gz to the output prefix, then shutdown
-# (the launch template makes shutdown terminate the instance).
+# `train` in the container with the tree mounted, IMDSv2 spot/instance-action watched every second by a loop of
+# its own (the two-minute notice: SIGTERM to the container, which saves a checkpoint and exits 143), checkpoints
+# synced to S3 periodically and at the end, the log shipped to CloudWatch Logs, on success model.tar.gz to the
+# output prefix, then shutdown (the launch template makes shutdown terminate the instance).
 # Rehearsal overrides (the local stack; unset on AWS): DOGOPS_EC2_ROOT, DOGOPS_IMDS_URL (and boto3's
 # AWS_EC2_METADATA_SERVICE_ENDPOINT), AWS_ENDPOINT_URL, DOGOPS_DOCKER, DOGOPS_TRAIN_ON_HOST (a `train` on the
 # host instead of the container: rehearsal only), DOGOPS_SHUTDOWN, DOGOPS_SYNC_S.
@@ -65,21 +65,34 @@ else
         -e TRAINING_JOB_NAME="$DOGOPS_JOB" -e AWS_REGION="$DOGOPS_REGION" "$DOGOPS_IMAGE" train &
 fi
 training=$!
+# The spot notice is watched by a loop of its own (IMDS every second), so that a slow checkpoint sync or log
+# shipment cannot hold back the SIGTERM: the checkpoint the training saves on it is the one the next instance
+# resumes from. The marker file tells the main loop that the notice came.
+NOTICED=$DOGOPS_EC2_ROOT/state/noticed
+mkdir -p "$DOGOPS_EC2_ROOT/state" && rm -f "$NOTICED"
+(
+    while kill -0 "$training" 2>/dev/null; do
+        if action=$(helper notice 2>/dev/null); then
+            : >"$NOTICED"
+            say "spot interruption notice ($action): SIGTERM to the training"
+            kill -TERM "$training"
+            break
+        fi
+        sleep 1
+    done
+) &
+watcher=$!
 last_sync=$SECONDS
-noticed=""
 while kill -0 "$training" 2>/dev/null; do
     sleep 1
-    if [ -z "$noticed" ] && action=$(helper notice 2>/dev/null); then
-        noticed=1
-        say "spot interruption notice ($action): SIGTERM to the training"
-        kill -TERM "$training"
-    fi
     if (( SECONDS - last_sync >= SYNC_S )); then
         helper sync; helper logs; last_sync=$SECONDS
     fi
 done
 wait "$training"
 code=$?
+kill "$watcher" 2>/dev/null; wait "$watcher" 2>/dev/null
+noticed=""; [ -e "$NOTICED" ] && noticed=1
 say "training exited $code"
 helper sync || { say "checkpoint sync failed"; exit 1; }
 if [ "$code" = 143 ] && [ -n "$noticed" ]; then

@@ -8,6 +8,7 @@ import argparse
 import base64
 import io
 import json
+import re
 import tarfile
 import time
 
@@ -244,8 +245,17 @@ def test_promote_train_ec2_is_interrupted_and_resumes_to_the_same_model(aws, ses
     for expected in ("spot interruption notice", "exited 143", "the next instance resumes", "(attempt 2)",
                      "resuming from checkpoint", "model uploaded to", ": terminated", "spot price now", "Completed"):
         assert expected in text, expected
-    second = text.split("(attempt 2)", 1)[1]
-    assert "epoch=1 " not in second and "epoch=3 " in second
+    # The second instance resumes from exactly the checkpoint the first saved on the notice (posted once epoch 2
+    # was logged; the training stops at its next batch or image batch, wherever that falls) and runs only the
+    # epochs after it.
+    first, second = text.split("(attempt 2)", 1)
+    stop = re.search(r"stopped (?:before epoch (\d+)|at epoch (\d+), batch (\d+)); checkpoint saved", first)
+    assert stop, f"the notice did not stop the training before its last epoch ended:\n{text}"
+    epoch, batch = (int(stop[1]), 0) if stop[1] else (int(stop[2]), int(stop[3]))
+    assert epoch >= 3, text
+    assert re.search(rf"resuming from checkpoint \S+ at epoch {epoch}, batch {batch}\n", second + "\n"), text
+    logged = [[int(n) for n in re.findall(r"\bepoch=(\d+) ", part)] for part in (first, second)]
+    assert logged == [list(range(1, epoch)), list(range(epoch, 5))], text
     assert record["model_data_url"] == f"{OUTPUT}/resumed/output/model.tar.gz" and record["instance_type"] == "m5.xlarge"
     assert json.loads(candidate.read_text()) == record and record["metrics"]["test_accuracy"] > 0
     s3 = client("s3", aws)
