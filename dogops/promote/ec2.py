@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..s3upload import parse_s3_uri
 from . import ec2_roles
-from .config import Stage, check_target
+from .config import Stage, check_target, while_propagating
 
 DEFAULT_INSTANCE_TYPE = "m5.xlarge"
 AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
@@ -171,16 +171,9 @@ def launch(session, stage: Stage, version: str, subnet: str | None, retry: bool,
     """RunInstances from the template; a profile created just now may take seconds to be usable on AWS."""
     ec2 = session.client("ec2")
     extra = {"SubnetId": subnet} if subnet else {}
-    for attempt in range(attempts):
-        try:
-            return ec2.run_instances(MinCount=1, MaxCount=1, **extra, LaunchTemplate={
-                "LaunchTemplateName": ec2_roles.name(stage), "Version": version})["Instances"][0]
-        except ec2.exceptions.ClientError as exc:
-            message = exc.response["Error"].get("Message", "")
-            if not (retry and "instance profile" in message.lower() and attempt < attempts - 1):
-                raise
-            echo(f"the new instance profile is not usable yet ({message}); retrying")
-            time.sleep(min(20, 2 ** attempt))
+    return while_propagating(lambda: ec2.run_instances(MinCount=1, MaxCount=1, **extra, LaunchTemplate={
+        "LaunchTemplateName": ec2_roles.name(stage), "Version": version})["Instances"][0],
+        "instance profile", retry, echo, attempts, longest=20)
 
 
 class Watch:

@@ -30,13 +30,12 @@ from pathlib import Path
 
 import botocore.session
 import yaml
-from botocore.exceptions import ClientError
 from botocore.validate import ParamValidator
 
 from training.hyperparameters import from_strings
 from training.metrics import metric_definitions
 
-from .config import CONFIG, Stage, connect
+from .config import CONFIG, Stage, connect, while_propagating
 from .ec2 import add_ec2_arguments, train_on_ec2
 from .training_roles import LOG_GROUP, ensure_role
 
@@ -138,16 +137,7 @@ def _constraint_errors(value, shape, path: str) -> list[str]:
 def create(sm, request: dict, role_created: bool, echo=print, attempts: int = 10,
            operation: str = "create_training_job") -> None:
     """``CreateTrainingJob`` (or ``operation``); a role created just now may take a few seconds to be usable on AWS."""
-    for attempt in range(attempts):
-        try:
-            getattr(sm, operation)(**request)
-            return
-        except ClientError as exc:
-            message = exc.response["Error"].get("Message", "")
-            if not (role_created and "role" in message.lower() and attempt < attempts - 1):
-                raise
-            echo(f"the new role is not usable yet ({message}); retrying")
-            time.sleep(min(30, 2 ** attempt))
+    while_propagating(lambda: getattr(sm, operation)(**request), "role", role_created, echo, attempts)
 
 
 class LogTail:

@@ -3,6 +3,8 @@
 import boto3
 import pytest
 
+from dogops.s3upload import upload_dir
+from dogops.synthetic import generate
 from services import stack
 
 from ..services.processes import client, emulator
@@ -29,3 +31,15 @@ def session(aws, monkeypatch):
     for key, value in {**stack.emulator_env(), "AWS_ENDPOINT_URL": aws}.items():
         monkeypatch.setenv(key, value)
     return boto3.Session(region_name=stack.REGION)
+
+
+def emulator_with_data(tmp_path_factory, name: str, bucket: str, data_uri: str):
+    """An emulator process with a small generated data set (5 classes) under ``data_uri``; yields its URL."""
+    server = emulator(tmp_path_factory.mktemp(name))
+    data = tmp_path_factory.mktemp(f"{name}-data")
+    generate(data, classes=5, per_class=12, size=48, seed=0)
+    s3 = client("s3", server.url)
+    s3.create_bucket(Bucket=bucket)
+    upload_dir(data, data_uri, client=s3)
+    yield server.url
+    server.stop()

@@ -19,11 +19,10 @@ import yaml
 
 from dogops.promote import ec2, ec2_local, ec2_roles
 from dogops.promote.config import load_stage
-from dogops.s3upload import upload_dir
-from dogops.synthetic import generate
 
 from ..conftest import BIN, FAST
-from ..services.processes import client, emulator
+from ..services.processes import client
+from .conftest import emulator_with_data
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/dogops-dev/training@sha256:" + "e" * 64
 BUCKET = "dogops-ec2-test"
@@ -36,14 +35,7 @@ TIMES: dict[str, float] = {}
 @pytest.fixture(scope="module")
 def aws(tmp_path_factory):
     """An emulator (IAM enforced for every key but the stack's root) with a small data set in its S3."""
-    server = emulator(tmp_path_factory.mktemp("promote-ec2"))
-    data = tmp_path_factory.mktemp("ec2-data")
-    generate(data, classes=5, per_class=12, size=48, seed=0)
-    s3 = client("s3", server.url)
-    s3.create_bucket(Bucket=BUCKET)
-    upload_dir(data, DATA, client=s3)
-    yield server.url
-    server.stop()
+    yield from emulator_with_data(tmp_path_factory, "promote-ec2", BUCKET, DATA)
 
 
 @pytest.fixture

@@ -12,12 +12,10 @@ import yaml
 from dogops.promote.config import load_stage
 from dogops.promote.train import add_train_commands, settings, training_job_request, validate
 from dogops.promote.training_roles import NO_RESOURCE_LEVEL, cleanup, ensure_role, policy, role_name
-from dogops.s3upload import upload_dir
-from dogops.synthetic import generate
 from training.metrics import metric_definitions
 
 from ..conftest import FAST
-from ..services.processes import client, emulator
+from .conftest import emulator_with_data
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/dogops-dev/training@sha256:" + "c" * 64
 BUCKET = "dogops-train-test"
@@ -121,14 +119,7 @@ def test_the_role_allows_star_only_where_iam_has_no_resource_level_permission():
 def aws(tmp_path_factory):
     """An emulator (it runs training jobs) with a small generated data set under s3://BUCKET/data; the conftest's
     ``session`` points boto3 at it."""
-    server = emulator(tmp_path_factory.mktemp("promote-train"))
-    data = tmp_path_factory.mktemp("train-data")
-    generate(data, classes=5, per_class=12, size=48, seed=0)
-    s3 = client("s3", server.url)
-    s3.create_bucket(Bucket=BUCKET)
-    upload_dir(data, DATA, client=s3)
-    yield server.url
-    server.stop()
+    yield from emulator_with_data(tmp_path_factory, "promote-train", BUCKET, DATA)
 
 
 def test_the_role_is_created_tagged_and_updated_in_place(session):
