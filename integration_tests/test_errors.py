@@ -36,6 +36,9 @@ def deploy(session, stack_env, lambda_):
     """Deploy a handler of ``FUNCTIONS`` as a new function through the stack's Lambda control plane."""
     iam = client(session, stack_env, "iam")
     role = iam.create_role(RoleName=f"dogops-it-{uuid.uuid4().hex[:8]}", AssumeRolePolicyDocument=TRUST)
+    iam.put_role_policy(RoleName=role["Role"]["RoleName"], PolicyName="record", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:PutObject",
+                                                 "Resource": f"arn:aws:s3:::{stack_env['DOGOPS_BUCKET']}/it/*"}]}))
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("functions.py", FUNCTIONS)

@@ -225,9 +225,13 @@ JOBS = {"training-job": ("describe_training_job", "TrainingJobName", "TrainingJo
                                        "HyperParameterTuningJobStatus")}
 
 
-def _finished_job(session, arn: str) -> bool:
-    """A training or tuning job that has ended: a record that costs nothing and that SageMaker cannot delete."""
+def _ended(session, arn: str) -> bool:
+    """A training or tuning job that has ended, or a terminated instance: records that cost nothing and that AWS
+    keeps (jobs for good, instances for about an hour)."""
     kind, _, name = arn.rpartition(":")[2].partition("/")
+    if kind == "instance":
+        reservations = session.client("ec2").describe_instances(InstanceIds=[name])["Reservations"]
+        return all(i["State"]["Name"] in ("shutting-down", "terminated") for r in reservations for i in r["Instances"])
     if kind not in JOBS:
         return False
     describe, key, status = JOBS[kind]
@@ -236,12 +240,12 @@ def _finished_job(session, arn: str) -> bool:
 
 def leftovers(stage: Stage, session, images: bool = True) -> list[str]:
     """ARNs still tagged with the stage (Resource Groups Tagging API, and ECR's own tags), and any endpoint of the
-    stage's name; without ``images``, not the ECR repositories; never the training and tuning jobs that ended."""
+    stage's name; without ``images``, not the ECR repositories; never the jobs that ended or the instances terminated."""
     tagging = session.client("resourcegroupstaggingapi")
     pages = tagging.get_paginator("get_resources").paginate(TagFilters=[
         {"Key": "project", "Values": [stage.project]}, {"Key": "stage", "Values": [stage.name]}])
     arns = [r["ResourceARN"] for page in pages for r in page["ResourceTagMappingList"]
-            if (images or ":ecr:" not in r["ResourceARN"]) and not _finished_job(session, r["ResourceARN"])]
+            if (images or ":ecr:" not in r["ResourceARN"]) and not _ended(session, r["ResourceARN"])]
     if images:
         arns += [r["arn"] for r in repositories(session.client("ecr"), stage.project, stage.name) if r["arn"] not in arns]
     endpoints = session.client("sagemaker").list_endpoints(NameContains=stage.stack_name)["Endpoints"]
