@@ -88,7 +88,8 @@ def extract_model(model_tar: Path, into: Path) -> Path:
     return into
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -116,7 +117,8 @@ def _remove(container: str) -> None:
     docker("rm", "-f", container, check=False)
 
 
-def _pull(image: str) -> None:
+def pull_missing(image: str) -> None:
+    """Pull ``image`` unless this engine has it (SageMaker pulls before it starts a container)."""
     if docker("image", "inspect", image, check=False).returncode != 0:
         docker("pull", image, timeout=1800)
 
@@ -126,11 +128,11 @@ def run_model(image: str, model_dir: Path, name: str, network: str | None = None
     """``docker run -d <image> serve`` with ``model_dir`` at ``/opt/ml/model`` read-only, named ``name``; wait for
     ``/ping``. ``network`` None: host networking on a free 127.0.0.1 port; else that network, port 8080 published
     on 127.0.0.1. Raises ``HostingError`` with the container's log (and removes it) when it never gets healthy."""
-    _pull(image)
+    pull_missing(image)
     args = ["run", "-d", "--name", name, "-v", f"{Path(model_dir).absolute()}:/opt/ml/model:ro"]
     env = dict(env or {})
     if network is None:
-        port = _free_port()
+        port = free_port()
         route = f"http://127.0.0.1:{port}"
         args += ["--network", "host"]
         env.update(SAGEMAKER_BIND_TO_PORT=str(port), DOGOPS_BIND_HOST="127.0.0.1")
@@ -147,8 +149,9 @@ def run_model(image: str, model_dir: Path, name: str, network: str | None = None
     url = route if network is None else published_url(name)
     deadline = started + ping_timeout()
     while not _healthy(url):
-        if not _running(name) or time.monotonic() > deadline:
-            why = "exited" if not _running(name) else f"did not answer /ping with 200 within {ping_timeout():.0f} s"
+        running = _running(name)
+        if not running or time.monotonic() > deadline:
+            why = "exited" if not running else f"did not answer /ping with 200 within {ping_timeout():.0f} s"
             tail = _logs(name)
             docker("rm", "-f", name, check=False)
             raise HostingError(f"the model container {name} ({image}) {why}; the end of its log:\n{tail}")

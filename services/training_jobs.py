@@ -56,7 +56,7 @@ from dogops.s3upload import parse_s3_uri
 
 from . import stack
 from .bootstrap import _pack as pack_model_dir
-from .hosting import docker
+from .hosting import docker, free_port, pull_missing
 
 log = logging.getLogger(__name__)
 
@@ -217,6 +217,7 @@ class Host:
     proc: subprocess.Popen | None = None
     pending: list = dataclasses.field(default_factory=list)  # log events not yet sent
     synced: dict = dataclasses.field(default_factory=dict)  # checkpoint file -> (size, mtime) uploaded
+    stream_ready: bool = False  # its log group and stream exist
 
     @property
     def checkpoints(self) -> Path:
@@ -335,9 +336,7 @@ class Run:
                 (host.base / sub).mkdir(parents=True, exist_ok=True)
             self._write_config(host, modes)
         if self.mode == "docker":  # SageMaker pulls the image before Training
-            image = job["AlgorithmSpecification"]["TrainingImage"]
-            if docker("image", "inspect", image, check=False).returncode != 0:
-                docker("pull", image, timeout=1800)
+            pull_missing(job["AlgorithmSpecification"]["TrainingImage"])
 
     def _write_config(self, host: Host, channels: dict) -> None:
         config = host.base / "input" / "config"
@@ -387,7 +386,7 @@ class Run:
     def _train(self, max_runtime: float, interrupt: tuple[str, float] | None) -> int | str:
         """Run the hosts to their end: the exit code of the first failing host (else 0), or "interrupted"."""
         self.report("InProgress", "Training", "Training image download completed. Training in progress.")
-        port = _free_port()
+        port = free_port()
         interrupted = threading.Event()
         readers = []
         for host in self.hosts:
@@ -470,14 +469,16 @@ class Run:
                 events, host.pending = host.pending, []
             if not events:
                 continue
-            try:
-                self.logs.create_log_group(logGroupName=LOG_GROUP)
-            except self.logs.exceptions.ResourceAlreadyExistsException:
-                pass
-            try:
-                self.logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=host.stream)
-            except self.logs.exceptions.ResourceAlreadyExistsException:
-                pass
+            if not host.stream_ready:  # once per stream, not per flush
+                try:
+                    self.logs.create_log_group(logGroupName=LOG_GROUP)
+                except self.logs.exceptions.ResourceAlreadyExistsException:
+                    pass
+                try:
+                    self.logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=host.stream)
+                except self.logs.exceptions.ResourceAlreadyExistsException:
+                    pass
+                host.stream_ready = True
             self.logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=host.stream, logEvents=events)
 
     def _sync_checkpoints(self) -> None:
@@ -523,11 +524,3 @@ class Run:
             pack_model_dir(data, folder / "output.tar.gz")
             self.s3.upload_file(str(folder / "output.tar.gz"), bucket, key.replace("model.tar.gz", "output.tar.gz"))
         return {"S3ModelArtifacts": f"s3://{bucket}/{key}"}
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
