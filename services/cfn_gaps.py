@@ -187,15 +187,20 @@ def _diff(self: ChangeSet) -> list[Change]:
             + [Change("Remove", name, old[name]["Type"]) for name in actions["Remove"]])
 
 
+def roll_endpoint(backend, old: FakeEndpoint, config: str, tags: list) -> FakeEndpoint:
+    """Endpoint ``old`` moved to ``config`` in place, as ``UpdateEndpoint`` does on AWS: it keeps its name and
+    creation time and never stops existing (one assignment in moto's table)."""
+    endpoint = backend.create_endpoint(old.endpoint_name, config, tags)
+    endpoint.creation_time = old.creation_time
+    return endpoint
+
+
 def _roll_endpoint(cls, original_resource: FakeEndpoint, new_resource_name: str, cloudformation_json: dict,
                    account_id: str, region_name: str) -> FakeEndpoint:
-    """A stack update moves the endpoint to its new config in place, as ``UpdateEndpoint`` does on AWS: it keeps
-    its name and never stops existing (moto deleted and re-created it, so it vanished for a moment)."""
+    """A stack update rolls the endpoint (moto deleted and re-created it, so it vanished for a moment)."""
     props = cloudformation_json["Properties"]
-    endpoint = sagemaker_backends[account_id][region_name].create_endpoint(
-        original_resource.endpoint_name, props["EndpointConfigName"], props.get("Tags", []))
-    endpoint.creation_time = original_resource.creation_time
-    return endpoint
+    return roll_endpoint(sagemaker_backends[account_id][region_name], original_resource,
+                         props["EndpointConfigName"], props.get("Tags", []))
 
 
 ResourceMap.build_resource_diff = _resource_diff

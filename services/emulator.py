@@ -45,8 +45,7 @@ def _update_endpoint(self) -> ActionResult:
     old = backend.endpoints.get(name)
     if old is None:
         backend.describe_endpoint(name)  # raises moto's ValidationError for an unknown endpoint
-    endpoint = backend.create_endpoint(name, self._get_param("EndpointConfigName"), old.tags)
-    endpoint.creation_time = old.creation_time
+    endpoint = cfn_gaps.roll_endpoint(backend, old, self._get_param("EndpointConfigName"), old.tags)
     return ActionResult({"EndpointArn": endpoint.arn})
 
 
