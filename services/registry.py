@@ -36,7 +36,8 @@ def start(port: int, root: Path, log: Path, timeout: float = 30) -> subprocess.P
             if requests.get(f"http://127.0.0.1:{port}/v2/", timeout=2).status_code == 200:
                 return proc
         except requests.RequestException:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)
     proc.kill()
     raise RuntimeError(f"docker-registry did not answer on 127.0.0.1:{port}:\n{log.read_text()}")
 
