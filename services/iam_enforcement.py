@@ -13,7 +13,6 @@ CloudFormation) ``AccessDenied`` XML, 403; S3 its own ``AccessDenied`` XML, 403.
 """
 
 import json
-import os
 import re
 
 from moto import settings
@@ -65,10 +64,6 @@ class SignedBodyRequest(IAMRequest):
         if "x-www-form-urlencoded" not in self._headers.get("Content-Type", ""):  # a form: moto's parameters are it
             aws_request.data = self._body or b""
         return aws_request
-
-
-def enforced() -> bool:
-    return os.environ.get("DOGOPS_IAM_ENFORCE", "1") != "0"
 
 
 def caller_key(response) -> str | None:
@@ -184,7 +179,7 @@ def _denied(response, key: str, action: str, resource: str) -> HTTPException:
 
 def _check(self, iam_request_cls: type, resource: str = "*") -> None:
     """moto's check, for every key but the root's, on the resource's ARN, then ``iam:PassRole``; AWS's errors."""
-    if not enforced():
+    if not stack.iam_enforced():
         return
     key = caller_key(self)
     if key == stack.ACCESS_KEY or self.headers.get("X-Amz-Target") in ActionAuthenticatorMixin.PUBLIC_OPERATIONS:
@@ -217,7 +212,7 @@ _moto_check = ActionAuthenticatorMixin._authenticate_and_authorize_action
 
 def install() -> None:
     """Enforce from the first request (moto's own counter would wait ``INITIAL_NO_AUTH_ACTION_COUNT`` requests)."""
-    if enforced():
+    if stack.iam_enforced():
         settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
     ActionAuthenticatorMixin._authenticate_and_authorize_action = _check
 

@@ -50,3 +50,8 @@ def emulator_env() -> dict[str, str]:
     """The environment that points boto3 at the emulator."""
     return {"AWS_ENDPOINT_URL": emulator_url(), "AWS_ACCESS_KEY_ID": ACCESS_KEY,
             "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}
+
+
+def iam_enforced() -> bool:
+    """Whether the emulator and the gateway authorize requests against IAM (``DOGOPS_IAM_ENFORCE=0``: not)."""
+    return os.environ.get("DOGOPS_IAM_ENFORCE", "1") != "0"

@@ -7,7 +7,6 @@ JSON services answer it.
 hot path costs one dictionary lookup; a policy change reaches callers after that, as IAM's own does after a while.
 """
 
-import os
 
 import requests
 from flask import Response, request
@@ -21,10 +20,6 @@ UNRECOGNIZED = ("unknown-key", "invalid-token")
 
 _decisions = Recent(CACHE_SECONDS)
 _session = requests.Session()
-
-
-def enforced() -> bool:
-    return os.environ.get("DOGOPS_IAM_ENFORCE", "1") != "0"
 
 
 def _decide(key: str, token: str | None, action: str, resource: str, region: str) -> dict:
@@ -42,7 +37,7 @@ def _decide(key: str, token: str | None, action: str, resource: str, region: str
 def refusal(action: str, resource: str, region: str, status: int = 400) -> Response | None:
     """None when the caller may perform ``action`` on ``resource``; else AWS's error reply (``AccessDeniedException``
     with ``status``: 400 for SageMaker, 403 for Lambda)."""
-    if not enforced():
+    if not stack.iam_enforced():
         return None
     key = signed_key()
     if key is None:
