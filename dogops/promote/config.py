@@ -39,6 +39,11 @@ class Stage:
         now = now or datetime.now(timezone.utc)
         return (now + timedelta(hours=self.ttl_hours)).strftime("%Y-%m-%dT%H:%MZ")
 
+    def tags(self) -> list[dict]:
+        """``project``, ``stage`` and ``expires-at`` (from now): what every resource the stage makes carries."""
+        return [{"Key": "project", "Value": self.project}, {"Key": "stage", "Value": self.name},
+                {"Key": "expires-at", "Value": self.expires_at()}]
+
 
 def load_stage(name: str, path: Path = CONFIG) -> Stage:
     """Read stage ``name`` from ``path``; an unknown stage or a missing key is an error."""

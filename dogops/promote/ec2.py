@@ -39,7 +39,7 @@ SPOT_INTERRUPTED = "Server.SpotInstanceTermination"
 
 
 def _tags(stage: Stage, *extra: dict) -> list[dict]:
-    return [*ec2_roles.tags(stage), PATH_TAG, *extra]
+    return [*stage.tags(), PATH_TAG, *extra]
 
 
 def ssh_cidr(value: str) -> str:
@@ -78,7 +78,7 @@ def latest_ami(session) -> str:
 def ensure_log_group(session, stage: Stage) -> str:
     logs, group = session.client("logs"), ec2_roles.log_group(stage)
     try:
-        logs.create_log_group(logGroupName=group, tags={t["Key"]: t["Value"] for t in ec2_roles.tags(stage)})
+        logs.create_log_group(logGroupName=group, tags={t["Key"]: t["Value"] for t in stage.tags()})
     except logs.exceptions.ResourceAlreadyExistsException:
         pass
     logs.put_retention_policy(logGroupName=group, retentionInDays=stage.log_retention_days)

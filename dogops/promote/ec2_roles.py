@@ -26,11 +26,6 @@ def log_group(stage: Stage) -> str:
     return f"/dogops/{stage.project}-{stage.name}/ec2-training"
 
 
-def tags(stage: Stage) -> list[dict]:
-    return [{"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name},
-            {"Key": "expires-at", "Value": stage.expires_at()}]
-
-
 def policy(partition: str, region: str, account: str, data: str, output: str, checkpoints: str, image: str,
            group: str) -> dict:
     """The role's one inline policy: the SageMaker training role's S3 and ECR statements, its own log group and
@@ -62,17 +57,17 @@ def ensure_instance_profile(session, stage: Stage, data: str, output: str, check
     partition, account = caller["Arn"].split(":")[1], caller["Account"]
     role = name(stage)
     try:
-        role_arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust()), Tags=tags(stage),
+        role_arn = iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust()), Tags=stage.tags(),
                                    Description=f"{stage.project} {stage.name} EC2 training")["Role"]["Arn"]
         created = True
     except iam.exceptions.EntityAlreadyExistsException:
         role_arn = iam.get_role(RoleName=role)["Role"]["Arn"]
-        iam.tag_role(RoleName=role, Tags=tags(stage))
+        iam.tag_role(RoleName=role, Tags=stage.tags())
         created = False
     document = policy(partition, stage.region, account, data, output, checkpoints, image, log_group(stage))
     iam.put_role_policy(RoleName=role, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(document))
     try:
-        profile = iam.create_instance_profile(InstanceProfileName=role, Tags=tags(stage))["InstanceProfile"]
+        profile = iam.create_instance_profile(InstanceProfileName=role, Tags=stage.tags())["InstanceProfile"]
         created = True
     except iam.exceptions.EntityAlreadyExistsException:
         profile = iam.get_instance_profile(InstanceProfileName=role)["InstanceProfile"]

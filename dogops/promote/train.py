@@ -81,7 +81,7 @@ def training_job_request(name: str, stage: Stage, image: str, role_arn: str, dat
         "ResourceConfig": {"InstanceType": instance_type, "InstanceCount": int(instances),
                            "VolumeSizeInGB": int(volume_gb)},
         "StoppingCondition": stopping,
-        "Tags": tags(stage),
+        "Tags": stage.tags(),
     }
     if spot:
         if int(max_wait_s) < int(max_run_s):
@@ -243,11 +243,6 @@ def run_here_if_left_to_the_host(args, session, name: str, echo=print) -> None:
 
     if run_on_host(session, name):
         echo(f"the local stack leaves training jobs to the host: running {name} here, in its image")
-
-
-def tags(stage: Stage) -> list[dict]:
-    return [{"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name},
-            {"Key": "expires-at", "Value": stage.expires_at()}]
 
 
 def run(args, echo=print) -> dict:

@@ -79,8 +79,7 @@ def ensure_role(session, stage: Stage, data: str, output: str, checkpoints: str,
     caller = session.client("sts").get_caller_identity()
     partition, account = caller["Arn"].split(":")[1], caller["Account"]
     name = role_name(stage)
-    tags = [{"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name},
-            {"Key": "expires-at", "Value": stage.expires_at()}]
+    tags = stage.tags()
     try:
         arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust(account)), Tags=tags,
                               Description=f"{stage.project} {stage.name} training jobs")["Role"]["Arn"]

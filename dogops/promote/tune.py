@@ -24,7 +24,7 @@ from ..tuning.best import CURRENT
 from ..tuning.request import tuning_job_request
 from ..tuning.spec import SpecError, TuningSpec, load_spec
 from .config import Stage, connect
-from .train import create, job_arguments, settings, tags, validate
+from .train import create, job_arguments, settings, validate
 from .training_roles import ensure_role
 
 ENDED = ("Completed", "Failed", "Stopped")
@@ -60,7 +60,7 @@ def tune_request(spec: TuningSpec, name: str, stage: Stage, image: str, role_arn
     if warm_start:
         request["WarmStartConfig"] = {"ParentHyperParameterTuningJobs": [
             {"HyperParameterTuningJobName": parent} for parent in warm_start], "WarmStartType": warm_start_type}
-    request["Tags"] = tags(stage)
+    request["Tags"] = stage.tags()
     validate(request, "CreateHyperParameterTuningJob")
     return request
 
