@@ -19,10 +19,10 @@ def _model_data_url(args) -> str:
     return args.model_data_url or load_best(CURRENT)["model_data_url"]
 
 
-def _plan(args, stage, session, image: str):
+def _plan(stage, session, image: str, model_data_url: str):
     from .stack import format_plan, plan
 
-    p = plan(stage, image, _model_data_url(args), session)
+    p = plan(stage, image, model_data_url, session)
     print(format_plan(stage, p))
     return p
 
@@ -31,21 +31,21 @@ def _plan_only(args) -> None:
     from .stack import discard
 
     stage, session = _session(args)
-    discard(_plan(args, stage, session, args.image), session)
+    discard(_plan(stage, session, args.image, _model_data_url(args)), session)
 
 
-def _preflight(args, stage, session, image: str) -> None:
+def _preflight(stage, session, image: str, model_data_url: str) -> None:
     from .preflight import PreflightFailed, preflight
 
     try:
-        preflight(stage, image, _model_data_url(args), session)
+        preflight(stage, image, model_data_url, session)
     except PreflightFailed as exc:
         raise SystemExit(str(exc)) from None
 
 
 def _preflight_only(args) -> None:
     stage, session = _session(args)
-    _preflight(args, stage, session, args.image)
+    _preflight(stage, session, args.image, _model_data_url(args))
 
 
 def _apply(args) -> None:
@@ -57,8 +57,9 @@ def _apply(args) -> None:
     if not image:
         image = _push_image(args, stage, session, args.local_image)
         print(f"pushed {args.local_image}: {image}")
-    _preflight(args, stage, session, image)
-    p = _plan(args, stage, session, image)
+    model_data_url = _model_data_url(args)  # read once: what preflight checks is what the plan deploys
+    _preflight(stage, session, image, model_data_url)
+    p = _plan(stage, session, image, model_data_url)
     if p.change_set and not args.yes:
         answer = input("apply these changes? [y/N] ") if sys.stdin.isatty() else ""
         if answer.strip().lower() not in ("y", "yes"):
