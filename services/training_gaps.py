@@ -15,6 +15,7 @@ with its own, drops ``Environment`` and has no ``StopTrainingJob``. Here:
 - ``StopTrainingJob``: ``Stopping``, the runner sends SIGTERM (as ``docker stop`` does), then ``Stopped``.
 """
 
+import importlib
 import json
 import os
 import threading
@@ -79,6 +80,17 @@ def update(account: str, region: str, name: str, status: str | None = None, seco
         job.last_modified_time = now
 
 
+def dispatch(response, kind: str, name: str, runner_module: str) -> None:
+    """A job just created: run here by ``services.<runner_module>.start`` (``DOGOPS_TRAINING_RUNNER=on``), or
+    left for a runner on the host to claim (``host``), or left alone (``off``)."""
+    mode = runner()
+    if mode == "on":
+        start = importlib.import_module(f"{__package__}.{runner_module}").start  # imported once a job runs
+        start(name, response.current_account, response.region, _emulator_url(response.normalized_request.environ))
+    elif mode == "host":
+        leave_to_host(kind, response.current_account, response.region, name)
+
+
 def _emulator_url(environ: dict) -> str:
     """This server as its own client reaches it (the socket it listens on)."""
     host = environ.get("SERVER_NAME", "127.0.0.1")
@@ -104,13 +116,7 @@ def _create_training_job(self) -> ActionResult:
     job.final_metric_data_list = None
     job.secondary_status_transitions = [{"Status": "Starting", "StartTime": job.creation_time,
                                          "StatusMessage": "Launching requested ML instances"}]
-    if runner() == "on":
-        from . import training_jobs
-
-        training_jobs.start(name, self.current_account, self.region,
-                            _emulator_url(self.normalized_request.environ))
-    elif runner() == "host":
-        leave_to_host("TrainingJob", self.current_account, self.region, name)
+    dispatch(self, "TrainingJob", name, "training_jobs")
     return result
 
 

@@ -60,13 +60,7 @@ def _create(self) -> ActionResult:
     job.objective_status_counters = {"Succeeded": 0, "Pending": 0, "Failed": 0}
     job.trials = []
     job.tags = job.tags or []  # moto's ListTags fails on None
-    if training_gaps.runner() == "on":
-        from . import tuning_jobs
-
-        tuning_jobs.start(name, self.current_account, self.region,
-                          training_gaps._emulator_url(self.normalized_request.environ))
-    elif training_gaps.runner() == "host":
-        training_gaps.leave_to_host(KIND, self.current_account, self.region, name)
+    training_gaps.dispatch(self, KIND, name, "tuning_jobs")
     return result
 
 
