@@ -81,11 +81,14 @@ def _service(response) -> str:
 
 
 def _body(response) -> dict:
-    try:
-        body = json.loads(response.body or "{}")
-    except (TypeError, ValueError):
-        return {}
-    return body if isinstance(body, dict) else {}
+    """The request's JSON body as a dict (empty when it is not one), parsed once per request."""
+    if "_dogops_body" not in response.__dict__:
+        try:
+            body = json.loads(response.body or "{}")
+        except (TypeError, ValueError):
+            body = {}
+        response.__dict__["_dogops_body"] = body if isinstance(body, dict) else {}
+    return response.__dict__["_dogops_body"]
 
 
 def _param(response, name: str) -> str | None:
