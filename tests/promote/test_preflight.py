@@ -35,6 +35,17 @@ def test_the_template_passes_cfn_lint_checkov_and_parliament(params):
     assert all(line.startswith("  ✓ ") for line in lines)
 
 
+def test_checkov_does_not_take_the_template_s_path_for_a_secret(tmp_path):
+    # checkov keeps the path it is given among the function's environment variables, and to CKV_AWS_45 a path
+    # whose letters and slashes run to 40 characters is an AWS secret key (a clean clone's CI failed so).
+    tail = re.findall(r"[A-Za-z0-9/+=]+", str(tmp_path))[-1]
+    folder = tmp_path / ("a" * (40 - len(f"{tail}//template")))
+    folder.mkdir()
+    shutil.copy(TEMPLATE, folder / "template.yaml")
+    assert len(re.findall(r"[A-Za-z0-9/+=]+", str(folder / "template"))[-1]) == 40
+    assert pre.checkov(folder / "template.yaml") == ([], pre.checkov(TEMPLATE)[1])
+
+
 def test_the_policies_are_checked_with_concrete_arns(params):
     documents = pre.policy_documents(pre.load_template(TEMPLATE.read_text()), params, "us-east-1")
     function = documents["FunctionRole/invoke-endpoint-and-log"]["Statement"]
