@@ -284,8 +284,18 @@ def unhost_endpoint(name: str, session) -> None:
         requests.delete(_routes_url(session, name), timeout=10)
     except requests.RequestException:  # the emulator is gone, and its routes with it
         pass
+    if not engine_answers():  # no engine here (native mode): no endpoint container can be running
+        return
     for container in _containers(name):
         _discard(container)
+
+
+def engine_answers() -> bool:
+    """Whether a Docker engine answers this machine's ``docker`` command."""
+    try:
+        return docker("version", "--format", "{{.Server.Version}}", check=False, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):  # no docker command, or an engine that does not answer
+        return False
 
 
 def hosted_endpoints() -> list[str]:
