@@ -13,12 +13,10 @@ deploys the endpoint and the Lambda function. boto3 finds the emulator through
 """
 
 import argparse
-import gzip
 import json
 import logging
 import shutil
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 
@@ -28,8 +26,10 @@ from dogops import lambda_deploy, lambda_package, samples
 from dogops.deploy import deploy_model
 from dogops.s3upload import upload_dir
 from dogops.synthetic import generate
+from training.sagemaker_env import resource_config, write_job_config
 
 from . import stack
+from .sagemaker_s3 import download_prefix, pack_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,6 @@ CHANNEL = "training"
 HYPERPARAMETERS = {"backbone": "efficientnet_lite0", "image_size": "64", "epochs": "12", "learning_rate": "0.003",
                    "batch_size": "32", "seed": "0"}
 INSTANCE_TYPE = "ml.m5.xlarge"
-RESOURCE_CONFIG = {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0",
-                   "current_instance_type": INSTANCE_TYPE, "current_group_name": "homogeneousCluster",
-                   "instance_groups": [{"instance_group_name": "homogeneousCluster", "instance_type": INSTANCE_TYPE,
-                                        "hosts": ["algo-1"]}]}
 INPUT_DATA_CONFIG = {CHANNEL: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
                                "RecordWrapperType": "None"}}
 
@@ -61,19 +57,6 @@ def _ensure_bucket(s3) -> None:
         pass
 
 
-def _download_prefix(s3, prefix: str, dest: Path) -> int:
-    """Copy ``s3://BUCKET/prefix/`` into a fresh ``dest``, as SageMaker's File input mode does; return the count."""
-    shutil.rmtree(dest, ignore_errors=True)
-    count = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=stack.BUCKET, Prefix=f"{prefix}/"):
-        for obj in page.get("Contents", []):
-            target = dest / obj["Key"][len(prefix) + 1:]
-            target.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(stack.BUCKET, obj["Key"], str(target))
-            count += 1
-    return count
-
-
 def seed(base_dir: Path, data_dir: Path | None = None) -> None:
     """Bucket, data in S3, and the SageMaker tree under ``base_dir`` that ``train`` runs on."""
     s3 = boto3.client("s3")
@@ -82,27 +65,11 @@ def seed(base_dir: Path, data_dir: Path | None = None) -> None:
         data_dir = base_dir / "data"
         generate(data_dir, classes=10, per_class=30, size=64, seed=0)
     upload_dir(data_dir, f"s3://{stack.BUCKET}/{DATA_PREFIX}", client=s3)
-    count = _download_prefix(s3, DATA_PREFIX, base_dir / "input" / "data" / CHANNEL)
-    config = base_dir / "input" / "config"
-    config.mkdir(parents=True, exist_ok=True)
-    for name, content in (("hyperparameters", HYPERPARAMETERS), ("inputdataconfig", INPUT_DATA_CONFIG),
-                          ("resourceconfig", RESOURCE_CONFIG)):
-        (config / f"{name}.json").write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+    channel = base_dir / "input" / "data" / CHANNEL
+    shutil.rmtree(channel, ignore_errors=True)
+    count = download_prefix(s3, f"s3://{stack.BUCKET}/{DATA_PREFIX}/", channel)
+    write_job_config(base_dir, HYPERPARAMETERS, INPUT_DATA_CONFIG, resource_config("algo-1", ["algo-1"], INSTANCE_TYPE))
     log.info("seeded s3://%s/%s and %s (%d files in channel %s)", stack.BUCKET, DATA_PREFIX, base_dir, count, CHANNEL)
-
-
-def _pack(model_dir: Path, archive: Path) -> None:
-    """``model_dir`` as SageMaker's ``model.tar.gz``, byte for byte the same for the same files: a model
-    published again changes nothing, a retrained one rolls the endpoint (its ETag names the new model)."""
-
-    def same_every_time(info: tarfile.TarInfo) -> tarfile.TarInfo:
-        info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-        return info
-
-    with open(archive, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as zipped, \
-            tarfile.open(fileobj=zipped, mode="w") as tar:
-        for path in sorted(model_dir.iterdir()):
-            tar.add(path, arcname=path.name, filter=same_every_time)
 
 
 def publish(base_dir: Path, serving_image: str) -> dict:
@@ -112,7 +79,7 @@ def publish(base_dir: Path, serving_image: str) -> dict:
         raise FileNotFoundError(f"{model_dir} holds no trained model: run `train` first")
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "model.tar.gz"
-        _pack(model_dir, archive)
+        pack_model_dir(model_dir, archive)
         boto3.client("s3").upload_file(str(archive), stack.BUCKET, MODEL_KEY)
     deploy_model({"model_data_url": model_data_url(), "trial": JOB}, stack.ENDPOINT_NAME, serving_image)
     package, sha256 = lambda_package.function_zip()

@@ -53,10 +53,11 @@ from pathlib import Path
 import boto3
 
 from dogops.s3upload import parse_s3_uri
+from training.sagemaker_env import resource_config, write_job_config
 
 from . import stack
-from .bootstrap import _pack as pack_model_dir
 from .hosting import docker, free_port, pull_missing
+from .sagemaker_s3 import download_prefix, pack_model_dir
 
 log = logging.getLogger(__name__)
 
@@ -191,22 +192,6 @@ def _spot_rehearsal() -> tuple[str, float] | None:
     return kind, float(value)
 
 
-def _download(s3, uri: str, dest: Path) -> int:
-    """Every object under ``uri`` (an S3 prefix) into ``dest``, keys relative to the prefix; the count."""
-    bucket, prefix = parse_s3_uri(uri)
-    count = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for obj in page.get("Contents", []):
-            relative = obj["Key"][len(prefix):].lstrip("/") or obj["Key"].rsplit("/", 1)[-1]
-            if obj["Key"].endswith("/") or ".." in relative.split("/"):
-                continue
-            target = dest / relative
-            target.parent.mkdir(parents=True, exist_ok=True)
-            s3.download_file(bucket, obj["Key"], str(target))
-            count += 1
-    return count
-
-
 @dataclasses.dataclass
 class Host:
     """One instance of the job: its ``/opt/ml`` tree, process, log stream and checkpoint sync state."""
@@ -317,7 +302,7 @@ class Run:
             mode = channel.get("InputMode", job["AlgorithmSpecification"].get("TrainingInputMode", "File"))
             if source is None or source.get("S3DataType", "S3Prefix") != "S3Prefix" or mode == "Pipe":
                 raise ValueError(f"channel {name}: only S3Prefix data in File or FastFile mode runs locally")
-            count = _download(self.s3, source["S3Uri"], first.base / "input" / "data" / name)
+            count = download_prefix(self.s3, source["S3Uri"], first.base / "input" / "data" / name)
             log.info("job %s channel %s: %d files", self.name, name, count)
             modes[name] = {"TrainingInputMode": mode,
                            "S3DistributionType": source.get("S3DataDistributionType", "FullyReplicated"),
@@ -331,24 +316,13 @@ class Run:
             if checkpoint:
                 if checkpoint.get("LocalPath", "/opt/ml/checkpoints").rstrip("/") != "/opt/ml/checkpoints":
                     raise ValueError("CheckpointConfig.LocalPath other than /opt/ml/checkpoints does not run locally")
-                _download(self.s3, checkpoint["S3Uri"], host.checkpoints)
+                download_prefix(self.s3, checkpoint["S3Uri"], host.checkpoints)
             for sub in ("model", "output/data"):
                 (host.base / sub).mkdir(parents=True, exist_ok=True)
-            self._write_config(host, modes)
+            write_job_config(host.base, self.job.get("HyperParameters", {}), modes, resource_config(
+                host.name, [h.name for h in self.hosts], self.job["ResourceConfig"]["InstanceType"]))
         if self.mode == "docker":  # SageMaker pulls the image before Training
             pull_missing(job["AlgorithmSpecification"]["TrainingImage"])
-
-    def _write_config(self, host: Host, channels: dict) -> None:
-        config = host.base / "input" / "config"
-        config.mkdir(parents=True, exist_ok=True)
-        kind, names = self.job["ResourceConfig"]["InstanceType"], [h.name for h in self.hosts]
-        resource = {"current_host": host.name, "hosts": names, "network_interface_name": "eth0",
-                    "current_instance_type": kind, "current_group_name": "homogeneousCluster",
-                    "instance_groups": [{"instance_group_name": "homogeneousCluster", "instance_type": kind,
-                                         "hosts": names}]}
-        for name, content in (("hyperparameters", self.job.get("HyperParameters", {})),
-                              ("inputdataconfig", channels), ("resourceconfig", resource)):
-            (config / f"{name}.json").write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
 
     # -- Training ----------------------------------------------------------------------------------------------
     def _command(self, host: Host, port: int) -> tuple[list[str], dict]:

@@ -91,3 +91,22 @@ def hosts_from_env(resource_config: Path | None = None) -> Hosts:
     if current not in hosts:
         raise ValueError(f"current host {current!r} is not among the job's hosts {list(hosts)}")
     return Hosts(hosts, current)
+
+
+def resource_config(current: str, hosts: list[str], instance_type: str) -> dict:
+    """``resourceconfig.json`` as SageMaker writes it for ``current`` among ``hosts`` (one homogeneous group)."""
+    return {"current_host": current, "hosts": list(hosts), "network_interface_name": "eth0",
+            "current_instance_type": instance_type, "current_group_name": "homogeneousCluster",
+            "instance_groups": [{"instance_group_name": "homogeneousCluster", "instance_type": instance_type,
+                                 "hosts": list(hosts)}]}
+
+
+def write_job_config(base: Path, hyperparameters: dict, input_data_config: dict, resources: dict) -> Path:
+    """``input/config/{hyperparameters,inputdataconfig,resourceconfig}.json`` under ``base``, as SageMaker
+    writes them before it starts ``train``; the folder."""
+    config = SageMakerPaths(Path(base)).config_dir
+    config.mkdir(parents=True, exist_ok=True)
+    for name, content in (("hyperparameters", hyperparameters), ("inputdataconfig", input_data_config),
+                          ("resourceconfig", resources)):
+        (config / f"{name}.json").write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+    return config

@@ -9,7 +9,6 @@ trial with SIGTERM, as SageMaker's early stopping does.
 """
 
 import dataclasses
-import json
 import os
 import re
 import signal
@@ -19,6 +18,8 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from training.sagemaker_env import resource_config, write_job_config
 
 RUNNING: set[subprocess.Popen] = set()  # live trial processes, for stop_all()
 _RUNNING_LOCK = threading.Lock()
@@ -46,13 +47,8 @@ class TrialResult:
 
 def prepare_job_dir(root: Path, data_dir: Path, hyperparameters: dict[str, str]) -> Path:
     """The ``/opt/ml`` tree of one trial, with the data as its ``training`` channel."""
-    config = root / "input" / "config"
-    config.mkdir(parents=True, exist_ok=True)
-    (config / "hyperparameters.json").write_text(json.dumps(hyperparameters, indent=2))
-    (config / "inputdataconfig.json").write_text(json.dumps({"training": {"TrainingInputMode": "File"}}))
-    (config / "resourceconfig.json").write_text(json.dumps(
-        {"current_host": "algo-1", "hosts": ["algo-1"], "network_interface_name": "eth0",
-         "current_instance_type": "local"}))
+    write_job_config(root, hyperparameters, {"training": {"TrainingInputMode": "File"}},
+                     resource_config("algo-1", ["algo-1"], "local"))
     channel = root / "input" / "data" / "training"
     channel.parent.mkdir(parents=True, exist_ok=True)
     if not channel.exists():
