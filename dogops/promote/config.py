@@ -88,6 +88,13 @@ def check_target(aws: bool, environ=os.environ) -> None:
         raise SystemExit(f"not a local endpoint: {', '.join(remote)}; pass --aws (with it unset) to deploy to AWS")
 
 
+def require_digest(image: str, what: str = "image") -> str:
+    """``image`` if it is a registry URI by digest (REGISTRY/REPO@sha256:...); a ``ValueError`` otherwise."""
+    if "@sha256:" not in image or "/" not in image:
+        raise ValueError(f"the {what} must be an ECR URI by digest (REGISTRY/REPO@sha256:...), not {image}")
+    return image
+
+
 def connect(name: str, path: Path, aws: bool):
     """Stage ``name`` and a boto3 session in its region, once the target is checked (``check_target``)."""
     import boto3

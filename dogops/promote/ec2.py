@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..s3upload import parse_s3_uri
 from . import ec2_roles
-from .config import Stage, check_target, while_propagating
+from .config import Stage, while_propagating
 
 DEFAULT_INSTANCE_TYPE = "m5.xlarge"
 AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
@@ -298,24 +298,19 @@ def _run_locally(session, stage: Stage, instance: dict, role_arn: str, interrupt
 
 def train_on_ec2(args, stage: Stage, session, echo=print) -> dict:
     """``dogops promote train --ec2``: profile, group, template, instance(s) to the model, cost, candidate."""
-    from .train import CANDIDATE, record_candidate, settings
+    from .train import CANDIDATE, locations, record_candidate, settings
 
-    check_target(getattr(args, "aws", False))
     local = not getattr(args, "aws", False)
     conf = settings(stage.name, args.config)
-    data = getattr(args, "data", None) or conf.get("data")
-    output = (getattr(args, "output", None) or conf.get("output") or "").rstrip("/")
-    if not data or not output:
-        raise SystemExit(f"no training data or output prefix: pass --data/--output or set training.data and "
-                         f"training.output in {args.config}")
+    where = locations(conf, getattr(args, "data", None), getattr(args, "output", None))
+    data, output = where.data, where.output
     job = getattr(args, "name", None) or \
         f"{stage.project}-{stage.name}-ec2-{datetime.now(timezone.utc).strftime('%Y%m%d-%H%M%S')}"
-    checkpoint_base = (conf.get("checkpoints") or f"{output}-checkpoints").rstrip("/")
-    checkpoints = f"{checkpoint_base}/{job}"
+    checkpoints = f"{where.checkpoints}/{job}"
     model_uri = f"{output}/{job}/output/model.tar.gz"
     instance_type = (getattr(args, "instance_type", None) or DEFAULT_INSTANCE_TYPE).removeprefix("ml.")
     profile, role_arn, created = ec2_roles.ensure_instance_profile(session, stage, data, output,
-                                                                   checkpoint_base, args.image)
+                                                                   where.checkpoints, args.image)
     ensure_log_group(session, stage)
     group = ensure_security_group(session, stage, getattr(args, "ssh_from_my_ip", None), getattr(args, "subnet", None))
     ami = getattr(args, "ami", None) or latest_ami(session)

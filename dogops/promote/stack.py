@@ -14,7 +14,7 @@ from botocore.exceptions import ClientError
 
 from ..lambda_package import function_zip
 from ..s3upload import parse_s3_uri
-from .config import Stage
+from .config import Stage, require_digest
 from .prices import estimate, format_estimate
 from .push import repositories
 
@@ -62,8 +62,7 @@ def _function_code(s3, bucket: str, project: str) -> str:
 
 def parameters(stage: Stage, image: str, model_data_url: str, code_key: str, expires_at: str) -> dict:
     """The template's parameters for ``stage``."""
-    if "@sha256:" not in image or "/" not in image:
-        raise ValueError(f"the image must be an ECR URI by digest (REGISTRY/REPO@sha256:...), not {image}")
+    require_digest(image)
     bucket, key = parse_s3_uri(model_data_url)
     return {"Project": stage.project, "Stage": stage.name, "ExpiresAt": expires_at, "ImageUri": image,
             "EcrRepository": image.split("/", 1)[1].split("@")[0], "ModelDataUrl": model_data_url,

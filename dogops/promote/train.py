@@ -22,20 +22,19 @@ a completed job prints its billable seconds and spot saving and is recorded as t
 """
 
 import argparse
+import dataclasses
 import json
-import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import botocore.session
 import yaml
-from botocore.validate import ParamValidator
 
 from training.hyperparameters import from_strings
 from training.metrics import metric_definitions
 
-from .config import CONFIG, Stage, connect, while_propagating
+from ..sagemaker_model import validate
+from .config import CONFIG, Stage, connect, require_digest, while_propagating
 from .ec2 import add_ec2_arguments, train_on_ec2
 from .training_roles import LOG_GROUP, ensure_role
 
@@ -57,6 +56,24 @@ def settings(stage: str, path: Path = CONFIG) -> dict:
     return merged
 
 
+@dataclasses.dataclass(frozen=True)
+class Locations:
+    """Where training reads and writes: the data prefix, the output path, the checkpoints' base."""
+
+    data: str
+    output: str
+    checkpoints: str
+
+
+def locations(conf: dict, data: str | None = None, output: str | None = None) -> Locations:
+    """``data``/``output`` (``--data``/``--output``) over ``conf``'s; checkpoints default to <output>-checkpoints."""
+    data, output = data or conf.get("data"), (output or conf.get("output") or "").rstrip("/")
+    if not data or not output:
+        raise SystemExit("no training data or output prefix: pass --data/--output or set training.data and "
+                         "training.output in promote.yaml")
+    return Locations(data, output, (conf.get("checkpoints") or f"{output}-checkpoints").rstrip("/"))
+
+
 def job_name(stage: Stage, now: datetime | None = None) -> str:
     return f"{stage.project}-{stage.name}-{(now or datetime.now(timezone.utc)).strftime('%Y%m%d-%H%M%S')}"
 
@@ -66,8 +83,7 @@ def training_job_request(name: str, stage: Stage, image: str, role_arn: str, dat
                          spot: bool = False, max_run_s: int = 86400, max_wait_s: int = 172800,
                          volume_gb: int = 30) -> dict:
     """The ``CreateTrainingJob`` request SageMaker receives, validated against botocore's model."""
-    if "@sha256:" not in image or "/" not in image:
-        raise ValueError(f"the training image must be an ECR URI by digest (REGISTRY/REPO@sha256:...), not {image}")
+    require_digest(image, "training image")
     stopping = {"MaxRuntimeInSeconds": int(max_run_s)}
     request = {
         "TrainingJobName": name,
@@ -91,47 +107,6 @@ def training_job_request(name: str, stage: Stage, image: str, role_arn: str, dat
         request["CheckpointConfig"] = {"S3Uri": f"{checkpoints.rstrip('/')}/{name}", "LocalPath": "/opt/ml/checkpoints"}
     validate(request, "CreateTrainingJob")
     return request
-
-
-def validate(request: dict, operation: str) -> None:
-    """Raise ValueError if botocore's SageMaker model rejects the request: botocore's own checks (required keys,
-    types, minimums) and the model's enums, patterns and maximums, which the service checks and botocore does not."""
-    shape = botocore.session.get_session().get_service_model("sagemaker").operation_model(operation).input_shape
-    report = ParamValidator().validate(request, shape)
-    if report.has_errors():
-        raise ValueError(f"{operation} request is invalid:\n{report.generate_report()}")
-    errors = _constraint_errors(request, shape, "")
-    if errors:
-        raise ValueError(f"{operation} request is invalid:\n" + "\n".join(errors))
-
-
-def _constraint_errors(value, shape, path: str) -> list[str]:
-    meta, errors = shape.metadata, []
-    if shape.type_name == "structure":
-        for key, item in value.items():
-            errors += _constraint_errors(item, shape.members[key], f"{path}.{key}".lstrip("."))
-    elif shape.type_name in ("list", "map"):
-        if "max" in meta and len(value) > meta["max"]:
-            errors.append(f"{path}: {len(value)} entries, at most {meta['max']}")
-        items = enumerate(value) if shape.type_name == "list" else value.items()
-        for key, item in items:
-            if shape.type_name == "map":
-                errors += _constraint_errors(key, shape.key, f"{path} key {key!r}")
-            errors += _constraint_errors(item, shape.member if shape.type_name == "list" else shape.value,
-                                         f"{path}[{key!r}]" if shape.type_name == "map" else f"{path}[{key}]")
-    elif shape.type_name == "string":
-        if shape.enum and value not in shape.enum:
-            errors.append(f"{path}: {value!r} is not one of {', '.join(shape.enum)}")
-        if "max" in meta and len(value) > meta["max"]:
-            errors.append(f"{path}: {len(value)} characters, at most {meta['max']}")
-        try:
-            if "pattern" in meta and not re.fullmatch(meta["pattern"], value, re.DOTALL):
-                errors.append(f"{path}: {value!r} does not match {meta['pattern']}")
-        except re.error:  # a Java-only construct (\p{...}): the service checks it
-            pass
-    elif shape.type_name in ("integer", "long") and "max" in meta and value > meta["max"]:
-        errors.append(f"{path}: {value}, at most {meta['max']}")
-    return errors
 
 
 def create(sm, request: dict, role_created: bool, echo=print, attempts: int = 10,
@@ -251,16 +226,11 @@ def run(args, echo=print) -> dict:
     if getattr(args, "ec2", False):
         return train_on_ec2(args, stage, session, echo)
     conf = settings(stage.name, args.config)
-    data = args.data or conf.get("data")
-    output = (args.output or conf.get("output") or "").rstrip("/")
-    if not data or not output:
-        raise SystemExit(f"no training data or output prefix: pass --data/--output or set training.data and "
-                         f"training.output in {args.config}")
-    checkpoints = conf.get("checkpoints") or f"{output}-checkpoints"
-    role, created = ensure_role(session, stage, data, output, checkpoints, args.image)
+    where = locations(conf, args.data, args.output)
+    role, created = ensure_role(session, stage, where.data, where.output, where.checkpoints, args.image)
     name = args.name or job_name(stage)
-    request = training_job_request(name, stage, args.image, role, data, output, checkpoints, conf["hyperparameters"],
-                                   args.instance_type or conf["instance_type"], args.instances, args.spot,
+    request = training_job_request(name, stage, args.image, role, where.data, where.output, where.checkpoints,
+                                   conf["hyperparameters"], args.instance_type or conf["instance_type"], args.instances, args.spot,
                                    conf["max_run_s"], conf["max_wait_s"], conf["volume_gb"])
     create(session.client("sagemaker"), request, created, echo)
     echo(f"training job {name}: {args.instances} x {request['ResourceConfig']['InstanceType']}"

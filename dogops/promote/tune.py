@@ -20,11 +20,12 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..sagemaker_model import validate
 from ..tuning.best import CURRENT
 from ..tuning.request import tuning_job_request
 from ..tuning.spec import SpecError, TuningSpec, load_spec
-from .config import Stage, connect
-from .train import create, job_arguments, settings, validate
+from .config import Stage, connect, require_digest
+from .train import create, job_arguments, locations, settings
 from .training_roles import ensure_role
 
 ENDED = ("Completed", "Failed", "Stopped")
@@ -40,10 +41,9 @@ def tune_request(spec: TuningSpec, name: str, stage: Stage, image: str, role_arn
                  instance_type: str | None = None, spot: bool = False, warm_start: tuple[str, ...] = (),
                  warm_start_type: str = "IdenticalDataAndAlgorithm") -> dict:
     """The ``CreateHyperParameterTuningJob`` request SageMaker receives, validated against botocore's model."""
-    if "@sha256:" not in image or "/" not in image:
-        raise ValueError(f"the training image must be an ECR URI by digest (REGISTRY/REPO@sha256:...), not {image}")
-    output = conf["output"].rstrip("/")
-    request = tuning_job_request(spec, name, image, role_arn, conf["data"], output,
+    require_digest(image, "training image")
+    where = locations(conf)
+    request = tuning_job_request(spec, name, image, role_arn, where.data, where.output,
                                  instance_type or conf["instance_type"], int(conf["max_run_s"]))
     definition = request["TrainingJobDefinition"]
     tuned = {r.name for r in spec.ranges}
@@ -55,8 +55,7 @@ def tune_request(spec: TuningSpec, name: str, stage: Stage, image: str, role_arn
             raise ValueError(f"spot: max_wait_s ({conf['max_wait_s']}) must be at least max_run_s ({conf['max_run_s']})")
         definition["EnableManagedSpotTraining"] = True
         definition["StoppingCondition"]["MaxWaitTimeInSeconds"] = int(conf["max_wait_s"])
-        checkpoints = (conf.get("checkpoints") or f"{output}-checkpoints").rstrip("/")
-        definition["CheckpointConfig"] = {"S3Uri": f"{checkpoints}/{name}", "LocalPath": "/opt/ml/checkpoints"}
+        definition["CheckpointConfig"] = {"S3Uri": f"{where.checkpoints}/{name}", "LocalPath": "/opt/ml/checkpoints"}
     if warm_start:
         request["WarmStartConfig"] = {"ParentHyperParameterTuningJobs": [
             {"HyperParameterTuningJobName": parent} for parent in warm_start], "WarmStartType": warm_start_type}
@@ -126,13 +125,9 @@ def run(args, echo=print) -> dict:
     except SpecError as exc:
         raise SystemExit(f"{args.spec}: {exc}") from None
     conf = settings(stage.name, args.config)
-    conf.update({k: v for k, v in (("data", args.data), ("output", args.output)) if v})
-    if not conf.get("data") or not conf.get("output"):
-        raise SystemExit(f"no training data or output prefix: pass --data/--output or set training.data and "
-                         f"training.output in {args.config}")
-    output = conf["output"].rstrip("/")
-    role, created = ensure_role(session, stage, conf["data"], output,
-                                conf.get("checkpoints") or f"{output}-checkpoints", args.image)
+    where = locations(conf, args.data, args.output)
+    conf.update(data=where.data, output=where.output, checkpoints=where.checkpoints)
+    role, created = ensure_role(session, stage, where.data, where.output, where.checkpoints, args.image)
     name = args.name or tuning_job_name(stage)
     request = tune_request(spec, name, stage, args.image, role, conf, args.instance_type, args.spot,
                            tuple(args.warm_start_from or ()), args.warm_start_type)

@@ -1,8 +1,6 @@
 """The tuning spec as a ``CreateHyperParameterTuningJob`` request, checked against botocore's model."""
 
-import botocore.session
-from botocore.validate import ParamValidator
-
+from ..sagemaker_model import validate
 from .spec import TuningSpec
 
 
@@ -40,14 +38,5 @@ def tuning_job_request(spec: TuningSpec, name: str, image: str, role_arn: str, t
     }
     request = {"HyperParameterTuningJobName": name, "HyperParameterTuningJobConfig": config,
                "TrainingJobDefinition": definition}
-    validate(request)
+    validate(request, "CreateHyperParameterTuningJob")
     return request
-
-
-def validate(request: dict) -> None:
-    """Raise ValueError if botocore's SageMaker model rejects the request (types, required keys, enums, ranges)."""
-    model = botocore.session.get_session().get_service_model("sagemaker")
-    shape = model.operation_model("CreateHyperParameterTuningJob").input_shape
-    report = ParamValidator().validate(request, shape)
-    if report.has_errors():
-        raise ValueError(f"CreateHyperParameterTuningJob request is invalid:\n{report.generate_report()}")

@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from dogops.promote.config import load_stage
-from dogops.promote.train import add_train_commands, settings, training_job_request, validate
+from dogops.promote.train import add_train_commands, settings, training_job_request
 from dogops.promote.training_roles import NO_RESOURCE_LEVEL, cleanup, ensure_role, policy, role_name
+from dogops.sagemaker_model import validate
 from training.metrics import metric_definitions
 
 from ..conftest import FAST

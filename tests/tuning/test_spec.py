@@ -3,7 +3,8 @@ import copy
 import optuna
 import pytest
 
-from dogops.tuning.request import tuning_job_request, validate
+from dogops.sagemaker_model import validate
+from dogops.tuning.request import tuning_job_request
 from dogops.tuning.spec import SpecError, load_spec, parse_spec, sampler_and_pruner
 
 IMAGE = "dogops-training@sha256:" + "a" * 64
@@ -76,7 +77,7 @@ def test_the_request_passes_botocore_validation_and_invalid_ones_do_not():
         "test_loss", "valid_loss"}
     request["HyperParameterTuningJobConfig"]["ResourceLimits"]["MaxParallelTrainingJobs"] = "two"
     with pytest.raises(ValueError, match="MaxParallelTrainingJobs"):
-        validate(request)
+        validate(request, "CreateHyperParameterTuningJob")
 
 
 def test_the_emulator_accepts_the_request(s3_env):
