@@ -23,13 +23,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from urllib.parse import urlparse
 
 from training.artifact import CLASSES, CONFIG, MANIFEST, WEIGHTS, verify_artifact
 
 from ..s3upload import parse_s3_uri
 from .config import Stage
-from .push import SCHEMA2, Docker, check_manifest, check_platform, credentials, docker, manifest_type
+from .push import SCHEMA2, Docker, check_manifest, check_platform, credentials, docker, login, manifest_type
 from .stack import TEMPLATE, parameters
 
 EXAMPLE_ACCOUNT = "123456789012"
@@ -236,11 +235,8 @@ def check_model(model_tar: Path, into: Path) -> str:
 
 def pull(image: str, session, docker: Docker) -> str:
     """Log in to the image's registry with ECR's token, pull ``image`` unless it is here; return what was done."""
-    endpoint, user, password = credentials(session.client("ecr"))
+    login(session.client("ecr"), image, docker)
     host = image.partition("/")[0]
-    if urlparse(endpoint).netloc != host:
-        raise PreflightFailed(f"{image} is not on the registry {endpoint} that ECR's token is for")
-    docker("login", "--username", user, "--password-stdin", host, stdin=password)
     try:
         docker("image", "inspect", "--format", "{{.Id}}", image)
         return f"logged in to {host}; the digest is here already"

@@ -60,6 +60,18 @@ def credentials(ecr) -> tuple[str, str, str]:
     return data["proxyEndpoint"], user, password
 
 
+def login(ecr, image: str, docker: Docker = docker) -> tuple[str, tuple[str, str]]:
+    """``docker login`` to the registry of ``image`` (REGISTRY/REPO...) with ECR's token; the proxy endpoint and
+    the basic-auth pair. ``PushRefused`` when the token is for another registry."""
+    endpoint, user, password = credentials(ecr)
+    host = image.split("/", 1)[0]
+    if urlparse(endpoint).netloc != host:
+        raise PushRefused(f"{image} is not on the registry {endpoint} that ECR's token is for "
+                          "(locally: start the emulator with DOGOPS_REGISTRY_URL)")
+    docker("login", "--username", user, "--password-stdin", host, stdin=password)
+    return endpoint, (user, password)
+
+
 def manifest_type(endpoint: str, repository: str, digest: str, auth: tuple[str, str]) -> str:
     """The media type the registry stores for ``repository@digest`` (Registry API v2, basic auth as ECR takes)."""
     response = requests.get(f"{endpoint}/v2/{repository}/manifests/{digest}", headers={"Accept": ACCEPT},
@@ -93,17 +105,12 @@ def push(image: str, repository: str, tag: str, stage: Stage, session, docker: D
     check_platform(image, docker)
     ecr = session.client("ecr")
     uri = repository_uri(ecr, repository, stage)
-    endpoint, user, password = credentials(ecr)
-    host = urlparse(endpoint).netloc
-    if uri.split("/", 1)[0] != host:
-        raise PushRefused(f"repository {uri} is not on the registry {endpoint} that ECR's token is for "
-                          "(locally: start the emulator with DOGOPS_REGISTRY_URL)")
-    docker("login", "--username", user, "--password-stdin", host, stdin=password)
+    endpoint, auth = login(ecr, uri, docker)
     docker("tag", image, f"{uri}:{tag}")
     docker("push", f"{uri}:{tag}")
     digests = json.loads(docker("image", "inspect", "--format", "{{json .RepoDigests}}", image))
     pushed = [d for d in digests if d.startswith(uri + "@")]
     if not pushed:
         raise RuntimeError(f"docker push gave no digest for {uri}: {digests}")
-    check_manifest(pushed[0], media_type(endpoint, repository, pushed[0].split("@", 1)[1], (user, password)))
+    check_manifest(pushed[0], media_type(endpoint, repository, pushed[0].split("@", 1)[1], auth))
     return pushed[0]

@@ -9,7 +9,7 @@ import boto3
 import pytest
 
 from dogops.promote.config import load_stage
-from dogops.promote.push import PushRefused, push
+from dogops.promote.push import PushRefused, login, push
 from dogops.promote.tested import record
 from services import stack
 
@@ -105,3 +105,16 @@ def test_only_an_image_the_compose_suite_passed_against_is_pushed(session, monke
     record(("dogops-serving:dev",), docker)
     with pytest.raises(PushRefused, match="not linux/amd64"):  # recorded: on to the next check
         push("dogops-serving:dev", "dogops-dev/untested", "dev", stage, boto, docker)
+
+
+def test_login_refuses_a_registry_the_token_is_not_for(registry, session, monkeypatch):
+    boto, url = session
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    docker = FakeDocker("linux/amd64")
+    elsewhere = f"123456789012.dkr.ecr.us-east-1.amazonaws.com/dogops-dev/serving@{DIGEST}"
+    with pytest.raises(PushRefused, match=f"is not on the registry http://{registry}"):
+        login(boto.client("ecr"), elsewhere, docker)
+    assert docker.calls == []
+    endpoint, auth = login(boto.client("ecr"), f"{registry}/dogops-dev/serving@{DIGEST}", docker)
+    assert endpoint.rstrip("/") == f"http://{registry}" and auth[0] == "AWS"
+    assert docker.calls == [("login", "--username", "AWS", "--password-stdin", registry)]
