@@ -219,6 +219,7 @@ class Run:
         self.mode = mode or os.environ.get("DOGOPS_TRAINING_MODE") or ("native" if native.exists() else "docker")
         self.sm, self.s3, self.logs = (session.client(s, endpoint_url=url) for s in ("sagemaker", "s3", "logs"))
         self.stop_requested: str | None = None
+        self.stop_checked_at = 0.0  # when a remote runner last asked the emulator (_stop_asked)
         self.hosts: list[Host] = []
         self.metrics: dict[str, dict] = {}
         self.lock = threading.Lock()
@@ -350,9 +351,9 @@ class Run:
 
     def _stop_asked(self) -> str | None:
         """``StopTrainingJob`` on the emulator, seen by a runner outside it (at most once a second)."""
-        if not self.remote or time.monotonic() < getattr(self, "_asked_at", 0) + 1:
+        if not self.remote or time.monotonic() < self.stop_checked_at + 1:
             return self.stop_requested
-        self._asked_at = time.monotonic()
+        self.stop_checked_at = time.monotonic()
         if self.sm.describe_training_job(TrainingJobName=self.name)["TrainingJobStatus"] == "Stopping":
             self.stop_requested = "Stopped"
         return self.stop_requested
