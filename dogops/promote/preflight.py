@@ -90,8 +90,9 @@ def checkov(path: Path) -> tuple[list[str], int]:
     environment variables, and CKV_AWS_45 reads an absolute path whose letters and slashes run to 40 characters
     as an AWS secret key. ``--skip-download``: nothing is fetched from Prisma Cloud.
     """
-    result = subprocess.run([str(tool("checkov").absolute()), "--file", path.name, "--framework", "cloudformation", "--output",
-                             "json", "--quiet", "--compact", "--skip-download", "--skip-check", ",".join(SKIPPED)],
+    result = subprocess.run([str(tool("checkov").absolute()), "--file", path.name, "--framework", "cloudformation",
+                             "--output", "json", "--quiet", "--compact", "--skip-download",
+                             "--skip-check", ",".join(SKIPPED)],
                             capture_output=True, text=True, timeout=300, cwd=path.parent)
     try:
         report = json.loads(result.stdout)

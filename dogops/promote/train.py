@@ -74,6 +74,21 @@ def locations(conf: dict, data: str | None = None, output: str | None = None) ->
     return Locations(data, output, (conf.get("checkpoints") or f"{output}-checkpoints").rstrip("/"))
 
 
+def spot_max_wait(max_run_s, max_wait_s) -> int:
+    """A managed spot job's ``MaxWaitTimeInSeconds``: at least its ``MaxRuntimeInSeconds``, as SageMaker requires."""
+    if int(max_wait_s) < int(max_run_s):
+        raise ValueError(f"spot: max_wait_s ({max_wait_s}) must be at least max_run_s ({max_run_s})")
+    return int(max_wait_s)
+
+
+def write_record(record: dict, path: Path, history: str, name: str) -> None:
+    """``record`` as JSON at ``path`` and, kept, at ``<path's folder>/<history>/<name>.json``."""
+    path = Path(path)
+    for target in (path.parent / history / f"{name}.json", path):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(record, indent=2) + "\n")
+
+
 def job_name(stage: Stage, now: datetime | None = None) -> str:
     return f"{stage.project}-{stage.name}-{(now or datetime.now(timezone.utc)).strftime('%Y%m%d-%H%M%S')}"
 
@@ -100,9 +115,7 @@ def training_job_request(name: str, stage: Stage, image: str, role_arn: str, dat
         "Tags": stage.tags(),
     }
     if spot:
-        if int(max_wait_s) < int(max_run_s):
-            raise ValueError(f"spot: max_wait_s ({max_wait_s}) must be at least max_run_s ({max_run_s})")
-        stopping["MaxWaitTimeInSeconds"] = int(max_wait_s)
+        stopping["MaxWaitTimeInSeconds"] = spot_max_wait(max_run_s, max_wait_s)
         request["EnableManagedSpotTraining"] = True
         request["CheckpointConfig"] = {"S3Uri": f"{checkpoints.rstrip('/')}/{name}", "LocalPath": "/opt/ml/checkpoints"}
     validate(request, "CreateTrainingJob")
@@ -202,10 +215,7 @@ def record_candidate(job: dict, stage: Stage, path: Path = CANDIDATE) -> dict:
               "spot": bool(job.get("EnableManagedSpotTraining")),
               "billable_seconds": job.get("BillableTimeInSeconds"), "training_seconds": job.get("TrainingTimeInSeconds"),
               "spot_saving_percent": spot_saving(job)}
-    path = Path(path)
-    for target in (path.parent / "candidates" / f"{record['training_job']}.json", path):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(record, indent=2) + "\n")
+    write_record(record, path, "candidates", record["training_job"])
     return record
 
 
@@ -230,8 +240,8 @@ def run(args, echo=print) -> dict:
     role, created = ensure_role(session, stage, where.data, where.output, where.checkpoints, args.image)
     name = args.name or job_name(stage)
     request = training_job_request(name, stage, args.image, role, where.data, where.output, where.checkpoints,
-                                   conf["hyperparameters"], args.instance_type or conf["instance_type"], args.instances, args.spot,
-                                   conf["max_run_s"], conf["max_wait_s"], conf["volume_gb"])
+                                   conf["hyperparameters"], args.instance_type or conf["instance_type"],
+                                   args.instances, args.spot, conf["max_run_s"], conf["max_wait_s"], conf["volume_gb"])
     create(session.client("sagemaker"), request, created, echo)
     echo(f"training job {name}: {args.instances} x {request['ResourceConfig']['InstanceType']}"
          f"{' (managed spot)' if args.spot else ''}, image {args.image}, role {role}")

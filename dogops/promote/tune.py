@@ -15,7 +15,6 @@ training jobs); where it leaves jobs to the host (compose), this command runs it
 """
 
 import argparse
-import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,7 +24,7 @@ from ..tuning.best import CURRENT
 from ..tuning.request import tuning_job_request
 from ..tuning.spec import SpecError, TuningSpec, load_spec
 from .config import Stage, connect, require_digest
-from .train import create, job_arguments, locations, settings
+from .train import create, job_arguments, locations, settings, spot_max_wait, write_record
 from .training_roles import ensure_role
 
 ENDED = ("Completed", "Failed", "Stopped")
@@ -51,10 +50,8 @@ def tune_request(spec: TuningSpec, name: str, stage: Stage, image: str, role_arn
                                            **spec.static}
     definition["ResourceConfig"]["VolumeSizeInGB"] = int(conf["volume_gb"])
     if spot:
-        if int(conf["max_wait_s"]) < int(conf["max_run_s"]):
-            raise ValueError(f"spot: max_wait_s ({conf['max_wait_s']}) must be at least max_run_s ({conf['max_run_s']})")
         definition["EnableManagedSpotTraining"] = True
-        definition["StoppingCondition"]["MaxWaitTimeInSeconds"] = int(conf["max_wait_s"])
+        definition["StoppingCondition"]["MaxWaitTimeInSeconds"] = spot_max_wait(conf["max_run_s"], conf["max_wait_s"])
         definition["CheckpointConfig"] = {"S3Uri": f"{where.checkpoints}/{name}", "LocalPath": "/opt/ml/checkpoints"}
     if warm_start:
         request["WarmStartConfig"] = {"ParentHyperParameterTuningJobs": [
@@ -110,10 +107,7 @@ def record_best(session, job: dict, stage: Stage, path: Path = CURRENT) -> dict:
               "hyperparameters": {k: v for k, v in training.get("HyperParameters", {}).items()
                                   if k != "_tuning_objective_metric"},
               "tuned": best.get("TunedHyperParameters", {}), "image": training["AlgorithmSpecification"]["TrainingImage"]}
-    path = Path(path)
-    for target in (path.parent / "tuning-jobs" / f"{record['tuning_job']}.json", path):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(record, indent=2) + "\n")
+    write_record(record, path, "tuning-jobs", record["tuning_job"])
     return record
 
 
