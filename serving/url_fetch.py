@@ -3,22 +3,34 @@
 Anyone who can call the endpoint chooses the URL, so each hop is checked:
 
 1. only ``http`` and ``https``;
-2. the host is resolved once and **every** address must be public (not
-   loopback, private, link-local, CGNAT, multicast, reserved, unspecified,
-   and so not the cloud metadata service at 169.254.169.254 / fd00:ec2::254);
-   IPv4-mapped IPv6 addresses are judged by their IPv4 address;
+2. the host is resolved once, within the connect timeout, and **every** address
+   must be public (not loopback, private, link-local, CGNAT, multicast,
+   reserved, unspecified, and so not the cloud metadata service at
+   169.254.169.254 / fd00:ec2::254). An IPv6 address that embeds an IPv4 one is
+   judged by that IPv4 address (all of them for Teredo's server and client):
+   IPv4-mapped ``::ffff:0:0/96``, IPv4-translated ``::ffff:0:0:0/96``,
+   IPv4-compatible ``::/96``, NAT64 ``64:ff9b::/96`` (the last 32 bits), 6to4
+   ``2002::/16`` and Teredo ``2001::/32``; the local-use NAT64 prefix
+   ``64:ff9b:1::/48`` is refused outright, as where its IPv4 sits depends on
+   the local network. No public image host needs these forms, so in doubt they
+   are refused. Refusals name the host, never the address it resolved to;
 3. the connection goes to the address that was checked (DNS pinning, so a
    second lookup cannot rebind the name to an internal address), with the
    original name for TLS verification and the Host header;
 4. redirects are followed by hand, at most ``MAX_REDIRECTS``, each checked again;
-5. connect, read and total timeouts, a download size limit, and an ``image/*``
-   content type.
+5. connect and read timeouts and a total deadline: each read's timeout is
+   shrunk to the time left and the deadline is checked between reads, so a
+   server dripping the body cannot hold the worker (the status, header and
+   chunk-size lines are bounded per read only); a download size limit, and an
+   ``image/*`` content type.
 
 ``DOGOPS_FETCH_ALLOW`` exempts named hosts (``files``, ``files:8000``) or
 networks (``127.0.0.1/32``) from step 2, for a local development file server.
 """
 
+import concurrent.futures
 import dataclasses
+import http.client
 import ipaddress
 import socket
 import time
@@ -31,6 +43,9 @@ from .errors import FetchError
 
 MAX_REDIRECTS = 3
 METADATA_ADDRESSES = {ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")}
+NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+LAST_32_BITS_IPV4 = [ipaddress.ip_network(net) for net in ("64:ff9b::/96", "::/96", "::ffff:0:0:0/96")]
+_RESOLVER = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="url-fetch-resolve")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,14 +55,30 @@ class FetchPolicy:
     allow: tuple[str, ...] = ()
     connect_timeout: float = 3.0
     read_timeout: float = 10.0
-    total_timeout: float = 20.0  # bounds a slow drip of bytes, which per-read timeouts do not
+    total_timeout: float = 20.0  # a deadline for the whole fetch, redirects included
     max_bytes: int = 6 * 1024 * 1024
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...]:
+    """The IPv4 addresses an IPv6 address carries (module docstring, step 2); empty if none."""
+    if address.ipv4_mapped:
+        return (address.ipv4_mapped,)
+    if address.sixtofour:
+        return (address.sixtofour,)
+    if address.teredo:
+        return address.teredo
+    if any(address in network for network in LAST_32_BITS_IPV4):
+        return (ipaddress.IPv4Address(int(address) & 0xFFFFFFFF),)
+    return ()
 
 
 def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """Whether ``address`` is a public unicast address a server may fetch from."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        if address in NAT64_LOCAL:
+            return False
+        if embedded := _embedded_ipv4(address):
+            return all(map(is_public, embedded))
     return address.is_global and not address.is_multicast and address not in METADATA_ADDRESSES
 
 
@@ -64,33 +95,43 @@ def _allowed(host: str, port: int, address, allow: tuple[str, ...]) -> bool:
     return False
 
 
-def resolve_checked(host: str, port: int, allow: tuple[str, ...] = ()) -> str:
-    """Resolve ``host`` and return one address to connect to, or raise FetchError if any is off-limits."""
+def resolve_checked(host: str, port: int, allow: tuple[str, ...] = (), timeout: float = 3.0) -> str:
+    """Resolve ``host`` within ``timeout`` s and return one address to connect to, or raise FetchError
+    if the lookup fails or any address is off-limits."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        infos = _RESOLVER.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM).result(timeout)
+    except concurrent.futures.TimeoutError:
+        raise FetchError(f"could not resolve host {host!r} within {timeout:g} s") from None
     except (socket.gaierror, UnicodeError) as exc:
         raise FetchError(f"cannot resolve host {host!r}: {exc}") from None
     addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
     for address in addresses:
         if not is_public(address) and not _allowed(host, port, address, allow):
-            raise FetchError(f"refusing to fetch from {host} ({address}): not a public address")
+            raise FetchError(f"refusing to fetch from host {host!r}: it resolves to a non-public address")
     return str(addresses[0])
 
 
-def _pool(scheme: str, host: str, address: str, port: int, policy: FetchPolicy) -> urllib3.HTTPConnectionPool:
-    timeout = urllib3.Timeout(connect=policy.connect_timeout, read=policy.read_timeout)
+def _time_left(deadline: float, policy: FetchPolicy) -> float:
+    """Seconds left before ``deadline``, or FetchError once it has passed."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise FetchError(f"the image download took longer than {policy.total_timeout:g} s")
+    return left
+
+
+def _connection(scheme: str, host: str, address: str, port: int, timeout: float) -> urllib3.connection.HTTPConnection:
     if scheme == "https":
-        return urllib3.HTTPSConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1,
-                                           server_hostname=host, assert_hostname=host,
-                                           cert_reqs="CERT_REQUIRED", ca_certs=certifi.where())
-    return urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1)
+        return urllib3.connection.HTTPSConnection(address, port, timeout=timeout, server_hostname=host,
+                                                  assert_hostname=host, cert_reqs="CERT_REQUIRED",
+                                                  ca_certs=certifi.where())
+    return urllib3.connection.HTTPConnection(address, port, timeout=timeout)
 
 
 def fetch_image(url: str, policy: FetchPolicy = FetchPolicy()) -> bytes:
     """Download the image at ``url`` under ``policy``; every refusal is a FetchError."""
     if not isinstance(url, str) or len(url) > 2048:
         raise FetchError("url must be a string of at most 2048 characters")
-    started = time.monotonic()
+    deadline = time.monotonic() + policy.total_timeout
     for _ in range(MAX_REDIRECTS + 1):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https"):
@@ -101,31 +142,39 @@ def fetch_image(url: str, policy: FetchPolicy = FetchPolicy()) -> bytes:
             raise FetchError("url has an invalid port") from None
         if not host:
             raise FetchError("url has no host")
-        address = resolve_checked(host, port, policy.allow)
+        address = resolve_checked(host, port, policy.allow, min(policy.connect_timeout, _time_left(deadline, policy)))
         host_header = host if parts.port is None else f"{host}:{parts.port}"
         if ":" in host and not host.startswith("["):
             host_header = f"[{host}]" if parts.port is None else f"[{host}]:{parts.port}"
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        connection = _connection(parts.scheme, host, address, port,
+                                 min(policy.connect_timeout, _time_left(deadline, policy)))
         try:
-            with _pool(parts.scheme, host, address, port, policy) as pool:
-                response = pool.urlopen("GET", path, headers={"Host": host_header, "Accept": "image/*"},
-                                        redirect=False, preload_content=False)
-                try:
-                    if response.status in (301, 302, 303, 307, 308):
-                        location = response.headers.get("Location")
-                        if not location:
-                            raise FetchError(f"redirect without a Location from {host}")
-                        url = urljoin(url, location)
-                        continue
-                    return _read_image(response, host, policy, started)
-                finally:
-                    response.release_conn()
-        except urllib3.exceptions.HTTPError as exc:
+            connection.connect()
+            sock = connection.sock  # kept: http.client drops it from the connection when the server closes
+            connection.request("GET", path, headers={"Host": host_header, "Accept": "image/*"},
+                               preload_content=False, decode_content=False)
+            connection.timeout = min(policy.read_timeout, _time_left(deadline, policy))
+            response = connection.getresponse()
+            try:
+                if response.status in (301, 302, 303, 307, 308):
+                    location = response.headers.get("Location")
+                    if not location:
+                        raise FetchError(f"redirect without a Location from {host}")
+                    url = urljoin(url, location)
+                    continue
+                return _read_image(response, sock, host, policy, deadline)
+            finally:
+                response.close()
+        except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError) as exc:
+            _time_left(deadline, policy)  # a read cut short by the deadline says so
             raise FetchError(f"fetching from {host} failed: {type(exc).__name__}") from None
+        finally:
+            connection.close()
     raise FetchError(f"more than {MAX_REDIRECTS} redirects")
 
 
-def _read_image(response, host: str, policy: FetchPolicy, started: float) -> bytes:
+def _read_image(response, sock: socket.socket, host: str, policy: FetchPolicy, deadline: float) -> bytes:
     max_bytes = policy.max_bytes
     if response.status != 200:
         raise FetchError(f"{host} answered HTTP {response.status}")
@@ -136,10 +185,10 @@ def _read_image(response, host: str, policy: FetchPolicy, started: float) -> byt
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise FetchError(f"the image is {int(declared)} bytes; the limit is {max_bytes}")
     chunks, size = [], 0
-    for chunk in response.stream(64 * 1024):
+    while not response.closed:  # closed at the end of the body, and then so is the socket
+        sock.settimeout(min(policy.read_timeout, _time_left(deadline, policy)))
+        chunk = response.read1(64 * 1024)  # one receive, unlike read(), which waits for all 64 KiB
         size += len(chunk)
-        if time.monotonic() - started > policy.total_timeout:
-            raise FetchError(f"fetching from {host} took over {policy.total_timeout:g} s")
         if size > max_bytes:
             raise FetchError(f"the image is over the {max_bytes}-byte limit")
         chunks.append(chunk)

@@ -4,7 +4,9 @@ broken guard fails these tests and still sends no packet anywhere."""
 
 import http.server
 import os
+import socket
 import threading
+import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -39,6 +41,19 @@ class Files(http.server.BaseHTTPRequestHandler):
         elif parts.path == "/page":
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
+        elif parts.path == "/drip.jpg":  # one byte a second, each well inside the read timeout
+            self.send_response(200)
+            self.send_header("Content-Type", "image/jpeg")
+            self.send_header("Content-Length", "30")
+            self.end_headers()
+            try:
+                for _ in range(30):
+                    self.wfile.write(b"\xff")
+                    self.wfile.flush()
+                    time.sleep(1)
+            except OSError:  # the client gave up
+                pass
+            return
         elif parts.path == "/big.jpg":
             self.send_response(200)
             self.send_header("Content-Type", "image/jpeg")
@@ -97,6 +112,13 @@ BLOCKED = [
     "http://[fd00:ec2::254]/latest/meta-data/",  # cloud metadata, IPv6
     "http://[fe80::1]/x.jpg",
     "http://224.0.0.1/x.jpg",  # multicast
+    "http://[64:ff9b::7f00:1]:{port}/x.jpg",  # NAT64 of 127.0.0.1
+    "http://[64:ff9b:1::a9fe:a9fe]/x.jpg",  # local-use NAT64 of 169.254.169.254
+    "http://[2002:7f00:1::]:{port}/x.jpg",  # 6to4 of 127.0.0.1
+    "http://[::127.0.0.1]:{port}/x.jpg",  # IPv4-compatible
+    "http://[::a9fe:a9fe]/latest/meta-data/",  # IPv4-compatible 169.254.169.254
+    "http://[::ffff:0:7f00:1]:{port}/x.jpg",  # IPv4-translated
+    "http://[2001:0:a00:1::f7f7:f7f7]/x.jpg",  # Teredo, server 10.0.0.1
     "http://{files}/redirect?to=http://10.0.0.1/x.jpg",  # a redirect to a private address
     "http://{files}/redirect?to=http://169.254.169.254/latest/meta-data/",
     "http://{files}/redirect?to=http://localhost:{port}/dog.jpg",
@@ -109,7 +131,14 @@ def test_internal_addresses_are_refused(guarded, files, url):
     response = _fetch(guarded, url)
     assert response.status_code == 400, response.text
     assert response.json()["error"] == "url_fetch_failed"
-    assert "not a public address" in response.json()["message"]
+    assert "non-public address" in response.json()["message"]
+
+
+@pytest.mark.parametrize("host", ["localhost", "2130706433"])
+def test_a_refusal_does_not_tell_the_address_a_name_resolves_to(host):
+    with pytest.raises(FetchError, match="non-public address") as refused:
+        fetch_image(f"http://{host}:1/x.jpg")
+    assert host in refused.value.message and "127.0.0.1" not in refused.value.message
 
 
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "gopher://127.0.0.1:70/_x", "ftp://example.com/a.jpg",
@@ -129,6 +158,31 @@ def test_bad_responses_are_refused(guarded, files, path, message):
 def test_connect_timeout_is_bounded():
     with pytest.raises(FetchError, match="failed"):
         fetch_image("http://127.0.0.1:1/x.jpg", FetchPolicy(allow=("127.0.0.1/32",), connect_timeout=1))
+
+
+def test_a_dripping_server_is_cut_off_at_the_total_timeout(files):
+    policy = FetchPolicy(allow=(files,), read_timeout=5, total_timeout=2)
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="took longer than 2 s"):  # the server stops after 30 s: bounded
+        fetch_image(f"http://{files}/drip.jpg", policy)
+    assert time.monotonic() - started < 3
+
+
+def test_a_hanging_resolver_is_given_up_on_after_the_connect_timeout(monkeypatch):
+    release = threading.Event()
+
+    def hang(*args, **kwargs):
+        release.wait(15)
+        raise socket.gaierror("released")
+
+    monkeypatch.setattr(socket, "getaddrinfo", hang)
+    started = time.monotonic()
+    try:
+        with pytest.raises(FetchError, match="could not resolve host 'files.example' within 1 s"):
+            fetch_image("http://files.example/x.jpg", FetchPolicy(connect_timeout=1))
+        assert time.monotonic() - started < 2
+    finally:
+        release.set()
 
 
 def test_still_healthy_after_all_of_it(guarded):

@@ -24,10 +24,23 @@ def test_url_guard_inside_a_loopback_only_namespace(tmp_path):
     assert " passed" in result.stdout and "skipped" not in result.stdout.splitlines()[-1]
 
 
+EMBEDDED_IPV4 = [  # IPv6 forms that carry an IPv4 address are judged by it
+    ("64:ff9b::8.8.8.8", True), ("64:ff9b::7f00:1", False), ("64:ff9b::a9fe:a9fe", False),  # NAT64
+    ("64:ff9b:1::8.8.8.8", False), ("64:ff9b:1::a9fe:a9fe", False),  # local-use NAT64: always refused
+    ("2002:808:808::", True), ("2002:7f00:1::", False), ("2002:a00:1::1", False),  # 6to4
+    ("::8.8.8.8", True), ("::127.0.0.1", False), ("::a9fe:a9fe", False), ("::", False),  # IPv4-compatible
+    ("::ffff:8.8.8.8", True), ("::ffff:169.254.169.254", False),  # IPv4-mapped
+    ("::ffff:0:808:808", True), ("::ffff:0:7f00:1", False),  # IPv4-translated
+    ("2001:0:808:808::f7f7:f7f7", True),  # Teredo, server 8.8.8.8 and client 8.8.8.8 (stored inverted)
+    ("2001:0:a00:1::f7f7:f7f7", False), ("2001:0:808:808::80ff:fffe", False),  # server 10.0.0.1, client 127.0.0.1
+]
+
+
 @pytest.mark.parametrize("address,public", [("8.8.8.8", True), ("2606:4700::1111", True), ("127.0.0.1", False),
                                             ("10.1.2.3", False), ("169.254.169.254", False), ("::1", False),
                                             ("::ffff:10.0.0.1", False), ("fd00:ec2::254", False),
-                                            ("100.64.1.1", False), ("239.1.1.1", False), ("0.0.0.0", False)])
+                                            ("100.64.1.1", False), ("239.1.1.1", False), ("0.0.0.0", False),
+                                            *EMBEDDED_IPV4])
 def test_is_public(address, public):
     import ipaddress
 
