@@ -68,7 +68,7 @@ def main() -> None:
         without_cache = timed(lambda: run(tmp / "data", tmp / "m2", no_cache_hp, None, tmp / "cache"), repeat=1)
 
         # 1. Head throughput over the cached tensors, ours against the bare loop.
-        cached = torch.load(next((tmp / "cache").glob("*.pt")))
+        cached = torch.load(next((tmp / "cache").glob("*.pt")), weights_only=True)
         x, y = cached["train"]["features"], cached["train"]["labels"]
         images = len(y) * hp.epochs
         def ours(checkpoints: bool) -> float:

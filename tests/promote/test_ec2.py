@@ -165,7 +165,7 @@ def _model(s3, uri: str) -> dict[str, bytes]:
 
 
 def _weights(files: dict) -> dict[str, torch.Tensor]:
-    return torch.load(io.BytesIO(files["model.pth"]), map_location="cpu")
+    return torch.load(io.BytesIO(files["model.pth"]), map_location="cpu", weights_only=True)
 
 
 @pytest.fixture(scope="module")

@@ -52,7 +52,7 @@ def _model(s3, job: dict) -> dict[str, bytes]:
 
 
 def _weights(files: dict) -> dict[str, torch.Tensor]:
-    return torch.load(io.BytesIO(files["model.pth"]), map_location="cpu")
+    return torch.load(io.BytesIO(files["model.pth"]), map_location="cpu", weights_only=True)
 
 
 def _streams(logs, name: str) -> list[list[str]]:
