@@ -23,15 +23,16 @@ import os
 import shutil
 import socket
 import subprocess
-import tarfile
 import tempfile
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from urllib.parse import urlparse
 
 import requests
+
+from dogops.archive import ArchiveError, extract
 
 from . import hosting_routes, stack
 
@@ -70,22 +71,12 @@ def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.C
 
 
 def extract_model(model_tar: Path, into: Path) -> Path:
-    """Unpack a ``model.tar.gz`` into ``into`` as SageMaker does; refuse absolute paths, ``..``, links and
-    special files (nothing may land outside ``into``)."""
-    into.mkdir(parents=True, exist_ok=True)
+    """Unpack a ``model.tar.gz`` into ``into`` as SageMaker does, through ``dogops.archive`` (nothing may land
+    outside ``into``: no absolute names, ``..``, links or special files; size and member count capped)."""
     try:
-        with tarfile.open(model_tar, "r:gz") as tar:
-            members = tar.getmembers()
-            for member in members:
-                path = PurePosixPath(member.name)
-                if path.is_absolute() or ".." in path.parts:
-                    raise HostingError(f"{model_tar}: {member.name!r} would land outside /opt/ml/model")
-                if not (member.isfile() or member.isdir()):
-                    raise HostingError(f"{model_tar}: {member.name!r} is not a file or a folder")
-            tar.extractall(into, members=members, filter="data")
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise HostingError(f"{model_tar} is not a gzip-compressed tar: {exc}") from None
-    return into
+        return extract(model_tar, into)
+    except ArchiveError as exc:
+        raise HostingError(f"{model_tar}: {exc}") from None
 
 
 def free_port() -> int:

@@ -16,12 +16,12 @@ inside SageMaker's 30 s.
 
 import logging
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
 
+from dogops.archive import ArchiveError, extract
 from training.artifact import MANIFEST, verify_artifact
 
 from .app import create_app
@@ -49,27 +49,14 @@ def fetch_model_data(url: str) -> Path:
     log.info("downloading %s", url)
     try:
         boto3.client("s3").download_file(bucket, key, str(archive))
-        with tarfile.open(archive, "r:gz") as tar:
-            _safe_extract(tar, target)
-    except StartupError:
-        raise
+        extract(archive, target)
+    except ArchiveError as exc:
+        raise StartupError(f"MODEL_DATA_URL {url} is not a safe model.tar.gz: {exc}") from None
     except Exception as exc:
         raise StartupError(f"cannot fetch MODEL_DATA_URL {url}: {type(exc).__name__}: {exc}") from None
     finally:
         archive.unlink(missing_ok=True)
     return target
-
-
-def _safe_extract(tar: tarfile.TarFile, target: Path) -> None:
-    """Extract only plain files and folders that land inside ``target``.
-
-    (Python 3.11.2, Debian bookworm's, predates ``extractall(filter="data")``.)
-    """
-    root = target.resolve()
-    for member in tar.getmembers():
-        if not (member.isfile() or member.isdir()) or not (root / member.name).resolve().is_relative_to(root):
-            raise StartupError(f"model.tar.gz holds {member.name!r}, which is not a plain file inside the archive")
-    tar.extractall(target, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
 
 
 def prepare(settings: Settings) -> tuple[Path, Handlers]:

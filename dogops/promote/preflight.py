@@ -17,7 +17,6 @@ import os
 import re
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 import uuid
@@ -26,6 +25,7 @@ from pathlib import Path, PurePosixPath
 
 from training.artifact import CLASSES, CONFIG, MANIFEST, WEIGHTS, verify_artifact
 
+from ..archive import ArchiveError, extract, problems, read_members
 from ..s3upload import parse_s3_uri
 from .config import Stage
 from .push import SCHEMA2, Docker, check_manifest, check_platform, credentials, docker, login, manifest_type
@@ -192,27 +192,22 @@ def _brief(detail) -> str:
 
 
 def layout_problems(model_tar: Path) -> list[str]:
-    """What keeps ``model_tar`` from landing in /opt/ml/model as serving loads it (member names only)."""
+    """What keeps ``model_tar`` from landing in /opt/ml/model as serving loads it (member headers only): what
+    ``dogops.archive`` refuses to extract, and a required file not at the top level."""
     try:
-        with tarfile.open(model_tar, "r:gz") as tar:
-            members = tar.getmembers()
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        return [f"not a gzip-compressed tar: {exc}"]
-    problems, paths = [], []
-    for member in members:
-        path = PurePosixPath(member.name)
-        if path.is_absolute() or ".." in path.parts:
-            problems.append(f"{member.name!r} would land outside /opt/ml/model")
-        elif not (member.isfile() or member.isdir()):
-            problems.append(f"{member.name!r} is a link or a special file")
-        paths.append(PurePosixPath(*[part for part in path.parts if part not in (".", "/")] or ["."]))
+        members = read_members(model_tar)
+    except ArchiveError as exc:
+        return [str(exc)]
+    found = problems(members)
+    paths = [PurePosixPath(*[part for part in PurePosixPath(m.name).parts if part not in (".", "/")] or ["."])
+             for m in members]
     top = {str(p) for p in paths if len(p.parts) == 1}
     for name in REQUIRED:
         if name not in top:
             nested = next((str(p) for p in paths if p.name == name), None)
-            problems.append(f"no {name} at the top level" + (
+            found.append(f"no {name} at the top level" + (
                 f" (it is at {nested}: pack the folder's contents, `tar -czf model.tar.gz -C DIR .`)" if nested else ""))
-    return problems
+    return found
 
 
 def download(session, url: str, into: Path) -> Path:
@@ -223,13 +218,11 @@ def download(session, url: str, into: Path) -> Path:
 
 
 def check_model(model_tar: Path, into: Path) -> str:
-    """The layout, then SageMaker's extraction (``services.hosting.extract_model``) and the manifest's sha256s."""
-    from services.hosting import extract_model
-
-    problems = layout_problems(model_tar)
-    if problems:
-        raise PreflightFailed("; ".join(problems))
-    config = verify_artifact(extract_model(model_tar, into))
+    """The layout, then the extraction serving and hosting do (``dogops.archive``) and the manifest's sha256s."""
+    found = layout_problems(model_tar)
+    if found:
+        raise PreflightFailed("; ".join(found))
+    config = verify_artifact(extract(model_tar, into))
     return (f"{model_tar.stat().st_size / 2**20:.1f} MiB, {', '.join(REQUIRED)} at the top; manifest verified; "
             f"{config['backbone']} {config['image_size']} px, {config['num_classes']} classes")
 

@@ -57,7 +57,7 @@ def test_extract_model_refuses_paths_outside_the_model(tmp_path, member):
 def test_extract_model_refuses_links_and_non_archives(tmp_path):
     link = tarfile.TarInfo("model.pth")
     link.type, link.linkname = tarfile.SYMTYPE, "/etc/shadow"
-    with pytest.raises(hosting.HostingError, match="not a file"):
+    with pytest.raises(hosting.HostingError, match="is a link"):
         hosting.extract_model(_archive(tmp_path, link), tmp_path / "model")
     (tmp_path / "plain.tar.gz").write_bytes(b"not gzip")
     with pytest.raises(hosting.HostingError, match="not a gzip"):

@@ -112,7 +112,7 @@ def test_model_data_url_is_fetched_from_s3_and_unpacked(trained, tmp_path, sampl
                 tar.addfile(member, io.BytesIO(b"hi"))
         s3.put_object(Bucket="models", Key="evil.tar.gz", Body=buffer.getvalue())
         refused = _start_error(tmp_path / "empty", MODEL_DATA_URL="s3://models/evil.tar.gz", **env)
-        assert "not a plain file inside the archive" in refused
+        assert "is not a safe model.tar.gz" in refused
 
 
 def test_sigterm_while_busy_finishes_in_flight_work_and_exits_in_time(trained, tmp_path, sample):
