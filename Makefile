@@ -57,7 +57,8 @@ test-images: setup images  ## the test suite with the image tests (docker run IM
 .PHONY: up-compose down-compose test-compose
 COMPOSE ?= docker compose
 
-up-compose:  ## the local stack in Docker (compose.yaml): builds missing images, waits until all is healthy
+up-compose: setup  ## the local stack in Docker (compose.yaml): builds missing images, waits until all is healthy
+	$(BIN)/dogops env > /dev/null  # writes .env: the stack's secret, for compose
 	$(COMPOSE) up --detach --wait
 	@echo "stack up: demo page http://127.0.0.1:$${DOGOPS_GATEWAY_PORT:-8000}/; eval \"\$$($(BIN)/dogops env)\" points boto3 at it"
 

@@ -60,7 +60,7 @@ def main() -> None:
 
     body = json.dumps({"url": stack.gateway_url() + "/samples/dog.jpg"}).encode()
     direct = requests.Session()
-    credentials = {"aws_access_key_id": stack.ACCESS_KEY, "aws_secret_access_key": stack.SECRET_KEY,
+    credentials = {"aws_access_key_id": stack.ACCESS_KEY, "aws_secret_access_key": stack.root_secret(),
                    "region_name": stack.REGION, "config": Config(retries={"max_attempts": 0})}
     runtime = boto3.client("sagemaker-runtime", endpoint_url=stack.gateway_url(), **credentials)
     function = boto3.client("lambda", endpoint_url=stack.gateway_url(), **credentials)

@@ -95,6 +95,7 @@ class Compose(Stack):
     samples_url = "http://gateway:8000/samples"
 
     def up(self) -> None:
+        subprocess.run([str(BIN / "dogops"), "env"], check=True, cwd=ROOT, capture_output=True)  # writes .env
         subprocess.run([*compose_command(), "up", "--detach", "--wait"], check=True, cwd=ROOT, timeout=1200)
 
     def down(self) -> None:

@@ -8,6 +8,7 @@ The tests run in file order and share one promoted stage (compose mode only: see
 """
 
 import base64
+import gzip
 import json
 import os
 import subprocess
@@ -106,7 +107,9 @@ def _model_name(session, stack_env) -> str:
 def test_a_new_model_rolls_the_endpoint_without_a_failed_request(promoted, session, stack_env, runtime, s3,
                                                                  sample_jpeg):
     bucket = stack_env["DOGOPS_BUCKET"]
-    s3.copy_object(Bucket=bucket, Key="retrained/model.tar.gz", CopySource={"Bucket": bucket, "Key": MODEL_KEY})
+    # The same files packed again (another gzip time stamp): other bytes, so another pinned copy to roll to.
+    packed = s3.get_object(Bucket=bucket, Key=MODEL_KEY)["Body"].read()
+    s3.put_object(Bucket=bucket, Key="retrained/model.tar.gz", Body=gzip.compress(gzip.decompress(packed), mtime=1))
     sagemaker = client(session, stack_env, "sagemaker")
     before = sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"]
     image = sagemaker.describe_model(ModelName=_model_name(session, stack_env))["PrimaryContainer"]["Image"]

@@ -1,12 +1,19 @@
 """The AWS emulator: moto's server (S3, IAM, STS, Lambda and SageMaker control planes, ...).
 
-Four additions moto lacks:
+In front of it, the stack's guard (``services.security.guard``: Host, web origins, no ``/moto-api/``) and SigV4:
+every signed request's signature is verified against its key's secret (the root key's is the stack's own, an IAM
+user's or an STS session's is moto's), with AWS's refusals per protocol (``services.security``). The ``/_dogops/``
+routes take only requests signed with the root key (``/_dogops/health`` aside).
+
+Five additions moto lacks:
+- ``POST /_dogops/iam/verify`` with JSON ``{method, uri, headers, payload_sha256}``: whether a request the gateway
+  received is signed right (``{"ok": true, "key"}`` or ``{"ok": false, "kind", "message", "service"}``);
 - ``POST /_dogops/iam/authorize`` with JSON ``{access_key_id, session_token?, action, resource, region?}``:
   the principal behind the key and whether its identity-based policies allow the action on the
   resource (``iam_authorize``), for the gateway's data planes;
-- under ``/_dogops/``, the deployed code of a Lambda function, which AWS hands out as
-  the pre-signed ``Code.Location`` of ``GetFunction``. The gateway downloads it from
-  there and checks it against the function's ``CodeSha256``;
+- under ``/_dogops/``, the deployed code of a Lambda function, handed out as AWS does: the pre-signed
+  ``Code.Location`` of ``GetFunction`` (valid 10 minutes). The gateway downloads it and checks it against the
+  function's ``CodeSha256``;
 - SageMaker ``UpdateEndpoint`` (a new endpoint config rolls the endpoint; moto answers
   500), needed to republish a retrained model. Like moto's ``CreateEndpoint``, the
   endpoint is ``InService`` at once;
@@ -25,17 +32,26 @@ import argparse
 import json
 import signal
 import sys
+from urllib.parse import quote
 
+from botocore.auth import SigV4QueryAuth
+from botocore.awsrequest import AWSRequest
+from moto.awslambda.responses import LambdaResponse
 from moto.core.responses import ActionResult
+from moto.iam.access_control import CreateAccessKeyFailure, create_access_key
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.sagemaker.responses import SageMakerResponse
+from moto.utilities.utils import get_partition
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from . import cfn_gaps, ecr_gaps, hosting_routes, iam_enforcement, stack, training_gaps  # noqa: F401 (they patch moto)
 from .iam_authorize import authorize
+from .security import refusals, sigv4
+from .security.guard import Guard, read_body
 
 PREFIX = "/_dogops/"
+CODE_LOCATION_EXPIRES_S = 600  # as GetFunction's Code.Location on AWS
 
 
 def _update_endpoint(self) -> ActionResult:
@@ -50,6 +66,24 @@ def _update_endpoint(self) -> ActionResult:
 
 
 SageMakerResponse.update_endpoint = _update_endpoint
+
+
+def _get_function(self) -> str:
+    """moto's ``GetFunction``, with ``Code.Location`` a pre-signed URL of the code on this emulator (as the caller
+    addressed it), valid ``CODE_LOCATION_EXPIRES_S``."""
+    answer = json.loads(_moto_get_function(self))
+    function = answer["Configuration"]
+    if "Location" in answer.get("Code", {}):
+        region = function["FunctionArn"].split(":")[3]
+        url = f"http://{self.headers['Host']}{PREFIX}lambda/{region}/{quote(function['FunctionName'])}/code"
+        aws = AWSRequest(method="GET", url=url)
+        SigV4QueryAuth(sigv4.root_credentials(), "lambda", region, expires=CODE_LOCATION_EXPIRES_S).add_auth(aws)
+        answer["Code"]["Location"] = aws.url
+    return json.dumps(answer)
+
+
+_moto_get_function = LambdaResponse.get_function
+LambdaResponse.get_function = _get_function
 
 
 def _function_code(request: Request) -> Response:
@@ -76,8 +110,80 @@ def _authorize(request: Request) -> Response:
     return Response(json.dumps(answer), 200, content_type="application/json")
 
 
+def _secret_of(signed: sigv4.Signed) -> str:
+    """The secret of a signed key: the root's, an IAM user's or an STS session's (whose token must match)."""
+    if signed.key == stack.ACCESS_KEY and not signed.token:
+        return stack.root_secret()
+    headers = {"X-Amz-Security-Token": signed.token} if signed.token else {}
+    try:
+        return create_access_key(stack.ACCOUNT, get_partition(signed.region), signed.key,
+                                 headers).create_credentials().secret_key
+    except CreateAccessKeyFailure as exc:
+        kind = "invalid-token" if exc.reason == "InvalidToken" or signed.key == stack.ACCESS_KEY else "unknown-key"
+        raise sigv4.SignatureError(kind, "The security token included in the request is invalid.") from None
+
+
+def raw_uri(environ) -> str:
+    """The request target as the client sent it (what it signed), not werkzeug's decoded path."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw:
+        return raw
+    query = environ.get("QUERY_STRING")
+    return quote(environ.get("PATH_INFO", "")) + (f"?{query}" if query else "")
+
+
+def verify(method: str, uri: str, headers, body: bytes | None, payload: str | None = None) -> sigv4.Signed | None:
+    """The request's verified signature (None when unsigned); ``sigv4.SignatureError`` when AWS would refuse it.
+    ``payload`` is the body's hash when the body itself is not at hand."""
+    signed = sigv4.parse(headers, uri.partition("?")[2])
+    if signed is None:
+        return None
+    if payload is None:
+        payload = sigv4.payload_hash(signed, headers, body or b"")
+    sigv4.verify(signed, method, uri, headers, payload, _secret_of)
+    return signed
+
+
+def _service_of(request: Request) -> str:
+    """The signing name of the request's credential scope (for the refusal's protocol); ``dogops`` if none."""
+    credential = request.args.get("X-Amz-Credential") or request.headers.get("Authorization", "").partition(
+        "Credential=")[2]
+    parts = credential.split(",")[0].split("/")
+    return parts[3] if len(parts) > 3 else "dogops"
+
+
+def check_request(request: Request) -> Response | None:
+    """The guard's last step: refuse a request whose signature AWS would refuse; the internal routes take only
+    the root key."""
+    internal = request.path.startswith(PREFIX) and request.path != PREFIX + "health"
+    try:
+        signed = verify(request.method, raw_uri(request.environ), request.headers, read_body(request))
+        if signed is None and internal:
+            raise sigv4.SignatureError("missing", "Missing Authentication Token")
+    except sigv4.SignatureError as failure:
+        return refusals.signature_refusal(_service_of(request), failure)
+    if internal and (signed.key != stack.ACCESS_KEY or signed.token):
+        return refusals.error("dogops", 403, "AccessDeniedException", "the stack's internal routes take only its "
+                              "root key")
+    return None
+
+
+def _verify(request: Request) -> Response:
+    """``/_dogops/iam/verify``: a request the gateway received, checked here where the secrets are."""
+    try:
+        query = json.loads(request.get_data())
+        signed = verify(query["method"], query["uri"], query["headers"], None, query["payload_sha256"])
+        answer = {"ok": True, "key": signed.key if signed else None}
+    except sigv4.SignatureError as failure:
+        answer = {"ok": False, "kind": failure.kind, "message": failure.message}
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        return Response(json.dumps({"error": f"bad request: {exc!r}"}), 400, content_type="application/json")
+    return Response(json.dumps(answer), 200, content_type="application/json")
+
+
 class Emulator:
-    """moto's WSGI application, plus ``GET /_dogops/health``, the authorization and the function code routes."""
+    """moto's WSGI application, plus ``GET /_dogops/health``, the signature, authorization and function code
+    routes."""
 
     def __init__(self):
         self.moto = DomainDispatcherApplication(create_backend_app)
@@ -91,6 +197,8 @@ class Emulator:
             response = Response('{"status": "ok"}', 200, content_type="application/json")
         elif path == PREFIX + "iam/authorize" and request.method == "POST":
             response = _authorize(request)
+        elif path == PREFIX + "iam/verify" and request.method == "POST":
+            response = _verify(request)
         elif path.startswith(hosting_routes.PREFIX):
             response = hosting_routes.handle(request)
         else:
@@ -103,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=stack.EMULATOR_PORT)
     args = parser.parse_args(argv)
-    server = make_server(args.host, args.port, Emulator(), threaded=True, request_handler=MotoRequestHandler)
+    server = make_server(args.host, args.port, Guard(Emulator(), check_request), threaded=True, request_handler=MotoRequestHandler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"emulator (moto) listening on http://{args.host}:{args.port}", flush=True)
     try:

@@ -35,6 +35,7 @@ import requests
 from dogops.archive import ArchiveError, extract
 
 from . import hosting_routes, stack
+from .security.sigv4 import RootAuth
 
 LABEL = "dogops.endpoint"
 CONFIG_LABEL = "dogops.endpoint-config"
@@ -194,7 +195,7 @@ def _routes_url(session, endpoint: str) -> str:
 
 
 def _register(session, hosted: Hosted) -> None:
-    answer = requests.put(_routes_url(session, hosted.endpoint), timeout=10,
+    answer = requests.put(_routes_url(session, hosted.endpoint), timeout=10, auth=RootAuth(),
                           json={"url": hosted.route, "container": hosted.container})
     if answer.status_code != 200:
         raise HostingError(f"the emulator did not take the route of {hosted.endpoint}: {answer.status_code} "
@@ -272,7 +273,7 @@ def _discard(container: dict) -> None:
 def unhost_endpoint(name: str, session) -> None:
     """Stop and remove the endpoint's containers and models, and drop its route."""
     try:
-        requests.delete(_routes_url(session, name), timeout=10)
+        requests.delete(_routes_url(session, name), timeout=10, auth=RootAuth())
     except requests.RequestException:  # the emulator is gone, and its routes with it
         pass
     if not engine_answers():  # no engine here (native mode): no endpoint container can be running

@@ -1,4 +1,5 @@
-"""IAM enforcement across the emulator, as AWS does it: every request signed with another key than the stack's
+"""IAM enforcement across the emulator, as AWS does it: an anonymous request is refused (S3: on a bucket that
+exists); every request signed with another key than the stack's
 own (``testing``, the account root) is checked by moto's access control against the caller's identity-based
 policies, on the resource's ARN where dogops knows it (moto checks most services on ``*``), and a request that
 passes a role also needs ``iam:PassRole`` on it.
@@ -182,13 +183,13 @@ def _denied(response, key: str, action: str, resource: str) -> HTTPException:
 
 def _check(self, iam_request_cls: type, resource: str = "*") -> None:
     """moto's check, for every key but the root's, on the resource's ARN, then ``iam:PassRole``; AWS's errors."""
-    if not stack.iam_enforced():
-        return
     key = caller_key(self)
     if key == stack.ACCESS_KEY or self.headers.get("X-Amz-Target") in ActionAuthenticatorMixin.PUBLIC_OPERATIONS:
         return
     s3 = iam_request_cls is S3IAMRequest
-    if key is None or "Authorization" not in self.headers:  # anonymous, or pre-signed by another key
+    if key is not None and not stack.iam_enforced():
+        return  # (its signature is verified in front of moto either way)
+    if key is None or "Authorization" not in self.headers:  # anonymous (refused even unenforced), or pre-signed
         if not s3:
             raise _error(self, "MissingAuthenticationTokenException", "Missing Authentication Token")
         if _bucket_exists(self, resource):  # else moto answers NoSuchBucket, as S3 does whoever asks

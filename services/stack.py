@@ -5,10 +5,13 @@ Both modes (``docker compose up`` and ``dogops up``) publish the same ports on
 """
 
 import os
+import secrets
+import tempfile
+from pathlib import Path
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's default account
-ACCESS_KEY = SECRET_KEY = "testing"  # the emulator's credentials; nothing real
+ACCESS_KEY = "testing"  # the stack's root key id; its secret is the stack's own (root_secret)
 
 
 def _get(name: str, default: str) -> str:
@@ -46,10 +49,39 @@ def function_url_base() -> str:
     return _get("DOGOPS_FUNCTION_URL_BASE", f"http://127.0.0.1:{GATEWAY_PORT}").rstrip("/")
 
 
+def state_dir() -> Path:
+    """Where the native stack keeps its files, and the stack its secret (``DOGOPS_STATE_DIR``)."""
+    return Path(os.environ.get("DOGOPS_STATE_DIR") or ".dogops/stack").absolute()
+
+
+def root_secret() -> str:
+    """The secret of the stack's root key: ``DOGOPS_ROOT_SECRET`` (how the stack's processes and compose get it),
+    else the state directory's ``root-secret``, made at random on first use (mode 0600)."""
+    if os.environ.get("DOGOPS_ROOT_SECRET"):
+        return os.environ["DOGOPS_ROOT_SECRET"]
+    path = state_dir() / "root-secret"
+    try:
+        return path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".root-secret-")  # mode 0600
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(secrets.token_urlsafe(30) + "\n")
+        os.link(temp, path)  # atomic, and never over a secret another process made first
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(temp)
+    return path.read_text(encoding="ascii").strip()
+
+
 def emulator_env() -> dict[str, str]:
-    """The environment that points boto3 at the emulator."""
-    return {"AWS_ENDPOINT_URL": emulator_url(), "AWS_ACCESS_KEY_ID": ACCESS_KEY,
-            "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}
+    """The environment that points boto3 at the emulator with the root key (and gives the stack its secret)."""
+    secret = root_secret()
+    return {"AWS_ENDPOINT_URL": emulator_url(), "AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": secret,
+            "DOGOPS_ROOT_SECRET": secret, "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}
 
 
 def iam_enforced() -> bool:

@@ -177,7 +177,7 @@ def _stop_all() -> None:
 
 
 def _session(region: str) -> boto3.Session:
-    return boto3.Session(aws_access_key_id=stack.ACCESS_KEY, aws_secret_access_key=stack.SECRET_KEY,
+    return boto3.Session(aws_access_key_id=stack.ACCESS_KEY, aws_secret_access_key=stack.root_secret(),
                          region_name=region)
 
 

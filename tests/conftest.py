@@ -2,6 +2,7 @@
 
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -14,6 +15,8 @@ import requests
 from dogops.synthetic import generate
 
 BIN = Path(sys.executable).parent
+# The stacks these tests start share one root secret (as a stack's processes do), never the developer's own stack's.
+os.environ["DOGOPS_ROOT_SECRET"] = secrets.token_urlsafe(24)
 # Small but real: 10 breeds, 64 px, the offline-available pretrained backbone.
 FAST = {"backbone": "efficientnet_lite0", "image_size": "64", "batch_size": "32",
         "learning_rate": "0.003", "epochs": "12", "seed": "0"}

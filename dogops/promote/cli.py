@@ -27,18 +27,26 @@ def _plan(stage, session, image: str, model_data_url: str):
     return p
 
 
+def _pin(session, stage, model_data_url: str, check=lambda model_tar: None) -> str:
+    from .stack import pin_model
+
+    pinned = pin_model(session, model_data_url, stage.project, check)
+    print(f"model {model_data_url} pinned as {pinned}")
+    return pinned
+
+
 def _plan_only(args) -> None:
     from .stack import discard
 
     stage, session = _session(args)
-    discard(_plan(stage, session, args.image, _model_data_url(args)), session)
+    discard(_plan(stage, session, args.image, _pin(session, stage, _model_data_url(args))), session)
 
 
-def _preflight(stage, session, image: str, model_data_url: str) -> None:
+def _preflight(stage, session, image: str, model_data_url: str, model_tar: Path | None = None) -> None:
     from .preflight import PreflightFailed, preflight
 
     try:
-        preflight(stage, image, model_data_url, session)
+        preflight(stage, image, model_data_url, session, model_tar=model_tar)
     except PreflightFailed as exc:
         raise SystemExit(str(exc)) from None
 
@@ -49,7 +57,7 @@ def _preflight_only(args) -> None:
 
 
 def _apply(args) -> None:
-    """Push (unless --image names a pushed digest), preflight, plan, confirm, apply."""
+    """Push (unless --image names a pushed digest), preflight and pin the model, plan, confirm, apply."""
     from .stack import apply, discard, outputs
 
     stage, session = _session(args)
@@ -57,9 +65,10 @@ def _apply(args) -> None:
     if not image:
         image = _push_image(args, stage, session, args.local_image)
         print(f"pushed {args.local_image}: {image}")
-    model_data_url = _model_data_url(args)  # read once: what preflight checks is what the plan deploys
-    _preflight(stage, session, image, model_data_url)
-    p = _plan(stage, session, image, model_data_url)
+    model_data_url = _model_data_url(args)
+    pinned = _pin(session, stage, model_data_url,  # the bytes preflight checks are the bytes the plan deploys
+                  lambda model_tar: _preflight(stage, session, image, model_data_url, model_tar))
+    p = _plan(stage, session, image, pinned)
     if p.change_set and not args.yes:
         answer = input("apply these changes? [y/N] ") if sys.stdin.isatty() else ""
         if answer.strip().lower() not in ("y", "yes"):
@@ -125,11 +134,12 @@ def add_commands(commands) -> None:
     push.add_argument("--force", action="store_true",
                       help="push even if `STACK=compose pytest integration_tests` has not passed against this image")
     push.set_defaults(func=_push)
-    plan = promote.add_parser("plan", help="print the change set and the cost estimate; change nothing")
+    plan = promote.add_parser("plan", help="pin the model; print the change set and the cost estimate; deploy "
+                          "nothing")
     preflight = promote.add_parser("preflight", help="cfn-lint, checkov, parliament; the model's layout; the pushed "
                                    "digest served locally with the model (ping, a prediction, cold start)")
-    apply = promote.add_parser("apply", help="push (without --image), preflight, plan, confirm, apply (waits, "
-                               "printing stack events)")
+    apply = promote.add_parser("apply", help="push (without --image), preflight and pin the model, plan, confirm, "
+                               "apply (waits, printing stack events)")
     for sub, func in ((plan, _plan_only), (preflight, _preflight_only), (apply, _apply)):
         _common(sub)
         sub.add_argument("--image", required=sub is not apply, help="the serving image in ECR, by digest"

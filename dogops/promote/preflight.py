@@ -26,10 +26,9 @@ from pathlib import Path, PurePosixPath
 from training.artifact import CLASSES, CONFIG, MANIFEST, WEIGHTS, verify_artifact
 
 from ..archive import ArchiveError, extract, problems, read_members
-from ..s3upload import parse_s3_uri
 from .config import Stage
 from .push import SCHEMA2, Docker, check_manifest, check_platform, credentials, docker, login, manifest_type
-from .stack import TEMPLATE, parameters
+from .stack import TEMPLATE, download, parameters
 
 EXAMPLE_ACCOUNT = "123456789012"
 REQUIRED = (WEIGHTS, CLASSES, CONFIG, MANIFEST)
@@ -210,13 +209,6 @@ def layout_problems(model_tar: Path) -> list[str]:
     return found
 
 
-def download(session, url: str, into: Path) -> Path:
-    bucket, key = parse_s3_uri(url)
-    path = into / "model.tar.gz"
-    session.client("s3").download_file(bucket, key, str(path))
-    return path
-
-
 def check_model(model_tar: Path, into: Path) -> str:
     """The layout, then the extraction serving and hosting do (``dogops.archive``) and the manifest's sha256s."""
     found = layout_problems(model_tar)
@@ -313,15 +305,16 @@ def static_checks(template_path: Path, params: dict, region: str, echo=print) ->
 
 
 def preflight(stage: Stage, image: str, model_data_url: str, session, echo=print, docker: Docker = docker,
-              template: Path = TEMPLATE) -> list[Check]:
-    """Every check, printed as it ends; raise ``PreflightFailed`` naming the failed ones."""
+              template: Path = TEMPLATE, model_tar: Path | None = None) -> list[Check]:
+    """Every check, printed as it ends; raise ``PreflightFailed`` naming the failed ones. The model checked is
+    ``model_tar`` (``promote apply`` passes the download it pins), else ``model_data_url`` downloaded here."""
     echo(f"preflight {stage.stack_name}: {image}\n  model {model_data_url}")
     params = parameters(stage, image, model_data_url, f"{stage.project}/lambda/function.zip", stage.expires_at())
     checks = static_checks(template, params, stage.region, echo)
     with tempfile.TemporaryDirectory(prefix="dogops-preflight-") as tmp:
         model_dir = Path(tmp) / "model"
-        _timed("model.tar.gz", checks, echo, lambda: check_model(download(session, model_data_url, Path(tmp)),
-                                                                  model_dir))
+        _timed("model.tar.gz", checks, echo, lambda: check_model(
+            model_tar or download(session, model_data_url, Path(tmp)), model_dir))
         if _timed("registry", checks, echo, lambda: pull(image, session, docker)):
             _timed("manifest", checks, echo, lambda: check_manifest(image, media_type(image, session))
                    or f"{SCHEMA2} (Docker schema 2)")

@@ -2,9 +2,12 @@
 
 CloudFormation is the engine and keeps the state: a plan is a change set on the
 stack, an empty one means nothing to do, and a failed apply is rolled back by
-CloudFormation and reported from the stack's events.
+CloudFormation and reported from the stack's events. The model a plan deploys is
+pinned first (``pin_model``).
 """
 
+import hashlib
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +16,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from ..lambda_package import function_zip
-from ..s3upload import parse_s3_uri
+from ..s3upload import TRANSFER, parse_s3_uri
 from .config import Stage, require_digest
 from .prices import estimate, format_estimate
 from .push import repositories
@@ -58,6 +61,34 @@ def _function_code(s3, bucket: str, project: str) -> str:
     except ClientError:
         s3.put_object(Bucket=bucket, Key=key, Body=package)
     return key
+
+
+def download(session, url: str, into: Path) -> Path:
+    """The object at ``url`` as ``into/model.tar.gz``."""
+    bucket, key = parse_s3_uri(url)
+    path = into / "model.tar.gz"
+    session.client("s3").download_file(bucket, key, str(path))
+    return path
+
+
+def pin_model(session, model_data_url: str, project: str, check=lambda model_tar: None) -> str:
+    """Download the model, ``check`` that file (``promote apply``: preflight), then upload those very bytes to
+    ``<project>/models/<sha256>/model.tar.gz`` in the model's bucket; return that URL, the one the plan deploys.
+
+    SageMaker's ModelDataUrl names a key, not a version, and each instance an endpoint starts (creation,
+    scale-out, replacement) downloads it again; deploying the given key would serve whatever is written there
+    later (a rerun job's output, another trial). A VersionId cannot be deployed, and an ETag compared at apply
+    time only catches a change before it. So the deployed object is a copy of the checked bytes themselves (not
+    a server-side copy of a key that may have changed since), under a key no job writes, named by its sha256.
+    """
+    bucket, _ = parse_s3_uri(model_data_url)
+    with tempfile.TemporaryDirectory(prefix="dogops-model-") as tmp:
+        model_tar = download(session, model_data_url, Path(tmp))
+        check(model_tar)
+        with open(model_tar, "rb") as f:
+            key = f"{project}/models/{hashlib.file_digest(f, 'sha256').hexdigest()}/model.tar.gz"
+        session.client("s3").upload_file(str(model_tar), bucket, key, Config=TRANSFER)
+    return f"s3://{bucket}/{key}"
 
 
 def parameters(stage: Stage, image: str, model_data_url: str, code_key: str, expires_at: str) -> dict:

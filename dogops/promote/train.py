@@ -4,12 +4,13 @@ The request is built with boto3 and checked against botocore's service model, no
 the SDK would only fill in this one ``CreateTrainingJob`` (v3 is several packages with their own pins, v2 is
 deprecated and refuses spot and checkpoints in local mode), and the exact request is what the local stack runs
 and the tests check. Settings come from ``promote.yaml`` (``training:``, overridable per stage under
-``stages.<stage>.training``)::
+``stages.<stage>.training``; ``{stage}`` in a prefix is the stage's name, so each stage writes, and its roles
+may write, only its own prefixes)::
 
     training:
       data: s3://BUCKET/data                 # the "training" channel (dogImages layout)
-      output: s3://BUCKET/dogops/training    # model.tar.gz at <output>/<job>/output/model.tar.gz
-      checkpoints: s3://BUCKET/dogops/checkpoints   # default: <output>-checkpoints; per job: .../<job>
+      output: s3://BUCKET/{stage}/training   # model.tar.gz at <output>/<job>/output/model.tar.gz
+      checkpoints: s3://BUCKET/{stage}/checkpoints  # default: <output>-checkpoints; per job: .../<job>
       instance_type: ml.m5.xlarge
       volume_gb: 30
       max_run_s: 86400
@@ -40,16 +41,19 @@ from .training_roles import LOG_GROUP, ensure_role
 
 CANDIDATE = Path(".dogops") / "candidate.json"
 CHANNEL = "training"
+PREFIXES = ("data", "output", "checkpoints")
 DEFAULTS = {"instance_type": "ml.m5.xlarge", "volume_gb": 30, "max_run_s": 86400, "max_wait_s": 172800,
             "hyperparameters": {}}
 ENDED = ("Completed", "Failed", "Stopped")
 
 
 def settings(stage: str, path: Path = CONFIG) -> dict:
-    """``training:`` of ``promote.yaml`` with the stage's own ``training:`` over it, over the defaults."""
+    """``training:`` of ``promote.yaml`` with the stage's own ``training:`` over it, over the defaults; ``{stage}``
+    in the S3 prefixes replaced by ``stage``."""
     config = yaml.safe_load(Path(path).read_text())
     merged = {**DEFAULTS, **(config.get("training") or {}),
               **((config.get("stages", {}).get(stage) or {}).get("training") or {})}
+    merged.update({k: merged[k].replace("{stage}", stage) for k in PREFIXES if merged.get(k)})
     merged["hyperparameters"] = {str(k): str(v).lower() if isinstance(v, bool) else str(v)
                                  for k, v in (merged.get("hyperparameters") or {}).items()}
     from_strings(merged["hyperparameters"])  # an unknown name or a bad value fails here, not in the job

@@ -6,6 +6,10 @@
     GET  /samples          {"samples": [{"name", "url"}]}: the photos of ``DOGOPS_SAMPLES_DIR``
     GET  /samples/<name>   one of them, for the serving container to fetch by URL
 
+``POST /predict`` takes ``application/json`` or a photo (``image/jpeg``, ``image/png``), so no web page can send
+it a cross-site "simple" request (``text/plain``, forms): 415 otherwise; a foreign web origin is refused before
+(``services.security.guard``).
+
 Settings: ``DOGOPS_API_KEY`` (when set, ``x-api-key`` must match it), ``DOGOPS_INTEGRATION_TIMEOUT``
 (seconds, default 29 as on API Gateway), ``DOGOPS_SAMPLES_DIR`` and ``DOGOPS_SAMPLES_URL`` (where the serving
 container finds the samples; default this gateway's ``/samples``).
@@ -31,6 +35,7 @@ blueprint = Blueprint("apigw", __name__)
 
 STATIC = Path(__file__).with_name("static")
 SAMPLE_TYPES = (".jpg", ".jpeg", ".png")
+PREDICT_TYPES = ("application/json", "image/jpeg", "image/png")
 _pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="apigw")  # invocations outlive a 504, as on AWS
 
 
@@ -89,6 +94,9 @@ def predict() -> Response:
     key = os.environ.get("DOGOPS_API_KEY")
     if key and not hmac.compare_digest(request.headers.get("x-api-key", "").encode(), key.encode()):
         return _message(403, "Forbidden")
+    if request.mimetype not in PREDICT_TYPES:
+        return _message(415, f"Unsupported Media Type {request.mimetype or '(none)'}: POST /predict takes "
+                        + ", ".join(PREDICT_TYPES))
     from . import lambda_api
 
     payload = json.dumps(proxy_event(request.get_data(), str(uuid.uuid4()))).encode()

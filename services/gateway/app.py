@@ -7,12 +7,16 @@ the Lambda concurrency counters and warm function workers live in it).
 
 from flask import Flask
 
-from . import apigw, emulator_proxy, function_url, lambda_api, sagemaker_runtime
+from ..security.guard import Guard
+from . import apigw, emulator_proxy, function_url, lambda_api, sagemaker_runtime, signatures
 
 
 def create_app() -> Flask:
-    """The gateway, configured from the environment (see ``services.stack``)."""
+    """The gateway, configured from the environment (see ``services.stack``), behind the stack's guard (Host, web
+    origins) with every signed request verified (``signatures``)."""
     app = Flask(__name__)
+    app.wsgi_app = Guard(app.wsgi_app)
+    app.before_request(signatures.verify_request)
     app.register_blueprint(sagemaker_runtime.blueprint)
     app.register_blueprint(lambda_api.blueprint)
     app.register_blueprint(function_url.blueprint)

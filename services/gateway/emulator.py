@@ -1,7 +1,6 @@
 """What the gateway asks the emulator, shared by its data planes: boto3 clients, answers reused a moment,
 and the caller's SigV4 credential."""
 
-import re
 import threading
 import time
 from collections.abc import Callable, Hashable
@@ -23,7 +22,7 @@ def client(service: str, region: str = stack.REGION):
         if (service, region) not in _clients:
             _clients[(service, region)] = boto3.session.Session().client(
                 service, endpoint_url=stack.emulator_url(), region_name=region,
-                aws_access_key_id=stack.ACCESS_KEY, aws_secret_access_key=stack.SECRET_KEY,
+                aws_access_key_id=stack.ACCESS_KEY, aws_secret_access_key=stack.root_secret(),
                 config=Config(retries={"max_attempts": 2, "mode": "standard"}, max_pool_connections=64))
         return _clients[(service, region)]
 
@@ -50,12 +49,12 @@ class Recent:
 
 
 def signed_key() -> str | None:
-    """The access key id of the request's SigV4 ``Authorization`` header, or None when unsigned."""
-    match = re.search(r"Credential=([^/,\s]+)/", request.headers.get("Authorization", ""))
-    return match.group(1) if match else None
+    """The access key id of the request's verified SigV4 signature, or None when unsigned."""
+    signed = request.environ.get("dogops.signed")
+    return signed.key if signed else None
 
 
 def signed_region() -> str:
     """The region the caller signed for (SigV4 credential scope), else the stack's."""
-    match = re.search(r"Credential=[^/]+/\d{8}/([^/]+)/", request.headers.get("Authorization", ""))
-    return match.group(1) if match else stack.REGION
+    signed = request.environ.get("dogops.signed")
+    return signed.region if signed else stack.REGION

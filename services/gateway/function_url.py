@@ -2,7 +2,10 @@
 ``https://<url-id>.lambda-url.<region>.on.aws/<path>`` (the ``FunctionUrl`` the emulator hands out,
 ``services.lambda_url_gaps``). Any method, any path below it.
 
-- auth: ``AWS_IAM`` needs a SigV4-signed request whose key may ``lambda:InvokeFunctionUrl`` and
+- web origins: a request from a browser (``Origin``) is refused (403 ``Forbidden``) unless the URL's ``Cors``
+  configuration allows that origin (``AllowOrigins``, ``*`` for any) or it is the stack's own; an allowed origin
+  gets AWS's CORS headers, and a preflight (``OPTIONS`` with ``Access-Control-Request-Method``) is answered here;
+- auth: ``AWS_IAM`` needs a SigV4-signed request (verified, ``signatures``) whose key may ``lambda:InvokeFunctionUrl`` and
   ``lambda:InvokeFunction`` on the URL's function ARN (``iam``); otherwise 403 ``{"Message":"Forbidden"}``.
   ``NONE``: anyone;
 - the request becomes AWS's payload format 2.0 event (version, routeKey ``$default``, rawPath, rawQueryString,
@@ -23,6 +26,7 @@ from flask import Blueprint, Response, request
 from werkzeug.datastructures import Headers
 
 from .. import stack
+from ..security.guard import allowed_origins, web_origin
 from . import iam, lambda_api
 from .emulator import Recent, client, signed_key
 
@@ -132,6 +136,35 @@ def url_response(status: int, headers: dict, body: bytes) -> Response:
     return Response(data, code, headers=relayed)
 
 
+def _cors_headers(cors: dict, origin: str | None) -> dict | None:
+    """The CORS headers for ``origin`` under the URL's configuration; None when that origin is refused."""
+    if origin is None:
+        return {}
+    listed = cors.get("AllowOrigins") or []
+    if origin not in listed and "*" not in listed:
+        return {} if origin in allowed_origins() else None
+    headers = {"Access-Control-Allow-Origin": origin if cors.get("AllowCredentials") or "*" not in listed else "*"}
+    if cors.get("AllowCredentials"):
+        headers["Access-Control-Allow-Credentials"] = "true"
+    if cors.get("ExposeHeaders"):
+        headers["Access-Control-Expose-Headers"] = ",".join(cors["ExposeHeaders"])
+    return headers
+
+
+def _preflight(cors: dict, headers: dict) -> Response:
+    """AWS's answer to a CORS preflight: the allowed methods, headers and max age, or 403."""
+    method = request.headers["Access-Control-Request-Method"].upper()
+    methods = [m.upper() for m in cors.get("AllowMethods") or []]
+    if not cors or (method not in methods and "*" not in methods):
+        return _message(403, "Forbidden")
+    headers = {**headers, "Access-Control-Allow-Methods": ",".join(methods)}
+    if cors.get("AllowHeaders"):
+        headers["Access-Control-Allow-Headers"] = ",".join(cors["AllowHeaders"])
+    if cors.get("MaxAge"):
+        headers["Access-Control-Max-Age"] = str(cors["MaxAge"])
+    return Response(status=200, headers=headers)
+
+
 @blueprint.route("/lambda-url/<url_id>/", defaults={"path": ""}, methods=METHODS)
 @blueprint.route("/lambda-url/<url_id>/<path:path>", methods=METHODS)
 def function_url(url_id: str, path: str) -> Response:
@@ -139,6 +172,14 @@ def function_url(url_id: str, path: str) -> Response:
     if config is None:
         return _message(404, None)
     arn = config["FunctionArn"]
+    cors = config.get("Cors") or {}
+    origin = web_origin(request)
+    cross_site = origin is None and request.headers.get("Sec-Fetch-Site") == "cross-site"
+    allowed = None if cross_site else _cors_headers(cors, origin)
+    if allowed is None:
+        return _message(403, "Forbidden")
+    if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+        return _preflight(cors, allowed)
     if config.get("AuthType") == "AWS_IAM":
         region = arn.split(":")[3]
         if signed_key() is None or any(iam.refusal(action, arn, region) is not None
@@ -152,4 +193,6 @@ def function_url(url_id: str, path: str) -> Response:
     prefix = f"/lambda-url/{url_id}"
     raw_path = raw.split("?", 1)[0][len(prefix):] if raw.startswith(prefix + "/") else "/" + path
     event = url_event(url_id, config, raw_path, body, request_id)
-    return url_response(*lambda_api.invoke(arn, json.dumps(event).encode()))
+    response = url_response(*lambda_api.invoke(arn, json.dumps(event).encode()))
+    response.headers.update(allowed)
+    return response

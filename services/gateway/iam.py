@@ -1,5 +1,5 @@
-"""Authorization of the gateway's data-plane calls as AWS does it: the caller's access key (SigV4
-``Authorization``, plus ``X-Amz-Security-Token`` for temporary credentials) is checked against its
+"""Authorization of the gateway's data-plane calls as AWS does it: the caller's verified access key (SigV4,
+``signatures``, plus ``X-Amz-Security-Token`` for temporary credentials) is checked against its
 identity-based policies on the emulator (``POST /_dogops/iam/authorize``), and a refusal is answered as AWS's
 JSON services answer it.
 
@@ -12,6 +12,7 @@ import requests
 from flask import Response, request
 
 from .. import stack
+from ..security.sigv4 import RootAuth
 from .aws_errors import aws_error
 from .emulator import Recent, signed_key
 
@@ -26,7 +27,7 @@ def _decide(key: str, token: str | None, action: str, resource: str, region: str
     """The emulator's answer for this key, action and resource, reused for ``CACHE_SECONDS``."""
 
     def ask() -> dict:
-        answer = _session.post(stack.emulator_url() + "/_dogops/iam/authorize", timeout=10, json={
+        answer = _session.post(stack.emulator_url() + "/_dogops/iam/authorize", timeout=10, auth=RootAuth(), json={
             "access_key_id": key, "session_token": token, "action": action, "resource": resource, "region": region})
         answer.raise_for_status()
         return answer.json()
@@ -36,12 +37,13 @@ def _decide(key: str, token: str | None, action: str, resource: str, region: str
 
 def refusal(action: str, resource: str, region: str, status: int = 400) -> Response | None:
     """None when the caller may perform ``action`` on ``resource``; else AWS's error reply (``AccessDeniedException``
-    with ``status``: 400 for SageMaker, 403 for Lambda)."""
-    if not stack.iam_enforced():
-        return None
+    with ``status``: 400 for SageMaker, 403 for Lambda); an unsigned request is refused even where IAM is not
+    enforced."""
     key = signed_key()
     if key is None:
         return aws_error(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
+    if not stack.iam_enforced():
+        return None
     decision = _decide(key, request.headers.get("X-Amz-Security-Token"), action, resource, region)
     if decision["allowed"]:
         return None

@@ -2,7 +2,7 @@
 
 - configuration: ``GetFunction`` (and ``GetFunctionConcurrency`` when it names no reservation) on the emulator,
   reused for a second (an update reaches the next invocations after that, as AWS applies them after a moment);
-- code: the deployed zip from the emulator's ``/_dogops/lambda/<region>/<name>/code``, checked
+- code: the deployed zip from ``GetFunction``'s pre-signed ``Code.Location`` on the emulator, checked
   against ``CodeSha256`` and unpacked once per hash;
 - execution environments: warm worker processes (``lambda_worker``), one invocation at a time
   each, started with Lambda's environment and the function role's credentials (STS
@@ -145,11 +145,12 @@ class CodeCache:
 
     @staticmethod
     def _download(fn: Function) -> bytes:
-        url = f"{stack.emulator_url()}/_dogops/lambda/{stack.REGION}/{fn.name}/code"
-        try:
+        try:  # as AWS hands the code out: GetFunction's pre-signed Code.Location
+            qualifier = {"Qualifier": fn.version} if fn.version != "$LATEST" else {}
+            url = client("lambda").get_function(FunctionName=fn.name, **qualifier)["Code"]["Location"]
             response = requests.get(url, timeout=60)
             response.raise_for_status()
-        except requests.RequestException as e:
+        except (requests.RequestException, ClientError, BotoCoreError, KeyError) as e:
             raise ServiceError(500, "ServiceException", f"could not fetch the code of {fn.name}: {e}") from None
         digest = base64.b64encode(hashlib.sha256(response.content).digest()).decode()
         if digest != fn.code_sha:  # changed since GetFunction, or a published version's older code

@@ -17,6 +17,7 @@ from botocore.exceptions import ClientError
 from flask import Blueprint, Response, request
 
 from .. import hosting_routes, stack
+from ..security.sigv4 import RootAuth
 from . import iam
 from .aws_errors import aws_error, request_id
 from .emulator import Recent, client, signed_region
@@ -64,7 +65,8 @@ def serving_url(region: str, name: str) -> str:
 
 
 def _hosted_route(region: str, name: str) -> str | None:
-    answer = _session.get(f"{stack.emulator_url()}{hosting_routes.PREFIX}/{region}/{name}", timeout=10)
+    answer = _session.get(f"{stack.emulator_url()}{hosting_routes.PREFIX}/{region}/{name}", timeout=10,
+                          auth=RootAuth())
     return answer.json()["url"] if answer.status_code == 200 else None
 
 
@@ -85,13 +87,9 @@ def invoked_variant(description: dict, target: str | None) -> str:
 
 
 def _read_body() -> bytes | None:
-    """The request body, or None (and the rest read and dropped) when it is over ``MAX_BODY``."""
-    body = request.stream.read(MAX_BODY + 1)
-    if len(body) <= MAX_BODY:
-        return body
-    while request.stream.read(1 << 20):
-        pass
-    return None
+    """The request body (read and hashed by the signature check), or None when it is over ``MAX_BODY``."""
+    body = request.get_data()
+    return body if len(body) <= MAX_BODY else None
 
 
 def _oversize() -> Response:

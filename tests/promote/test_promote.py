@@ -1,4 +1,7 @@
-"""Promotion against a real emulator subprocess: plan, apply, no-op, a new model, destroy; the guard; the prices."""
+"""Promotion against a real emulator subprocess: plan, apply, no-op, a new model, destroy; the model pinned; the
+guard; the prices."""
+
+import hashlib
 
 import pytest
 import requests
@@ -7,6 +10,7 @@ from dogops.promote.config import check_target, load_stage
 from dogops.promote.prices import estimate, load_prices
 from dogops.promote.stack import apply, destroy, discard, format_plan, plan
 from services import stack
+from services.security.sigv4 import RootAuth
 
 from ..conftest import run_script, script_env
 from ..services.processes import client
@@ -63,12 +67,43 @@ def _assert_role_may_invoke_only_its_endpoint(aws: str, role: str) -> None:
     creds = client("sts", aws).assume_role(RoleArn=role, RoleSessionName="check")["Credentials"]
     decisions = {}
     for endpoint in ("dogops-dev", "dogops"):
-        answer = requests.post(f"{aws}/_dogops/iam/authorize", timeout=10, json={
+        answer = requests.post(f"{aws}/_dogops/iam/authorize", timeout=10, auth=RootAuth(), json={
             "access_key_id": creds["AccessKeyId"], "session_token": creds["SessionToken"],
             "action": "sagemaker:InvokeEndpoint", "resource": f"arn:aws:sagemaker:us-east-1:123456789012:endpoint/{endpoint}"})
         assert answer.status_code == 200, answer.text
         decisions[endpoint] = answer.json()["allowed"]
     assert decisions == {"dogops-dev": True, "dogops": False}
+
+
+def test_apply_deploys_the_bytes_preflight_checked_though_the_object_is_replaced(aws, session, monkeypatch, capsys):
+    """A writer replaces --model-data-url's object between preflight and apply: the stack serves the checked bytes,
+    from a copy named by their sha256 (SageMaker re-reads ModelDataUrl whenever it starts an instance)."""
+    from dogops.cli import build_parser
+    from dogops.promote import cli
+
+    s3, url = client("s3", aws), f"s3://{BUCKET}/swap/model.tar.gz"
+    checked, replaced = b"checked" * 200, b"replaced" * 200
+    s3.put_object(Bucket=BUCKET, Key="swap/model.tar.gz", Body=checked)
+
+    def preflight(stage, session, image, model_data_url, model_tar):
+        assert model_data_url == url and model_tar.read_bytes() == checked
+        s3.put_object(Bucket=BUCKET, Key="swap/model.tar.gz", Body=replaced)
+
+    monkeypatch.setattr(cli, "_preflight", preflight)
+    monkeypatch.setattr(cli, "_host_locally", lambda stage, session: None)  # no container: only the stack matters
+    args = build_parser().parse_args(["promote", "apply", "--stage", "prod", "--image", IMAGE, "--model-data-url",
+                                      url, "--yes"])
+    args.func(args)
+    pinned = f"s3://{BUCKET}/dogops/models/{hashlib.sha256(checked).hexdigest()}/model.tar.gz"
+    assert f"pinned as {pinned}" in capsys.readouterr().out
+    sagemaker = client("sagemaker", aws)
+    config = sagemaker.describe_endpoint(EndpointName="dogops-prod")["EndpointConfigName"]
+    model = sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"][0]["ModelName"]
+    deployed = sagemaker.describe_model(ModelName=model)["PrimaryContainer"]["ModelDataUrl"]
+    assert deployed == pinned
+    bucket, _, key = deployed.removeprefix("s3://").partition("/")
+    assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == checked
+    destroy(load_stage("prod"), session, lambda line: None)
 
 
 def test_cli_plan_prints_changes_and_cost(aws):

@@ -45,7 +45,7 @@ def registry():
 def session(registry, tmp_path_factory):
     server = Process("services.emulator", tmp_path_factory.mktemp("push"), DOGOPS_REGISTRY_URL=f"http://{registry}/")
     yield boto3.Session(region_name=stack.REGION, aws_access_key_id=stack.ACCESS_KEY,
-                        aws_secret_access_key=stack.SECRET_KEY), server.url
+                        aws_secret_access_key=stack.root_secret()), server.url
     server.stop()
 
 

@@ -70,7 +70,7 @@ def client(service: str, url: str, region: str = stack.REGION, **config):
     from botocore.config import Config
 
     return boto3.client(service, endpoint_url=url, region_name=region, aws_access_key_id=stack.ACCESS_KEY,
-                        aws_secret_access_key=stack.SECRET_KEY, config=Config(**config))
+                        aws_secret_access_key=stack.root_secret(), config=Config(**config))
 
 
 def deploy_function(emulator_url: str, name: str, source: str, timeout: int = 10,

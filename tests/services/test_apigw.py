@@ -63,7 +63,18 @@ def keyed(emulator, tmp_path_factory):
 
 
 def post(gateway, query: str = "", **kwargs) -> requests.Response:
+    kwargs["headers"] = {"Content-Type": "application/json", **kwargs.get("headers", {})}
     return requests.post(f"{gateway.url}/predict{query}", timeout=30, **kwargs)
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
+                                          "multipart/form-data; boundary=x"])
+def test_predict_takes_only_json_or_a_photo(gateway, content_type):
+    """What a web page can send cross-site without a preflight is refused before the function runs."""
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = requests.post(f"{gateway.url}/predict", data=b'{"url": "https://example.com/dog.jpg"}',
+                             headers=headers, timeout=30)
+    assert response.status_code == 415 and "application/json" in response.json()["message"]
 
 
 def assert_message(response: requests.Response, status: int, message: str) -> None:

@@ -80,7 +80,7 @@ def _outputs(emulator_url: str) -> dict:
 def _signed(method: str, url: str, body: bytes = b"", key: str = stack.ACCESS_KEY, **headers) -> requests.Response:
     """The request as a SigV4 client (awscurl, botocore) sends it to a function URL."""
     aws = AWSRequest(method=method, url=url, data=body, headers=headers)
-    SigV4Auth(Credentials(key, stack.SECRET_KEY), "lambda", stack.REGION).add_auth(aws)
+    SigV4Auth(Credentials(key, stack.root_secret()), "lambda", stack.REGION).add_auth(aws)
     return requests.request(method, url, data=body, headers=dict(aws.headers.items()), timeout=60)
 
 

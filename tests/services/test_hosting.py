@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from services import hosting, hosting_routes, stack
+from services.security.sigv4 import RootAuth
 
 from ..conftest import tarball
 from .processes import client, emulator, gateway
@@ -122,7 +123,7 @@ def test_an_endpoint_is_hosted_updated_and_unhosted(local, session, sample, tmp_
         assert _containers("hosted") == [first.container] and 0 < first.ready_s < 180
         assert requests.get(first.url + "/ping", timeout=5).status_code == 200
         assert '"004.Akita"' in _predict(gateway_url, "hosted", sample[0])
-        routes = requests.get(f"{emulator_url}{hosting_routes.PREFIX}", timeout=5).json()["routes"]
+        routes = requests.get(f"{emulator_url}{hosting_routes.PREFIX}", timeout=5, auth=RootAuth()).json()["routes"]
         assert routes == [{"region": stack.REGION, "endpoint": "hosted", "url": first.route,
                            "container": first.container}]
 
@@ -138,7 +139,7 @@ def test_an_endpoint_is_hosted_updated_and_unhosted(local, session, sample, tmp_
         hosting.unhost_endpoint("hosted", session)
         sagemaker.delete_endpoint(EndpointName="hosted")
     assert _containers("hosted") == [] and not list((tmp_path / "hosting").iterdir())
-    assert requests.get(f"{emulator_url}{hosting_routes.PREFIX}/{stack.REGION}/hosted", timeout=5).status_code == 404
+    assert requests.get(f"{emulator_url}{hosting_routes.PREFIX}/{stack.REGION}/hosted", timeout=5, auth=RootAuth()).status_code == 404
 
 
 @needs_docker

@@ -11,6 +11,7 @@ import requests
 
 from dogops.lambda_deploy import TRUST_POLICY, role_policy
 from dogops.lambda_package import build_zip
+from services.security.sigv4 import RootAuth
 
 from . import processes
 from .test_sagemaker_runtime import Backend, create_endpoint
@@ -122,7 +123,7 @@ def test_root_credentials_still_work_and_unknown_keys_do_not(emulator, gateway):
 
 def test_the_authorize_route(emulator):
     def ask(**query):
-        return requests.post(f"{emulator.url}/_dogops/iam/authorize", json=query, timeout=10)
+        return requests.post(f"{emulator.url}/_dogops/iam/authorize", json=query, timeout=10, auth=RootAuth())
 
     iam = processes.client("iam", emulator.url)
     iam.create_user(UserName="reader")
@@ -159,8 +160,16 @@ def test_function_role_is_enforced_inside_lambda(emulator, gateway):
     assert f"on resource: {ACCOUNT_ARN}/ep-b because" in other["message"]
 
 
-def test_enforcement_can_be_switched_off(emulator):
+def test_enforcement_can_be_switched_off_but_not_authentication(emulator):
+    iam = processes.client("iam", emulator.url)
+    iam.create_user(UserName="no-policies")
+    key = iam.create_access_key(UserName="no-policies")["AccessKey"]
     with serving_gateway(emulator, DOGOPS_IAM_ENFORCE=0) as proc:
+        user = boto3.client("sagemaker-runtime", endpoint_url=proc.url, region_name="us-east-1",
+                            aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
+        assert user.invoke_endpoint(EndpointName="ep-a", Body=b"{}")["Body"].read() == b"{}"
         stranger = boto3.client("sagemaker-runtime", endpoint_url=proc.url, region_name="us-east-1",
                                 aws_access_key_id="AKIAUNKNOWN0000000000", aws_secret_access_key="x")
-        assert stranger.invoke_endpoint(EndpointName="ep-a", Body=b"{}")["Body"].read() == b"{}"
+        with pytest.raises(stranger.exceptions.ClientError) as refused:
+            stranger.invoke_endpoint(EndpointName="ep-a", Body=b"{}")
+        assert refused.value.response["Error"]["Code"] == "UnrecognizedClientException"

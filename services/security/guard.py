@@ -1,0 +1,112 @@
+"""The WSGI guard in front of every port of the stack (emulator, gateway with its page and function URLs), run
+before anything else answers, as LocalStack checks origins before its handlers:
+
+- ``Host`` must name this machine (a loopback name or address, ``*.localhost``) or a service of the stack
+  (compose's ``emulator``, ``gateway``, ``serving``, ``registry``; more in ``DOGOPS_ALLOWED_HOSTS``), so a DNS
+  rebinding page never reaches it;
+- a request from a web page (``Origin``, else ``Referer``; or ``Sec-Fetch-Site: cross-site``) must come from one
+  of the stack's own origins (the gateway's demo page and the emulator, on the loopback names; more in
+  ``DOGOPS_ALLOWED_ORIGINS``, comma-separated), else 403. Function URLs (``/lambda-url/``) decide by the function's
+  own CORS configuration, as AWS does;
+- moto's ``/moto-api/`` (reset, dashboard, recorder) answers 404 unless ``DOGOPS_MOTO_API=1``;
+- no ``Access-Control-*`` header of what is behind it reaches the browser (moto answers every origin with ``*``);
+- then ``check`` (SigV4, by the caller) runs before the application.
+"""
+
+import io
+import ipaddress
+import json
+import os
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from werkzeug.wrappers import Request, Response
+
+from .. import stack
+
+STACK_HOSTS = {"localhost", "emulator", "gateway", "serving", "registry"}
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+FUNCTION_URLS = "/lambda-url/"
+
+
+def _listed(name: str) -> set[str]:
+    return {item.strip().rstrip("/") for item in os.environ.get(name, "").split(",") if item.strip()}
+
+
+def allowed_origins() -> set[str]:
+    """The stack's own origins (its page and the emulator on each loopback name) and ``DOGOPS_ALLOWED_ORIGINS``."""
+    ports = {stack.GATEWAY_PORT, stack.EMULATOR_PORT}
+    return {f"http://{host}:{port}" for host in LOOPBACK_NAMES for port in ports} | _listed("DOGOPS_ALLOWED_ORIGINS")
+
+
+def host_allowed(host: str) -> bool:
+    """Whether a ``Host`` header names this machine or a service of the stack."""
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    name = name.strip("[]").lower().rstrip(".")
+    if name in STACK_HOSTS or name.endswith(".localhost") or name in _listed("DOGOPS_ALLOWED_HOSTS"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def web_origin(request: Request) -> str | None:
+    """The origin a browser says the request comes from (``Origin``, else ``Referer``'s), None for other clients."""
+    origin = request.headers.get("Origin")
+    if origin is None and request.headers.get("Referer"):
+        parts = urlsplit(request.headers["Referer"])
+        origin = f"{parts.scheme}://{parts.netloc}"
+    return origin.rstrip("/") if origin is not None else None
+
+
+def read_body(request: Request) -> bytes:
+    """The whole body, read once and put back for the application behind."""
+    body = request.get_data()
+    environ = request.environ
+    environ["wsgi.input"], environ["CONTENT_LENGTH"] = io.BytesIO(body), str(len(body))
+    environ.pop("wsgi.input_terminated", None)
+    return body
+
+
+def _refuse(status: int, message: str) -> Response:
+    return Response(json.dumps({"message": message}), status, content_type="application/json")
+
+
+class Guard:
+    """``app`` behind the checks above; ``check`` (a werkzeug request -> refusal or None) runs last."""
+
+    def __init__(self, app, check: Callable[[Request], Response | None] | None = None):
+        self.app, self.check = app, check
+
+    def refusal(self, request: Request) -> Response | None:
+        if not host_allowed(request.host):
+            return _refuse(403, f"host {request.host!r} is not this stack's (DNS rebinding?); "
+                           "DOGOPS_ALLOWED_HOSTS adds names")
+        if request.path.startswith("/moto-api") and os.environ.get("DOGOPS_MOTO_API") != "1":
+            return _refuse(404, "not found (moto's /moto-api/ is off; DOGOPS_MOTO_API=1 turns it on for debugging)")
+        if request.path.startswith(FUNCTION_URLS):
+            return None  # the function's CORS configuration decides (services.gateway.function_url)
+        origin = web_origin(request)
+        if origin is not None and origin not in allowed_origins():
+            return _refuse(403, f"requests from the web origin {origin!r} are refused; "
+                           "DOGOPS_ALLOWED_ORIGINS adds origins")
+        if origin is None and request.headers.get("Sec-Fetch-Site") == "cross-site":
+            return _refuse(403, "cross-site requests are refused")
+        return None
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        refusal = self.refusal(request)
+        if refusal is None and self.check:
+            refusal = self.check(request)
+        if refusal is not None:
+            return refusal(environ, start_response)
+        if request.path.startswith(FUNCTION_URLS):
+            return self.app(environ, start_response)
+
+        def without_cors(status, headers, exc_info=None):
+            kept = [(k, v) for k, v in headers if not k.lower().startswith("access-control-")]
+            return start_response(status, kept, exc_info) if exc_info else start_response(status, kept)
+
+        return self.app(environ, without_cors)
