@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from services import stack
-from services.supervisor import Layout, healthy, kill_group, pid_alive, service_urls
+from services.supervisor import Layout, healthy, kill_group, pid_alive, same_process, service_urls, start_time
 
 UP_TIMEOUT = 900.0  # seconds; a cold start trains a model
 
@@ -41,18 +41,32 @@ def _running_supervisor(layout: Layout) -> dict | None:
 
 
 def _stop_supervisor(state: dict, timeout: float) -> None:
-    """SIGTERM the supervisor and wait; SIGKILL it and whatever children it left if it does not exit in time."""
+    """SIGTERM the supervisor and wait; SIGKILL it and whatever children it left if it does not exit in time.
+
+    A pid is signalled only while its process has the start time ``state["start_times"]`` records (a pid reused
+    by another process is left alone, and said so); without that key (``up`` stopping the supervisor it has just
+    started) the start times now stand in."""
+    pids = [state["supervisor"], *state.get("children", {}).values()]
+    recorded = state["start_times"] if "start_times" in state else {str(pid): start_time(pid) for pid in pids}
+
+    def ours(pid: int) -> bool:
+        return same_process(pid, recorded.get(str(pid)))
+
+    for pid in pids:
+        if pid_alive(pid) and not ours(pid):
+            print(f"pid {pid} is not the process state.json recorded (another start time: the pid was reused); "
+                  "not signalling it")
     pid = state["supervisor"]
-    if pid_alive(pid):
+    if ours(pid):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while pid_alive(pid) and time.monotonic() < deadline:
+    while ours(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if pid_alive(pid):
+    if ours(pid):
         print(f"the supervisor (pid {pid}) did not stop within {timeout:g} s; killing it and its children")
         os.kill(pid, signal.SIGKILL)
     for child in state.get("children", {}).values():
-        if pid_alive(child) and os.getpgid(child) == child:  # still the group leader the supervisor started
+        if ours(child) and os.getpgid(child) == child:  # still the group leader the supervisor started
             kill_group(child, signal.SIGKILL)
 
 
@@ -127,7 +141,7 @@ def down(args) -> None:
         print(f"no native stack is running (state: {layout.state})")
         return
     print(f"stopping the native stack (supervisor pid {state['supervisor']})", flush=True)
-    _stop_supervisor(state, args.timeout)
+    _stop_supervisor({"start_times": {}, **state}, args.timeout)  # an older supervisor's state: nothing is verified
     print("stopped")
 
 

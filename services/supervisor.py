@@ -5,8 +5,11 @@ The compose stack's steps as host processes, in the same order: the emulator;
 was trained on the same data and hyperparameters); then ``serve`` and the
 gateway. While it runs it restarts serving or the gateway when either exits
 (with backoff), brings a dead emulator back and bootstraps it again, and keeps
-``state.json`` current. SIGTERM or SIGINT stops every child: SIGTERM to its
-process group, SIGKILL after a grace period.
+``state.json`` current (each pid with its start time, so ``dogops down`` never
+signals a later process that reused one). SIGTERM or SIGINT stops every child:
+SIGTERM to its process group, SIGKILL after a grace period.
+
+    python -m services.supervisor [--state-dir DIR] [--data DIR] [--retrain]
 
     python -m services.supervisor [--state-dir DIR] [--data DIR] [--retrain]
 
@@ -93,6 +96,19 @@ def pid_alive(pid: int | None) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
         return True
+
+
+def start_time(pid: int) -> int | None:
+    """When process ``pid`` started (``/proc/<pid>/stat`` field 22, clock ticks after boot); None if there is none."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def same_process(pid: int | None, started: int | None) -> bool:
+    """Whether ``pid`` is alive and still the process that started at ``started`` (not a later one given its pid)."""
+    return started is not None and pid_alive(pid) and start_time(pid) == started
 
 
 def kill_group(pid: int, sig: int) -> None:
@@ -190,6 +206,8 @@ class Supervisor:
         self.state.update(changes)
         self.state["children"] = {name: child.proc.pid for name, child in self.children.items()
                                   if child.proc is not None and child.running}
+        self.state["start_times"] = {str(pid): start_time(pid)
+                                     for pid in (self.state["supervisor"], *self.state["children"].values())}
         tmp = self.layout.state.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.state, indent=2), encoding="utf-8")
         tmp.replace(self.layout.state)
