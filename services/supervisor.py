@@ -11,8 +11,6 @@ SIGTERM to its process group, SIGKILL after a grace period.
 
     python -m services.supervisor [--state-dir DIR] [--data DIR] [--retrain]
 
-    python -m services.supervisor [--state-dir DIR] [--data DIR] [--retrain]
-
 The state folder (``$DOGOPS_STATE_DIR``, default ``.dogops/stack``) holds
 ``state.json``, ``logs/<service>.log``, the SageMaker tree ``ml/``, the
 gateway's ``samples/``, the feature cache and serving's unpacked models.
