@@ -26,7 +26,7 @@ from flask import Blueprint, Response, request
 from werkzeug.datastructures import Headers
 
 from .. import stack
-from ..security.guard import allowed_origins, web_origin
+from ..security.guard import origin_allowed, web_origin
 from . import iam, lambda_api
 from .emulator import Recent, client, signed_key
 
@@ -142,7 +142,7 @@ def _cors_headers(cors: dict, origin: str | None) -> dict | None:
         return {}
     listed = cors.get("AllowOrigins") or []
     if origin not in listed and "*" not in listed:
-        return {} if origin in allowed_origins() else None
+        return {} if origin_allowed(request, origin) else None
     headers = {"Access-Control-Allow-Origin": origin if cors.get("AllowCredentials") or "*" not in listed else "*"}
     if cors.get("AllowCredentials"):
         headers["Access-Control-Allow-Credentials"] = "true"

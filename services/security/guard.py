@@ -4,9 +4,9 @@ before anything else answers, as LocalStack checks origins before its handlers:
 - ``Host`` must name this machine (a loopback name or address, ``*.localhost``) or a service of the stack
   (compose's ``emulator``, ``gateway``, ``serving``, ``registry``; more in ``DOGOPS_ALLOWED_HOSTS``), so a DNS
   rebinding page never reaches it;
-- a request from a web page (``Origin``, else ``Referer``; or ``Sec-Fetch-Site: cross-site``) must come from one
-  of the stack's own origins (the gateway's demo page and the emulator, on the loopback names; more in
-  ``DOGOPS_ALLOWED_ORIGINS``, comma-separated), else 403. Function URLs (``/lambda-url/``) decide by the function's
+- a request from a web page (``Origin``, else ``Referer``; or ``Sec-Fetch-Site: cross-site``) must come from the
+  origin it is sent to (the demo page calling its own gateway), or one of ``DOGOPS_ALLOWED_ORIGINS``
+  (comma-separated), else 403. Function URLs (``/lambda-url/``) decide by the function's
   own CORS configuration, as AWS does;
 - moto's ``/moto-api/`` (reset, dashboard, recorder) answers 404 unless ``DOGOPS_MOTO_API=1``;
 - no ``Access-Control-*`` header of what is behind it reaches the browser (moto answers every origin with ``*``);
@@ -22,10 +22,7 @@ from urllib.parse import urlsplit
 
 from werkzeug.wrappers import Request, Response
 
-from .. import stack
-
 STACK_HOSTS = {"localhost", "emulator", "gateway", "serving", "registry"}
-LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 FUNCTION_URLS = "/lambda-url/"
 
 
@@ -33,10 +30,10 @@ def _listed(name: str) -> set[str]:
     return {item.strip().rstrip("/") for item in os.environ.get(name, "").split(",") if item.strip()}
 
 
-def allowed_origins() -> set[str]:
-    """The stack's own origins (its page and the emulator on each loopback name) and ``DOGOPS_ALLOWED_ORIGINS``."""
-    ports = {stack.GATEWAY_PORT, stack.EMULATOR_PORT}
-    return {f"http://{host}:{port}" for host in LOOPBACK_NAMES for port in ports} | _listed("DOGOPS_ALLOWED_ORIGINS")
+def origin_allowed(request: Request, origin: str) -> bool:
+    """Whether a web origin may call: the request's own (same-origin, ``Host`` being checked first) or one of
+    ``DOGOPS_ALLOWED_ORIGINS``."""
+    return origin == f"{request.scheme}://{request.host}" or origin in _listed("DOGOPS_ALLOWED_ORIGINS")
 
 
 def host_allowed(host: str) -> bool:
@@ -88,7 +85,7 @@ class Guard:
         if request.path.startswith(FUNCTION_URLS):
             return None  # the function's CORS configuration decides (services.gateway.function_url)
         origin = web_origin(request)
-        if origin is not None and origin not in allowed_origins():
+        if origin is not None and not origin_allowed(request, origin):
             return _refuse(403, f"requests from the web origin {origin!r} are refused; "
                            "DOGOPS_ALLOWED_ORIGINS adds origins")
         if origin is None and request.headers.get("Sec-Fetch-Site") == "cross-site":
