@@ -190,7 +190,25 @@ def env_lines() -> list[str]:
     return [f"export {key}={shlex.quote(value)}" for key, value in values.items()]
 
 
+def write_compose_env(folder: Path) -> None:
+    """Put the stack's secret in ``folder/.env`` (mode 0600), where ``docker compose`` reads ``DOGOPS_ROOT_SECRET``,
+    when ``folder`` holds the compose file; other lines of the file are kept."""
+    if not (folder / "compose.yaml").exists():
+        return
+    path = folder / ".env"
+    wanted = f"DOGOPS_ROOT_SECRET={stack.root_secret()}"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    if wanted in lines:
+        return
+    kept = [line for line in lines if not line.startswith("DOGOPS_ROOT_SECRET=")]
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write("\n".join([*kept, wanted]) + "\n")
+
+
 def env(args) -> None:
+    write_compose_env(Path.cwd())
     print("\n".join(env_lines()))
 
 
@@ -209,7 +227,7 @@ def invoke_function(payload: dict, function: str) -> dict:
         client = boto3.client("lambda", config=config)
     else:
         client = boto3.client("lambda", endpoint_url=stack.gateway_url(), region_name=stack.REGION,
-                              aws_access_key_id=stack.ACCESS_KEY, aws_secret_access_key=stack.SECRET_KEY,
+                              aws_access_key_id=stack.ACCESS_KEY, aws_secret_access_key=stack.root_secret(),
                               config=config)
     response = client.invoke(FunctionName=function, Payload=json.dumps(payload).encode())
     body = json.loads(response["Payload"].read() or b"null")
@@ -256,7 +274,8 @@ def add_commands(commands) -> None:
                        "tag (the stage's stack, or the endpoint alone)")
     check.add_argument("--config", type=Path, default=Path("promote.yaml"), help="the promote stages (for --aws)")
     check.set_defaults(func=status)
-    commands.add_parser("env", help='export lines for the running stack: eval "$(dogops env)"').set_defaults(
+    commands.add_parser("env", help='export lines for the running stack: eval "$(dogops env)" (with the stack\'s '
+                        "own secret; beside compose.yaml it also writes it to .env for docker compose)").set_defaults(
         func=env)
 
     call = commands.add_parser("invoke", help="call the Lambda function (boto3) and print the top-5 breeds")

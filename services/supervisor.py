@@ -50,7 +50,7 @@ class Layout:
     """Where the native stack keeps its files."""
 
     def __init__(self, root: Path | None = None):
-        self.root = Path(root or os.environ.get("DOGOPS_STATE_DIR") or ".dogops/stack").absolute()
+        self.root = Path(root).absolute() if root else stack.state_dir()
         self.state = self.root / "state.json"
         self.logs = self.root / "logs"
         self.ml = self.root / "ml"
