@@ -161,7 +161,7 @@ def check_request(request: Request) -> Response | None:
         if signed is None and internal:
             raise sigv4.SignatureError("missing", "Missing Authentication Token")
     except sigv4.SignatureError as failure:
-        return refusals.signature_refusal(_service_of(request), failure)
+        return refusals.signature_refusal(_service_of(request), failure, "X-Amz-Target" in request.headers)
     if internal and (signed.key != stack.ACCESS_KEY or signed.token):
         return refusals.error("dogops", 403, "AccessDeniedException", "the stack's internal routes take only its "
                               "root key")

@@ -1,5 +1,6 @@
 """Refusals as each AWS protocol answers them, so boto3 raises the code AWS would: S3's XML, the query services'
-``ErrorResponse`` (EC2's ``Response``), and the JSON services' ``x-amzn-ErrorType``."""
+``ErrorResponse`` (EC2's ``Response``), and the JSON services' ``x-amzn-ErrorType``: 400 where the operation is
+named by ``X-Amz-Target`` (awsJson: SageMaker, Logs, ECR), 403 for REST-JSON (Lambda, SageMaker Runtime)."""
 
 import json
 import uuid
@@ -21,11 +22,10 @@ QUERY_CODES = {"malformed": (400, "IncompleteSignature"), "unknown-key": (403, "
                "invalid-token": (403, "InvalidClientTokenId"), "mismatch": (403, "SignatureDoesNotMatch"),
                "skewed": (403, "SignatureDoesNotMatch"), "expired": (403, "SignatureDoesNotMatch"),
                "content-sha256": (400, "InvalidRequest"), "missing": (403, "MissingAuthenticationToken")}
-JSON_CODES = {"malformed": (403, "IncompleteSignatureException"), "unknown-key": (403, "UnrecognizedClientException"),
-              "invalid-token": (403, "UnrecognizedClientException"), "mismatch": (403, "InvalidSignatureException"),
-              "skewed": (403, "InvalidSignatureException"), "expired": (403, "InvalidSignatureException"),
-              "content-sha256": (400, "InvalidSignatureException"),
-              "missing": (403, "MissingAuthenticationTokenException")}
+JSON_CODES = {"malformed": "IncompleteSignatureException", "unknown-key": "UnrecognizedClientException",
+              "invalid-token": "UnrecognizedClientException", "mismatch": "InvalidSignatureException",
+              "skewed": "InvalidSignatureException", "expired": "InvalidSignatureException",
+              "content-sha256": "InvalidSignatureException", "missing": "MissingAuthenticationTokenException"}
 MESSAGES = {"unknown-key": "The security token included in the request is invalid.",
             "invalid-token": "The security token included in the request is invalid.",
             "missing": "Missing Authentication Token"}
@@ -60,13 +60,16 @@ def error(service: str, status: int, code: str, message: str) -> Response:
                     headers={"x-amzn-RequestId": request_id})
 
 
-def signature_refusal(service: str, failure: SignatureError) -> Response:
-    """A refused signature (``failure.kind``, or ``missing``) as ``service`` answers it."""
+def signature_refusal(service: str, failure: SignatureError, targeted: bool = False) -> Response:
+    """A refused signature (``failure.kind``, or ``missing``) as ``service`` answers it; ``targeted``: the request
+    named its operation in ``X-Amz-Target`` (awsJson)."""
     kind = protocol(service)
     if kind == "ec2":
         return error(service, 401, "AuthFailure", failure.message)
-    codes = {"s3": S3_CODES, "query": QUERY_CODES}.get(kind, JSON_CODES)
-    status, code = codes[failure.kind]
+    if kind == "json":
+        status, code = 400 if targeted or failure.kind == "content-sha256" else 403, JSON_CODES[failure.kind]
+    else:
+        status, code = (S3_CODES if kind == "s3" else QUERY_CODES)[failure.kind]
     texts = S3_MESSAGES if kind == "s3" else MESSAGES
     message = failure.message if failure.kind in ("skewed", "expired") and kind != "s3" else \
         texts.get(failure.kind, failure.message)
