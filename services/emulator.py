@@ -211,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=stack.EMULATOR_PORT)
     args = parser.parse_args(argv)
-    server = make_server(args.host, args.port, Guard(Emulator(), check_request), threaded=True, request_handler=MotoRequestHandler)
+    server = make_server(args.host, args.port, Guard(Emulator(), check_request, function_urls=False), threaded=True,
+                         request_handler=MotoRequestHandler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"emulator (moto) listening on http://{args.host}:{args.port}", flush=True)
     try:

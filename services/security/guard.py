@@ -71,10 +71,12 @@ def _refuse(status: int, message: str) -> Response:
 
 
 class Guard:
-    """``app`` behind the checks above; ``check`` (a werkzeug request -> refusal or None) runs last."""
+    """``app`` behind the checks above; ``check`` (a werkzeug request -> refusal or None) runs last;
+    ``function_urls``: whether ``app`` serves function URLs (the gateway), which decide web origins themselves
+    (elsewhere, as on the emulator, ``/lambda-url/`` is a path like any other: an S3 bucket's)."""
 
-    def __init__(self, app, check: Callable[[Request], Response | None] | None = None):
-        self.app, self.check = app, check
+    def __init__(self, app, check: Callable[[Request], Response | None] | None = None, function_urls: bool = True):
+        self.app, self.check, self.function_urls = app, check, function_urls
 
     def refusal(self, request: Request) -> Response | None:
         if not host_allowed(request.host):
@@ -82,7 +84,7 @@ class Guard:
                            "DOGOPS_ALLOWED_HOSTS adds names")
         if request.path.startswith("/moto-api") and os.environ.get("DOGOPS_MOTO_API") != "1":
             return _refuse(404, "not found (moto's /moto-api/ is off; DOGOPS_MOTO_API=1 turns it on for debugging)")
-        if request.path.startswith(FUNCTION_URLS):
+        if self.function_urls and request.path.startswith(FUNCTION_URLS):
             return None  # the function's CORS configuration decides (services.gateway.function_url)
         origin = web_origin(request)
         if origin is not None and not origin_allowed(request, origin):
@@ -99,7 +101,7 @@ class Guard:
             refusal = self.check(request)
         if refusal is not None:
             return refusal(environ, start_response)
-        if request.path.startswith(FUNCTION_URLS):
+        if self.function_urls and request.path.startswith(FUNCTION_URLS):
             return self.app(environ, start_response)
 
         def without_cors(status, headers, exc_info=None):
