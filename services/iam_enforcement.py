@@ -192,8 +192,8 @@ def _check(self, iam_request_cls: type, resource: str = "*") -> None:
     if key is None or "Authorization" not in self.headers:  # anonymous (refused even unenforced), or pre-signed
         if not s3:
             raise _error(self, "MissingAuthenticationTokenException", "Missing Authentication Token")
-        if _bucket_exists(self, resource):  # else moto answers NoSuchBucket, as S3 does whoever asks
-            raise S3AccessDeniedError()
+        if _bucket_exists(self, resource) or self.method not in ("GET", "HEAD"):  # reading a missing bucket:
+            raise S3AccessDeniedError()  # moto answers NoSuchBucket, as S3 does whoever asks
         return
     if s3:
         return _moto_check(self, iam_request_cls, resource)

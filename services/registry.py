@@ -114,7 +114,7 @@ def main() -> None:
     registry = subprocess.Popen(["docker-registry", "serve", str(write_config("127.0.0.1", internal, args.root))])
     try:
         _wait(f"http://127.0.0.1:{internal}/v2/", registry, "see its output above", 30)
-        server = make_server(args.host, args.port, Guard(Relay(internal)), threaded=True)
+        server = make_server(args.host, args.port, Guard(Relay(internal), function_urls=False), threaded=True)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         print(f"registry (guarded) on http://{args.host}:{args.port}", flush=True)
         server.serve_forever()

@@ -1,9 +1,13 @@
 """Every request the gateway does not answer itself goes on to the emulator, unchanged (its request target as
-the client sent it, which its signature covers), but for the emulator's internal ``/_dogops/`` routes: 404.
+the client sent it, which its signature covers), but for the emulator's internal ``/_dogops/`` routes: 404. The one
+exception is a function's code, which ``GetFunction`` through the gateway hands out as a URL on the gateway
+(``Code.Location``), pre-signed with the root key: the emulator checks that signature.
 
 So ``AWS_ENDPOINT_URL_LAMBDA`` may name the gateway: ``Invoke`` runs here, and
 ``CreateFunction``, ``GetFunction`` and the rest of Lambda's control plane reach moto.
 """
+
+import re
 
 import requests
 from flask import Response, request
@@ -12,12 +16,13 @@ from .. import stack
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
               "transfer-encoding", "upgrade", "content-length", "content-encoding"}
+CODE_LOCATION = re.compile(r"/_dogops/lambda/[^/]+/[^/]+/code")
 _session = requests.Session()
 
 
 def forward(path: str = "") -> Response:
     """Send the current request to the emulator and relay its answer."""
-    if request.path.startswith("/_dogops/"):
+    if request.path.startswith("/_dogops/") and not CODE_LOCATION.fullmatch(request.path):
         return Response('{"message": "not found"}', 404, content_type="application/json")
     target = request.environ.get("RAW_URI") or request.full_path.rstrip("?")
     headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}

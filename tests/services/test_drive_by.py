@@ -260,10 +260,22 @@ def test_internal_routes_take_only_the_root_key(local, path):
     assert root.status_code == 200
 
 
-@pytest.mark.parametrize("path", INTERNAL)
+CODE = f"/_dogops/lambda/{stack.REGION}/{PREDICT}/code"
+
+
+@pytest.mark.parametrize("path", [path for path in INTERNAL if path != CODE])
 def test_internal_routes_are_not_proxied(local, path):
     for answer in internal_calls(local, local.gateway.url, path):
         assert answer.status_code == 404 and answer.json() == {"message": "not found"}
+
+
+def test_a_functions_code_is_relayed_for_the_root_key_only(local):
+    """The one internal route the gateway relays (GetFunction's Code.Location through the gateway names it): the
+    emulator still takes only the root key's signature."""
+    unsigned, insider, root = internal_calls(local, local.gateway.url, CODE)
+    assert json_error(unsigned) == (403, "MissingAuthenticationTokenException")
+    assert json_error(insider) == (403, "AccessDeniedException")
+    assert root.status_code == 200 and root.content[:2] == b"PK"
 
 
 # (e) POST /predict takes JSON or a photo: never a form or text a page could send cross-site unasked.

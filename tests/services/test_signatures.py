@@ -417,6 +417,25 @@ def test_code_location_downloads_the_deployed_zip(local, code):
     assert "lambda_function.py" in zipfile.ZipFile(io.BytesIO(answer.content)).namelist()
 
 
+def test_code_location_through_the_gateway_is_on_the_gateway(local, code):
+    """``dogops env`` points Lambda's control plane at the gateway: the Location it hands out opens there."""
+    through = processes.client("lambda", local.gateway.url).get_function(FunctionName=FUNCTION)
+    location = through["Code"]["Location"]
+    assert location.startswith(f"{local.gateway.url}/_dogops/lambda/")
+    answer = requests.get(location, timeout=10)
+    assert answer.status_code == 200
+    assert base64.b64encode(hashlib.sha256(answer.content).digest()).decode() == code["Configuration"]["CodeSha256"]
+
+
+def test_an_anonymous_bucket_is_not_created(local):
+    answer = requests.put(f"{local.emulator.url}/anonymous-bucket", timeout=10)
+    assert answer.status_code == 403 and "<Code>AccessDenied</Code>" in answer.text
+    names = [b["Name"] for b in processes.client("s3", local.emulator.url).list_buckets()["Buckets"]]
+    assert "anonymous-bucket" not in names
+    missing = requests.get(f"{local.emulator.url}/anonymous-bucket/x", timeout=10)
+    assert missing.status_code == 404 and "<Code>NoSuchBucket</Code>" in missing.text  # as S3 answers anyone
+
+
 def _shifted(stamp: str, seconds: int) -> str:
     when = datetime.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ") + datetime.timedelta(seconds=seconds)
     return when.strftime("%Y%m%dT%H%M%SZ")
