@@ -19,9 +19,19 @@ import time
 from pathlib import Path
 
 from services import stack
-from services.supervisor import Layout, healthy, kill_group, pid_alive, same_process, service_urls, start_time
+from services.supervisor import (
+    Layout,
+    healthy,
+    kill_group,
+    live_in_groups,
+    pid_alive,
+    same_process,
+    service_urls,
+    start_time,
+)
 
 UP_TIMEOUT = 900.0  # seconds; a cold start trains a model
+KILL_WAIT = 10.0  # seconds ``down`` waits for killed processes to be gone
 
 
 def _port_in_use(port: int) -> bool:
@@ -40,8 +50,9 @@ def _running_supervisor(layout: Layout) -> dict | None:
     return state if state and pid_alive(state.get("supervisor")) else None
 
 
-def _stop_supervisor(state: dict, timeout: float) -> None:
-    """SIGTERM the supervisor and wait; SIGKILL it and whatever children it left if it does not exit in time.
+def _stop_supervisor(state: dict, timeout: float) -> list[int]:
+    """SIGTERM the supervisor and wait; SIGKILL it and whatever children it left if it does not exit in time; then
+    wait (``KILL_WAIT`` more at most) until no process of theirs is left. Returns those still alive.
 
     A pid is signalled only while its process has the start time ``state["start_times"]`` records (a pid reused
     by another process is left alone, and said so); without that key (``up`` stopping the supervisor it has just
@@ -52,6 +63,7 @@ def _stop_supervisor(state: dict, timeout: float) -> None:
     def ours(pid: int) -> bool:
         return same_process(pid, recorded.get(str(pid)))
 
+    groups = {pid for pid in pids if ours(pid)}  # each leads its process group (a server's workers are in it)
     for pid in pids:
         if pid_alive(pid) and not ours(pid):
             print(f"pid {pid} is not the process state.json recorded (another start time: the pid was reused); "
@@ -68,6 +80,10 @@ def _stop_supervisor(state: dict, timeout: float) -> None:
     for child in state.get("children", {}).values():
         if ours(child) and os.getpgid(child) == child:  # still the group leader the supervisor started
             kill_group(child, signal.SIGKILL)
+    deadline = time.monotonic() + KILL_WAIT
+    while (left := live_in_groups(groups)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left
 
 
 def _preflight(layout: Layout) -> None:
@@ -141,8 +157,12 @@ def down(args) -> None:
         print(f"no native stack is running (state: {layout.state})")
         return
     print(f"stopping the native stack (supervisor pid {state['supervisor']})", flush=True)
-    _stop_supervisor({"start_times": {}, **state}, args.timeout)  # an older supervisor's state: nothing is verified
-    print("stopped")
+    started = time.monotonic()
+    left = _stop_supervisor({"start_times": {}, **state}, args.timeout)  # an older supervisor's: nothing verified
+    waited = time.monotonic() - started
+    if left:
+        raise SystemExit(f"still stopping after {waited:.1f} s: pids {', '.join(map(str, left))} are alive")
+    print(f"stopped in {waited:.1f} s")
 
 
 def status(args) -> None:

@@ -109,6 +109,20 @@ def same_process(pid: int | None, started: int | None) -> bool:
     return started is not None and pid_alive(pid) and start_time(pid) == started
 
 
+def live_in_groups(groups: set[int]) -> list[int]:
+    """The processes, zombies aside, in the process groups ``groups`` (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if fields[0] != "Z" and int(fields[2]) in groups:
+                found.append(int(entry.name))
+    return sorted(found)
+
+
 def kill_group(pid: int, sig: int) -> None:
     """Signal the process group led by ``pid`` (each child is started as one)."""
     try:

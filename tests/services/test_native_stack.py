@@ -143,8 +143,12 @@ def test_up_invoke_status_restart_down(native):
 
     pids = {after["supervisor"]} | set().union(*(group_members(pid) for pid in after["children"].values()))
     down = dogops(native, "down")
-    assert down.returncode == 0 and "stopped" in down.stdout, down.stdout + down.stderr
-    wait_for(lambda: not _live(pids), 10, "processes left after down")
+    assert down.returncode == 0 and "stopped in" in down.stdout, down.stdout + down.stderr
+    assert not _live(pids), "down returned before every process was gone"
     assert state(native)["phase"] == "stopped" and state(native)["children"] == {}
     assert dogops(native, "status").returncode == 1
+
+    again = dogops(native, "up", timeout=900)  # right after down: the model on disk is current, no training
+    assert again.returncode == 0 and "ready" in again.stdout, again.stdout + again.stderr
+    assert dogops(native, "down").returncode == 0
 
