@@ -54,6 +54,8 @@ def jpeg(width: int, height: int) -> bytes:
 def gateway(tmp_path_factory):
     logs, samples = tmp_path_factory.mktemp("logs"), tmp_path_factory.mktemp("samples")
     (samples / "dog.jpg").write_bytes(jpeg(120, 90))
+    for number in range(1, 25):  # the real set's long file names: the row must wrap inside the card
+        (samples / f"American_water_spaniel_{number:05d}.jpg").write_bytes(jpeg(60, 45))
     emulator = processes.emulator(logs)
     processes.deploy_function(emulator.url, "demo-page", FUNCTION)
     proc = processes.gateway(logs, emulator.url, DOGOPS_FUNCTION_NAME="demo-page", DOGOPS_SAMPLES_DIR=samples,
@@ -123,6 +125,16 @@ def test_a_sample_url_gives_five_bars(page, gateway, tmp_path):
     assert page.execute_script("return document.getElementById('preview').naturalWidth") == 120
     # 22 px high bars over a chart some 500 px wide: thousands of pixels of exactly the bars' colour
     assert bar_pixels(page, tmp_path / "demo-page.png") > 5000
+
+
+def test_the_samples_wrap_inside_the_card_at_1280_px(page):
+    page.set_window_size(1280, 900)
+    wait(page, lambda d: d.find_element("id", "samples").is_displayed())
+    card = page.execute_script("return document.querySelector('main').getBoundingClientRect().right")
+    links = page.execute_script("return Math.max(...[...document.querySelectorAll('#sample-links a')]"
+                                ".map(a => a.getBoundingClientRect().right))")
+    assert links <= card
+    assert page.execute_script("return document.documentElement.scrollWidth <= window.innerWidth")
 
 
 def test_an_uploaded_photo_is_sent_as_base64(page, tmp_path):
