@@ -207,6 +207,7 @@ def env_lines() -> list[str]:
               "AWS_ENDPOINT_URL_LAMBDA": gateway, "DOGOPS_BUCKET": stack.BUCKET,
               "DOGOPS_ENDPOINT_NAME": stack.ENDPOINT_NAME, "DOGOPS_FUNCTION_NAME": stack.FUNCTION_NAME,
               "DOGOPS_SAMPLES_URL": f"{gateway}/samples"}
+    values.pop("DOGOPS_ROOT_SECRET")  # the stack's processes' copy: a shell keeping it would outlive a new secret
     return [f"export {key}={shlex.quote(value)}" for key, value in values.items()]
 
 

@@ -49,10 +49,9 @@ def healthy() -> bool:
 
 
 class Stack:
-    """One running stack; ``samples_url`` is where the *serving container* finds the gateway's photos."""
+    """One running stack (every URL a test uses comes from ``dogops env``, as a user's do)."""
 
     mode = ""
-    samples_url = ""
 
     def up(self) -> None:
         raise NotImplementedError
@@ -74,7 +73,6 @@ class Stack:
 
 class Native(Stack):
     mode = "native"
-    samples_url = GATEWAY + "/samples"
 
     def up(self) -> None:
         subprocess.run([str(BIN / "dogops"), "up"], check=True, cwd=ROOT, timeout=900)
@@ -92,7 +90,6 @@ class Native(Stack):
 
 class Compose(Stack):
     mode = "compose"
-    samples_url = "http://gateway:8000/samples"
 
     def up(self) -> None:
         subprocess.run([str(BIN / "dogops"), "env"], check=True, cwd=ROOT, capture_output=True)  # writes .env

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 from botocore.exceptions import ClientError
 
 
-def test_50_concurrent_invokes_against_reserved_concurrency_3(lambda_, stack, stack_env):
-    payload = json.dumps({"url": f"{stack.samples_url}/dog.jpg"})
+def test_50_concurrent_invokes_against_reserved_concurrency_3(lambda_, stack_env):
+    payload = json.dumps({"url": f"{stack_env['DOGOPS_SAMPLES_URL']}/dog.jpg"})
 
     def call(_):
         try:

@@ -58,8 +58,8 @@ def test_custom_attributes_reach_the_container(runtime, stack_env, sample_jpeg):
     assert len(json.loads(response["Body"].read())["predictions"]) == 3
 
 
-def test_lambda_classifies_a_photo_by_url(lambda_, stack, stack_env):
-    payload = json.dumps({"url": f"{stack.samples_url}/dog.jpg"})
+def test_lambda_classifies_a_photo_by_url(lambda_, stack_env):
+    payload = json.dumps({"url": f"{stack_env['DOGOPS_SAMPLES_URL']}/dog.jpg"})
     answer = _proxy_answer(lambda_.invoke(FunctionName=stack_env["DOGOPS_FUNCTION_NAME"], Payload=payload))
     assert answer["statusCode"] == 200
     _assert_top5(answer["predictions"])
@@ -72,17 +72,18 @@ def test_lambda_classifies_an_uploaded_photo(lambda_, stack_env, sample_jpeg):
     _assert_top5(answer["predictions"])
 
 
-def test_api_route_runs_the_function_and_the_page_is_served(stack):
-    response = requests.post(GATEWAY + "/predict", json={"url": f"{stack.samples_url}/dog.jpg"}, timeout=70)
+def test_api_route_runs_the_function_and_the_page_is_served(stack_env):
+    photo = f"{stack_env['DOGOPS_SAMPLES_URL']}/dog.jpg"
+    response = requests.post(GATEWAY + "/predict", json={"url": photo}, timeout=70)
     assert response.status_code == 200, response.text
     _assert_top5(response.json()["predictions"])
     page = requests.get(GATEWAY + "/", timeout=5)
     assert page.status_code == 200 and "text/html" in page.headers["Content-Type"]
 
 
-def test_dogops_invoke_prints_the_top_5(stack, stack_env):
+def test_dogops_invoke_prints_the_top_5(stack_env):
     env = {**stack_env, "PATH": str(BIN)}
-    result = subprocess.run([str(BIN / "dogops"), "invoke", "--url", f"{stack.samples_url}/dog.jpg"], env=env,
+    result = subprocess.run([str(BIN / "dogops"), "invoke", "--url", f"{stack_env['DOGOPS_SAMPLES_URL']}/dog.jpg"], env=env,
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     ranked = [line for line in result.stdout.splitlines() if line.strip()[:2].rstrip(".").isdigit()]

@@ -176,7 +176,7 @@ def hosting_network() -> str | None:
 
 def _fetch_allow(network: str | None) -> str:
     """Where the model may fetch photos by URL: the stack's gateway (its ``/samples``)."""
-    return "gateway:8000" if network else urlparse(stack.gateway_url()).netloc
+    return f"gateway:{stack.GATEWAY_PORT}" if network else urlparse(stack.gateway_url()).netloc
 
 
 def _containers(endpoint: str) -> list[dict]:

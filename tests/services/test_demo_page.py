@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from ..browser import (
+    browser,  # noqa: F401 (a fixture)
+    needs_chromium,
+    wait,
+)
 from . import processes
 
-CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
-pytestmark = pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-                                reason="needs Debian's chromium and chromium-driver (apt-get install chromium "
-                                       "chromium-driver); CI installs them")
+pytestmark = needs_chromium
 
 BAR = (0x1F, 0x77, 0xB4)  # --bar in page.css
 FUNCTION = '''
@@ -65,47 +67,26 @@ def gateway(tmp_path_factory):
     emulator.stop()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--window-size=1000,900"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
-    yield driver
-    driver.quit()
-
-
 @pytest.fixture
-def page(browser, gateway):
+def page(browser, gateway):  # noqa: F811 (browser: the fixture)
     browser.get(gateway.url + "/")
     return browser
 
 
-def wait(browser, condition, timeout: float = 60):
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    return WebDriverWait(browser, timeout).until(condition)
+def text(driver, element_id: str) -> str:
+    return driver.find_element("id", element_id).text
 
 
-def text(browser, element_id: str) -> str:
-    return browser.find_element("id", element_id).text
-
-
-def bar_pixels(browser, path: Path) -> int:
+def bar_pixels(driver, path: Path) -> int:
     """Save a screenshot at ``path``; count its pixels of the bars' colour."""
-    assert browser.save_screenshot(str(path))
+    assert driver.save_screenshot(str(path))
     image = Image.open(path).convert("RGB")
     return sum(count for count, colour in image.getcolors(1 << 24) if colour == BAR)
 
 
-def predict(browser) -> None:
-    browser.find_element("id", "submit").click()
-    wait(browser, lambda d: text(d, "status").startswith("answered") or d.find_element("id", "error").is_displayed())
+def predict(driver) -> None:
+    driver.find_element("id", "submit").click()
+    wait(driver, lambda d: text(d, "status").startswith("answered") or d.find_element("id", "error").is_displayed())
 
 
 def test_a_sample_url_gives_five_bars(page, gateway, tmp_path):

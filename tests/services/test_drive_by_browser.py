@@ -11,11 +11,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from ..browser import (
+    browser,  # noqa: F401 (a fixture)
+    needs_chromium,
+    wait,
+)
 from . import processes
-from .test_demo_page import CHROMEDRIVER, CHROMIUM, FUNCTION, browser, wait  # noqa: F401 (browser: a fixture)
+from .test_demo_page import FUNCTION
 
-pytestmark = pytest.mark.skipif(not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-                                reason="needs Debian's chromium and chromium-driver; CI installs them")
+pytestmark = needs_chromium
 
 ATTACK = """<!doctype html><title>loading</title>
 <form id="form" method="POST" action="{emulator}/?Action=CreateUser&Version=2010-05-08&UserName=driven-by-form"
