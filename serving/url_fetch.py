@@ -19,9 +19,9 @@ Anyone who can call the endpoint chooses the URL, so each hop is checked:
    original name for TLS verification and the Host header;
 4. redirects are followed by hand, at most ``MAX_REDIRECTS``, each checked again;
 5. connect and read timeouts and a total deadline: each read's timeout is
-   shrunk to the time left and the deadline is checked between reads, so a
-   server dripping the body cannot hold the worker (the status, header and
-   chunk-size lines are bounded per read only); a download size limit, and an
+   shrunk to the time left and the deadline is checked between reads, and at
+   the deadline a watchdog shuts the socket, so a server dripping its body,
+   status line or headers cannot hold the worker; a download size limit, and an
    ``image/*`` content type.
 
 ``DOGOPS_FETCH_ALLOW`` exempts named hosts (``files``, ``files:8000``) or
@@ -33,6 +33,7 @@ import dataclasses
 import http.client
 import ipaddress
 import socket
+import threading
 import time
 from urllib.parse import urljoin, urlsplit
 
@@ -149,9 +150,12 @@ def fetch_image(url: str, policy: FetchPolicy = FetchPolicy()) -> bytes:
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         connection = _connection(parts.scheme, host, address, port,
                                  min(policy.connect_timeout, _time_left(deadline, policy)))
+        watchdog = None
         try:
             connection.connect()
             sock = connection.sock  # kept: http.client drops it from the connection when the server closes
+            watchdog = threading.Timer(_time_left(deadline, policy), _cut, (sock,))
+            watchdog.start()
             connection.request("GET", path, headers={"Host": host_header, "Accept": "image/*"},
                                preload_content=False, decode_content=False)
             connection.timeout = min(policy.read_timeout, _time_left(deadline, policy))
@@ -170,8 +174,18 @@ def fetch_image(url: str, policy: FetchPolicy = FetchPolicy()) -> bytes:
             _time_left(deadline, policy)  # a read cut short by the deadline says so
             raise FetchError(f"fetching from {host} failed: {type(exc).__name__}") from None
         finally:
+            if watchdog:
+                watchdog.cancel()
             connection.close()
     raise FetchError(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _cut(sock: socket.socket) -> None:
+    """At the deadline: end whatever read is under way (a dripped status line or header included)."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # already closed
+        pass
 
 
 def _read_image(response, sock: socket.socket, host: str, policy: FetchPolicy, deadline: float) -> bytes:

@@ -54,6 +54,16 @@ class Files(http.server.BaseHTTPRequestHandler):
             except OSError:  # the client gave up
                 pass
             return
+        elif parts.path == "/drip-headers.jpg":  # the status line and headers one byte a second
+            try:
+                for byte in b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nX-Padding: aaaaaaaaaaaaaaaa\r\n":
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    time.sleep(1)
+            except OSError:  # the client gave up
+                pass
+            self.close_connection = True
+            return
         elif parts.path == "/big.jpg":
             self.send_response(200)
             self.send_header("Content-Type", "image/jpeg")
@@ -165,6 +175,14 @@ def test_a_dripping_server_is_cut_off_at_the_total_timeout(files):
     started = time.monotonic()
     with pytest.raises(FetchError, match="took longer than 2 s"):  # the server stops after 30 s: bounded
         fetch_image(f"http://{files}/drip.jpg", policy)
+    assert time.monotonic() - started < 3
+
+
+def test_a_server_dripping_its_headers_is_cut_off_at_the_total_timeout(files):
+    policy = FetchPolicy(allow=(files,), read_timeout=5, total_timeout=2)
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="took longer than 2 s"):
+        fetch_image(f"http://{files}/drip-headers.jpg", policy)
     assert time.monotonic() - started < 3
 
 
