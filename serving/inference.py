@@ -82,7 +82,7 @@ def input_fn(input_data, content_type: str, context=None):
         if not isinstance(url, str) or not url:
             raise BadRequest('JSON requests need a "url" string: {"url": "https://.../dog.jpg"}')
         policy = FetchPolicy(settings.fetch_allow, settings.fetch_connect_timeout, settings.fetch_read_timeout,
-                             max_bytes=settings.fetch_max_bytes)
+                             settings.fetch_total_timeout, settings.fetch_max_bytes)
         return decode_image(fetch_image(url, policy), settings.max_pixels, DRAFT_SIZE)
     raise UnsupportedMediaType(
         f"Content-Type {content_type or '(none)'} is not supported; use one of {', '.join(IMAGE_TYPES + (JSON,))}")

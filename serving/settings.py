@@ -46,6 +46,7 @@ class Settings:
     fetch_allow: tuple[str, ...]  # DOGOPS_FETCH_ALLOW: hosts, host:port or CIDRs exempt from the address check
     fetch_connect_timeout: float  # DOGOPS_FETCH_CONNECT_TIMEOUT, seconds, default 3
     fetch_read_timeout: float  # DOGOPS_FETCH_READ_TIMEOUT, seconds, default 10
+    fetch_total_timeout: float  # DOGOPS_FETCH_TOTAL_TIMEOUT, seconds, default 20: the deadline of a whole fetch
     fetch_max_bytes: int  # DOGOPS_FETCH_MAX_BYTES, default 6 MiB
     max_pixels: int  # DOGOPS_MAX_IMAGE_PIXELS, decoded image size bound, default 40 megapixels
 
@@ -69,6 +70,7 @@ class Settings:
             fetch_allow=tuple(e.strip() for e in os.environ.get("DOGOPS_FETCH_ALLOW", "").split(",") if e.strip()),
             fetch_connect_timeout=_float("DOGOPS_FETCH_CONNECT_TIMEOUT", 3.0),
             fetch_read_timeout=_float("DOGOPS_FETCH_READ_TIMEOUT", 10.0),
+            fetch_total_timeout=_float("DOGOPS_FETCH_TOTAL_TIMEOUT", 20.0),
             fetch_max_bytes=_int("DOGOPS_FETCH_MAX_BYTES", MAX_PAYLOAD),
             max_pixels=_int("DOGOPS_MAX_IMAGE_PIXELS", 40_000_000),
         )
