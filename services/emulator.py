@@ -6,8 +6,9 @@ user's or an STS session's is moto's), with AWS's refusals per protocol (``servi
 routes take only requests signed with the root key (``/_dogops/health`` aside).
 
 Five additions moto lacks:
-- ``POST /_dogops/iam/verify`` with JSON ``{method, uri, headers, payload_sha256}``: whether a request the gateway
-  received is signed right (``{"ok": true, "key"}`` or ``{"ok": false, "kind", "message", "service"}``);
+- ``POST /_dogops/iam/secret`` with JSON ``{access_key_id, session_token?, region?}``: the key's secret
+  (``{"secret"}``, or ``{"kind", "message"}`` for an unknown key or token), with which the gateway verifies the
+  signatures of the requests it answers itself;
 - ``POST /_dogops/iam/authorize`` with JSON ``{access_key_id, session_token?, action, resource, region?}``:
   the principal behind the key and whether its identity-based policies allow the action on the
   resource (``iam_authorize``), for the gateway's data planes;
@@ -132,18 +133,6 @@ def raw_uri(environ) -> str:
     return quote(environ.get("PATH_INFO", "")) + (f"?{query}" if query else "")
 
 
-def verify(method: str, uri: str, headers, body: bytes | None, payload: str | None = None) -> sigv4.Signed | None:
-    """The request's verified signature (None when unsigned); ``sigv4.SignatureError`` when AWS would refuse it.
-    ``payload`` is the body's hash when the body itself is not at hand."""
-    signed = sigv4.parse(headers, uri.partition("?")[2])
-    if signed is None:
-        return None
-    if payload is None:
-        payload = sigv4.payload_hash(signed, headers, body or b"")
-    sigv4.verify(signed, method, uri, headers, payload, _secret_of)
-    return signed
-
-
 def _service_of(request: Request) -> str:
     """The signing name of the request's credential scope (for the refusal's protocol); ``dogops`` if none."""
     credential = request.args.get("X-Amz-Credential") or request.headers.get("Authorization", "").partition(
@@ -157,7 +146,8 @@ def check_request(request: Request) -> Response | None:
     the root key."""
     internal = request.path.startswith(PREFIX) and request.path != PREFIX + "health"
     try:
-        signed = verify(request.method, raw_uri(request.environ), request.headers, read_body(request))
+        signed = sigv4.check(request.method, raw_uri(request.environ), request.headers, read_body(request),
+                             _secret_of)
         if signed is None and internal:
             raise sigv4.SignatureError("missing", "Missing Authentication Token")
     except sigv4.SignatureError as failure:
@@ -168,15 +158,16 @@ def check_request(request: Request) -> Response | None:
     return None
 
 
-def _verify(request: Request) -> Response:
-    """``/_dogops/iam/verify``: a request the gateway received, checked here where the secrets are."""
+def _secret(request: Request) -> Response:
+    """``/_dogops/iam/secret``: the secret of a key (and session token) the gateway verifies a signature with."""
     try:
         query = json.loads(request.get_data())
-        signed = verify(query["method"], query["uri"], query["headers"], None, query["payload_sha256"])
-        answer = {"ok": True, "key": signed.key if signed else None}
+        signed = sigv4.Signed(query["access_key_id"], "", query.get("region") or stack.REGION, "", (), "",
+                              query.get("session_token"))
+        answer = {"secret": _secret_of(signed)}
     except sigv4.SignatureError as failure:
-        answer = {"ok": False, "kind": failure.kind, "message": failure.message}
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        answer = {"kind": failure.kind, "message": failure.message}
+    except (ValueError, KeyError, TypeError) as exc:
         return Response(json.dumps({"error": f"bad request: {exc!r}"}), 400, content_type="application/json")
     return Response(json.dumps(answer), 200, content_type="application/json")
 
@@ -197,8 +188,8 @@ class Emulator:
             response = Response('{"status": "ok"}', 200, content_type="application/json")
         elif path == PREFIX + "iam/authorize" and request.method == "POST":
             response = _authorize(request)
-        elif path == PREFIX + "iam/verify" and request.method == "POST":
-            response = _verify(request)
+        elif path == PREFIX + "iam/secret" and request.method == "POST":
+            response = _secret(request)
         elif path.startswith(hosting_routes.PREFIX):
             response = hosting_routes.handle(request)
         else:

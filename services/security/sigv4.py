@@ -186,6 +186,15 @@ def verify(signed: Signed, method: str, raw_uri: str, headers: Mapping[str, str]
                              "documentation for details.")
 
 
+def check(method: str, raw_uri: str, headers: Mapping[str, str], body: bytes,
+          secret_of: Callable[[Signed], str]) -> Signed | None:
+    """A request's verified signature (None when it is unsigned); ``SignatureError`` when AWS would refuse it."""
+    signed = parse(headers, raw_uri.partition("?")[2])
+    if signed is not None:
+        verify(signed, method, raw_uri, headers, payload_hash(signed, headers, body), secret_of)
+    return signed
+
+
 def root_credentials() -> Credentials:
     """The stack's root key and its secret."""
     return Credentials(stack.ACCESS_KEY, stack.root_secret())

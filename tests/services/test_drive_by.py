@@ -224,7 +224,7 @@ INTERNAL = {  # path: (method, JSON body)
     "/_dogops/hosting": ("GET", None),
     "/_dogops/iam/authorize": ("POST", {"access_key_id": stack.ACCESS_KEY, "action": "iam:CreateUser",
                                         "resource": "*"}),
-    "/_dogops/iam/verify": ("POST", {"method": "GET", "uri": "/", "headers": {}, "payload_sha256": ""}),
+    "/_dogops/iam/secret": ("POST", {"access_key_id": stack.ACCESS_KEY}),
     f"/_dogops/lambda/{stack.REGION}/{PREDICT}/code": ("GET", None)}
 
 
