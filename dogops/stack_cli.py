@@ -45,9 +45,14 @@ def _port_in_use(port: int) -> bool:
 
 
 def _running_supervisor(layout: Layout) -> dict | None:
-    """The state of a native stack whose supervisor is alive, else None."""
+    """The state of a native stack whose supervisor is alive (the process it recorded, not a later one given its
+    pid), else None."""
     state = layout.read_state()
-    return state if state and pid_alive(state.get("supervisor")) else None
+    if not state:
+        return None
+    pid = state.get("supervisor")
+    started = state.get("start_times", {}).get(str(pid))
+    return state if (same_process(pid, started) if started is not None else pid_alive(pid)) else None
 
 
 def _stop_supervisor(state: dict, timeout: float) -> list[int]:

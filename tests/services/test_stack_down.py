@@ -34,6 +34,17 @@ def test_a_reused_pid_is_not_signalled(tmp_path, monkeypatch, capsys, sleeper):
     assert sleeper.poll() is None
 
 
+def test_a_reused_pid_is_not_a_running_stack(tmp_path, monkeypatch, sleeper):
+    pid = sleeper.pid
+    layout = Layout(tmp_path)
+    layout.state.write_text(json.dumps({"supervisor": pid, "phase": "ready", "children": {},
+                                        "start_times": {str(pid): start_time(pid) - 1}}))
+    assert stack_cli._running_supervisor(layout) is None  # so `up` starts, and `status` says none runs here
+    layout.state.write_text(json.dumps({"supervisor": pid, "phase": "ready", "children": {},
+                                        "start_times": {str(pid): start_time(pid)}}))
+    assert stack_cli._running_supervisor(layout)["supervisor"] == pid
+
+
 def test_the_recorded_process_is_stopped(tmp_path, monkeypatch, sleeper):
     pid = sleeper.pid
     _down(tmp_path, monkeypatch, {"supervisor": pid, "children": {}, "start_times": {str(pid): start_time(pid)}})
