@@ -128,7 +128,14 @@ def _wait_ready(layout: Layout, proc: subprocess.Popen, started: float, timeout:
         time.sleep(0.3)
 
 
+def _own_secret() -> None:
+    """Take the secret from the state directory, not from a ``DOGOPS_ROOT_SECRET`` an older shell's
+    ``eval "$(dogops env)"`` kept (it would outlive a new stack's secret)."""
+    os.environ.pop("DOGOPS_ROOT_SECRET", None)
+
+
 def up(args) -> None:
+    _own_secret()
     started = time.monotonic()
     layout = Layout()
     _preflight(layout)
@@ -212,7 +219,6 @@ def env_lines() -> list[str]:
               "AWS_ENDPOINT_URL_LAMBDA": gateway, "DOGOPS_BUCKET": stack.BUCKET,
               "DOGOPS_ENDPOINT_NAME": stack.ENDPOINT_NAME, "DOGOPS_FUNCTION_NAME": stack.FUNCTION_NAME,
               "DOGOPS_SAMPLES_URL": f"{gateway}/samples"}
-    values.pop("DOGOPS_ROOT_SECRET")  # the stack's processes' copy: a shell keeping it would outlive a new secret
     return [f"export {key}={shlex.quote(value)}" for key, value in values.items()]
 
 
@@ -234,6 +240,7 @@ def write_compose_env(folder: Path) -> None:
 
 
 def env(args) -> None:
+    _own_secret()
     write_compose_env(Path.cwd())
     print("\n".join(env_lines()))
 

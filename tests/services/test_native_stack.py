@@ -89,6 +89,15 @@ def test_env_prints_exports_for_the_configured_ports(native):
             "DOGOPS_ENDPOINT_NAME", "DOGOPS_FUNCTION_NAME"} <= exports.keys()
 
 
+def test_env_takes_the_state_dirs_secret_not_a_stale_shells(native):
+    first = dict(shlex.split(line)[1].split("=", 1) for line in dogops(native, "env").stdout.splitlines())
+    secret = (Path(native["DOGOPS_STATE_DIR"]) / "root-secret").read_text().strip()
+    assert first["AWS_SECRET_ACCESS_KEY"] == first["DOGOPS_ROOT_SECRET"] == secret
+    stale = {**native, "DOGOPS_ROOT_SECRET": "from-an-older-stack"}
+    again = dict(shlex.split(line)[1].split("=", 1) for line in dogops(stale, "env").stdout.splitlines())
+    assert again["AWS_SECRET_ACCESS_KEY"] == again["DOGOPS_ROOT_SECRET"] == secret
+
+
 def test_up_refuses_a_taken_port(native):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", int(native["DOGOPS_GATEWAY_PORT"])))
