@@ -49,7 +49,7 @@ from werkzeug.wrappers import Request, Response
 from . import cfn_gaps, ecr_gaps, hosting_routes, iam_enforcement, stack, training_gaps  # noqa: F401 (they patch moto)
 from .iam_authorize import authorize
 from .security import refusals, sigv4
-from .security.guard import Guard, read_body
+from .security.guard import Guard, raw_uri, read_body
 
 PREFIX = "/_dogops/"
 CODE_LOCATION_EXPIRES_S = 600  # as GetFunction's Code.Location on AWS
@@ -122,15 +122,6 @@ def _secret_of(signed: sigv4.Signed) -> str:
     except CreateAccessKeyFailure as exc:
         kind = "invalid-token" if exc.reason == "InvalidToken" or signed.key == stack.ACCESS_KEY else "unknown-key"
         raise sigv4.SignatureError(kind, "The security token included in the request is invalid.") from None
-
-
-def raw_uri(environ) -> str:
-    """The request target as the client sent it (what it signed), not werkzeug's decoded path."""
-    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
-    if raw:
-        return raw
-    query = environ.get("QUERY_STRING")
-    return quote(environ.get("PATH_INFO", "")) + (f"?{query}" if query else "")
 
 
 def _service_of(request: Request) -> str:

@@ -23,7 +23,7 @@ import requests
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request
 
-from .security.guard import Guard
+from .security.guard import Guard, raw_uri
 
 CHUNK = 1 << 20
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
@@ -70,7 +70,7 @@ class Relay:
     def __call__(self, environ, start_response):
         request = Request(environ)
         upstream = http.client.HTTPConnection("127.0.0.1", self.port, timeout=600)
-        upstream.putrequest(request.method, environ.get("RAW_URI") or request.full_path.rstrip("?"),
+        upstream.putrequest(request.method, raw_uri(environ),
                             skip_host=True, skip_accept_encoding=True)
         for key, value in request.headers.items():
             if key.lower() not in HOP_BY_HOP:

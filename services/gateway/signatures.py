@@ -13,6 +13,7 @@ from flask import Response, request
 
 from .. import stack
 from ..security import refusals, sigv4
+from ..security.guard import raw_uri
 from .aws_errors import aws_error
 from .emulator import Recent
 
@@ -54,8 +55,7 @@ def verify_request() -> Response | None:
         signed = sigv4.parse(request.headers, request.query_string.decode("latin-1"))
         if signed is None or (request.content_length or 0) > MAX_VERIFIED_BYTES:
             return None  # unsigned, or left unverified: refused as unsigned where a signature is needed (or too big)
-        uri = request.environ.get("RAW_URI") or request.full_path.rstrip("?")
-        sigv4.check(request.method, uri, request.headers, request.get_data(), _secret_of)
+        sigv4.check(request.method, raw_uri(request.environ), request.headers, request.get_data(), _secret_of)
     except sigv4.SignatureError as failure:
         return _refusal(signed.service if signed else "lambda", failure)
     except (requests.RequestException, ValueError) as exc:

@@ -18,7 +18,7 @@ import ipaddress
 import json
 import os
 from collections.abc import Callable
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from werkzeug.wrappers import Request, Response
 
@@ -55,6 +55,15 @@ def web_origin(request: Request) -> str | None:
         parts = urlsplit(request.headers["Referer"])
         origin = f"{parts.scheme}://{parts.netloc}"
     return origin.rstrip("/") if origin is not None else None
+
+
+def raw_uri(environ) -> str:
+    """The request target as the client sent it (what it signed), not werkzeug's decoded path."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if raw:
+        return raw
+    query = environ.get("QUERY_STRING")
+    return quote(environ.get("PATH_INFO", "")) + (f"?{query}" if query else "")
 
 
 def read_body(request: Request) -> bytes:
