@@ -10,10 +10,10 @@ local emulator.
 
 import json
 import logging
-import time
 
 import boto3
-from botocore.exceptions import ClientError
+
+from .iam_propagation import ROLE_NOT_ASSUMABLE, while_propagating
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +51,9 @@ def ensure_role(name: str, policy: dict, iam=None) -> str:
     return arn
 
 
-def _until_role_usable(call, attempts: int = 10, delay: float = 3.0):
-    """IAM is eventually consistent: a new role may not be assumable by Lambda for a few seconds."""
-    for attempt in range(attempts):
-        try:
-            return call()
-        except ClientError as exc:
-            if "cannot be assumed" not in str(exc) or attempt == attempts - 1:
-                raise
-            time.sleep(delay)
+def _until_role_usable(call):
+    """``call()``, retried for up to 30 s while Lambda cannot assume the role just written (``iam_propagation``)."""
+    return while_propagating(call, ROLE_NOT_ASSUMABLE, "role", within_s=30, echo=log.info)
 
 
 def deploy_function(name: str, endpoint: str, package: bytes, sha256: str) -> dict:
