@@ -1,4 +1,4 @@
-"""The Lambda function's deployment package: a deterministic zip of ``lambda/lambda_function.py``.
+"""The Lambda function's deployment package: a deterministic zip of ``dogops/function/lambda_function.py``.
 
 The same source always gives the same bytes (sorted entries, fixed timestamps,
 mode 0644), so its ``CodeSha256`` says whether the deployed code is current.
@@ -8,9 +8,11 @@ import base64
 import hashlib
 import io
 import zipfile
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 
-SOURCE = Path(__file__).resolve().parents[1] / "lambda" / "lambda_function.py"
+# Package data: in the wheel as in the source tree (lambda/Dockerfile copies the same file).
+SOURCE = files("dogops") / "function" / "lambda_function.py"
 EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can hold
 
 
@@ -31,7 +33,7 @@ def code_sha256(package: bytes) -> str:
     return base64.b64encode(hashlib.sha256(package).digest()).decode()
 
 
-def function_zip(source: Path = SOURCE) -> tuple[bytes, str]:
+def function_zip(source: Traversable = SOURCE) -> tuple[bytes, str]:
     """The handler module at the zip root; return the zip and its ``CodeSha256``."""
     if not source.is_file():
         raise FileNotFoundError(f"the Lambda function's source is missing: {source}")

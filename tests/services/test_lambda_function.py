@@ -1,4 +1,5 @@
-"""The prediction function (``lambda/lambda_function.py``), called as Lambda calls it, against SageMaker Runtime's wire.
+"""The prediction function (``dogops/function/lambda_function.py``), called as Lambda calls it, against
+SageMaker Runtime's wire.
 
 The function's own boto3 client reaches the endpoint through
 ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``, as on the local stack. Behind it stands a
