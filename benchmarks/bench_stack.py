@@ -24,7 +24,7 @@ import boto3
 import requests
 from botocore.config import Config
 
-from services import stack
+from services.stack import settings
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,12 +34,12 @@ def cold_start(retrain: bool) -> float:
     subprocess.run([str(BIN / "dogops"), "down"], cwd=ROOT, check=True)
     started = time.perf_counter()
     subprocess.run([str(BIN / "dogops"), "up", *(["--retrain"] if retrain else [])], cwd=ROOT, check=True)
-    first_prediction(stack.gateway_url() + "/samples/dog.jpg")
+    first_prediction(settings.gateway_url() + "/samples/dog.jpg")
     return time.perf_counter() - started
 
 
 def first_prediction(url: str) -> None:
-    response = requests.post(stack.gateway_url() + "/predict", json={"url": url}, timeout=120)
+    response = requests.post(settings.gateway_url() + "/predict", json={"url": url}, timeout=120)
     response.raise_for_status()
 
 
@@ -58,22 +58,22 @@ def main() -> None:
     seconds = cold_start(args.retrain)
     print(f"cold start (dogops up -> first prediction): {seconds:.1f} s")
 
-    body = json.dumps({"url": stack.gateway_url() + "/samples/dog.jpg"}).encode()
+    body = json.dumps({"url": settings.gateway_url() + "/samples/dog.jpg"}).encode()
     direct = requests.Session()
-    credentials = {"aws_access_key_id": stack.ACCESS_KEY, "aws_secret_access_key": stack.root_secret(),
-                   "region_name": stack.REGION, "config": Config(retries={"max_attempts": 0})}
-    runtime = boto3.client("sagemaker-runtime", endpoint_url=stack.gateway_url(), **credentials)
-    function = boto3.client("lambda", endpoint_url=stack.gateway_url(), **credentials)
+    credentials = {"aws_access_key_id": settings.ACCESS_KEY, "aws_secret_access_key": settings.root_secret(),
+                   "region_name": settings.REGION, "config": Config(retries={"max_attempts": 0})}
+    runtime = boto3.client("sagemaker-runtime", endpoint_url=settings.gateway_url(), **credentials)
+    function = boto3.client("lambda", endpoint_url=settings.gateway_url(), **credentials)
 
     def call_direct():
-        direct.post(stack.serving_url() + "/invocations", data=body, timeout=70,
+        direct.post(settings.serving_url() + "/invocations", data=body, timeout=70,
                     headers={"Content-Type": "application/json"}).raise_for_status()
 
     def call_runtime():
-        runtime.invoke_endpoint(EndpointName=stack.ENDPOINT_NAME, Body=body, ContentType="application/json")
+        runtime.invoke_endpoint(EndpointName=settings.ENDPOINT_NAME, Body=body, ContentType="application/json")
 
     def call_lambda():
-        response = function.invoke(FunctionName=stack.FUNCTION_NAME, Payload=body)
+        response = function.invoke(FunctionName=settings.FUNCTION_NAME, Payload=body)
         assert "FunctionError" not in response and json.loads(response["Payload"].read())["statusCode"] == 200
 
     paths = {"direct /invocations": call_direct, "InvokeEndpoint via gateway": call_runtime,

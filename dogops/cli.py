@@ -45,16 +45,11 @@ def _upload(args) -> None:
 
 
 def _predict(args) -> None:
-    from .predict import predict, wait_healthy
+    from .predict import predict, print_predictions, wait_healthy
 
     if args.wait:
         wait_healthy(args.endpoint, args.wait)
     print_predictions(predict(args.endpoint, args.image, args.top_k))
-
-
-def print_predictions(predictions: list[dict]) -> None:
-    for p in predictions:
-        print(f"{p['rank']:>2}. {p['breed']:<36} {p['probability']:8.2%}")
 
 
 def _tune(args) -> None:

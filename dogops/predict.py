@@ -38,3 +38,8 @@ def predict(endpoint: str, image: str, top_k: int = 5) -> list[dict]:
             message = response.text
         raise RuntimeError(f"the server answered {response.status_code}: {message}")
     return response.json()["predictions"]
+
+
+def print_predictions(predictions: list[dict]) -> None:
+    for p in predictions:
+        print(f"{p['rank']:>2}. {p['breed']:<36} {p['probability']:8.2%}")

@@ -1,6 +1,6 @@
 """``dogops up``, ``down``, ``status``, ``env`` and ``invoke``: the local stack from the command line.
 
-``up`` starts ``python -m services.supervisor`` detached (or in the foreground),
+``up`` starts ``python -m services.stack.supervisor`` detached (or in the foreground),
 which runs the stack as host processes; ``down`` stops it by its PID. ``env``,
 ``status`` and ``invoke`` work the same for ``docker compose up``, which
 publishes the same ports.
@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from services import stack
-from services.supervisor import (
+from services.stack import settings
+from services.stack.supervisor import (
     Layout,
     healthy,
     kill_group,
@@ -96,7 +96,7 @@ def _preflight(layout: Layout) -> None:
     if running:
         raise SystemExit(f"a native stack is already running (supervisor pid {running['supervisor']}, phase "
                          f"{running['phase']}); `dogops down` stops it")
-    ports = {"emulator": stack.EMULATOR_PORT, "serving": stack.SERVING_PORT, "gateway": stack.GATEWAY_PORT}
+    ports = {"emulator": settings.EMULATOR_PORT, "serving": settings.SERVING_PORT, "gateway": settings.GATEWAY_PORT}
     taken = [f"{port} ({name})" for name, port in ports.items() if _port_in_use(port)]
     if taken:
         raise SystemExit(f"port {', '.join(taken)} on 127.0.0.1 is in use (a compose stack? `docker compose down`); "
@@ -139,7 +139,7 @@ def up(args) -> None:
     started = time.monotonic()
     layout = Layout()
     _preflight(layout)
-    argv = [sys.executable, "-m", "services.supervisor", "--state-dir", str(layout.root)]
+    argv = [sys.executable, "-m", "services.stack.supervisor", "--state-dir", str(layout.root)]
     argv += ["--data", str(args.data.absolute())] if args.data else []
     argv += ["--retrain"] if args.retrain else []
     layout.logs.mkdir(parents=True, exist_ok=True)
@@ -157,9 +157,9 @@ def up(args) -> None:
         _stop_supervisor({"supervisor": proc.pid, **(layout.read_state() or {})}, 30)
         raise SystemExit(130) from None
     print(f"cold start: ready in {time.monotonic() - started:.1f} s")
-    print(f"demo page: {stack.gateway_url()}/")
+    print(f"demo page: {settings.gateway_url()}/")
     print('point boto3 and the AWS CLI at it: eval "$(dogops env)"; try: dogops invoke --url '
-          f"{stack.gateway_url()}/samples/dog.jpg")
+          f"{settings.gateway_url()}/samples/dog.jpg")
 
 
 def down(args) -> None:
@@ -197,7 +197,7 @@ def status(args) -> None:
         note = f"  (restarted {restarts[name]}x)" if restarts.get(name) else ""
         print(f"  {name:<9} pid {pid!s:<8} {url:<44} {'healthy' if good else 'UNHEALTHY'}{note}")
     if ok:
-        print(f"demo page: {stack.gateway_url()}/")
+        print(f"demo page: {settings.gateway_url()}/")
     else:
         raise SystemExit(1)
 
@@ -214,10 +214,10 @@ def aws_status(args) -> None:
 
 def env_lines() -> list[str]:
     """``export`` lines that point boto3 and the AWS CLI at the local stack (either mode)."""
-    gateway = stack.gateway_url()
-    values = {**stack.emulator_env(), "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": gateway,
-              "AWS_ENDPOINT_URL_LAMBDA": gateway, "DOGOPS_BUCKET": stack.BUCKET,
-              "DOGOPS_ENDPOINT_NAME": stack.ENDPOINT_NAME, "DOGOPS_FUNCTION_NAME": stack.FUNCTION_NAME,
+    gateway = settings.gateway_url()
+    values = {**settings.emulator_env(), "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": gateway,
+              "AWS_ENDPOINT_URL_LAMBDA": gateway, "DOGOPS_BUCKET": settings.BUCKET,
+              "DOGOPS_ENDPOINT_NAME": settings.ENDPOINT_NAME, "DOGOPS_FUNCTION_NAME": settings.FUNCTION_NAME,
               "DOGOPS_SAMPLES_URL": f"{gateway}/samples"}
     return [f"export {key}={shlex.quote(value)}" for key, value in values.items()]
 
@@ -228,7 +228,7 @@ def write_compose_env(folder: Path) -> None:
     if not (folder / "compose.yaml").exists():
         return
     path = folder / ".env"
-    wanted = f"DOGOPS_ROOT_SECRET={stack.root_secret()}"
+    wanted = f"DOGOPS_ROOT_SECRET={settings.root_secret()}"
     lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
     if wanted in lines:
         return
@@ -259,8 +259,8 @@ def invoke_function(payload: dict, function: str) -> dict:
     if os.environ.get("AWS_ENDPOINT_URL_LAMBDA") or os.environ.get("AWS_ENDPOINT_URL"):
         client = boto3.client("lambda", config=config)
     else:
-        client = boto3.client("lambda", endpoint_url=stack.gateway_url(), region_name=stack.REGION,
-                              aws_access_key_id=stack.ACCESS_KEY, aws_secret_access_key=stack.root_secret(),
+        client = boto3.client("lambda", endpoint_url=settings.gateway_url(), region_name=settings.REGION,
+                              aws_access_key_id=settings.ACCESS_KEY, aws_secret_access_key=settings.root_secret(),
                               config=config)
     response = client.invoke(FunctionName=function, Payload=json.dumps(payload).encode())
     body = json.loads(response["Payload"].read() or b"null")
@@ -274,7 +274,7 @@ def invoke_function(payload: dict, function: str) -> dict:
 
 
 def invoke(args) -> None:
-    from .cli import print_predictions
+    from .predict import print_predictions
 
     if args.url:
         payload = {"url": args.url}
@@ -315,5 +315,5 @@ def add_commands(commands) -> None:
     what = call.add_mutually_exclusive_group(required=True)
     what.add_argument("--url", help="an http(s) image URL for the endpoint to fetch")
     what.add_argument("--file", type=Path, help="a local image, sent base64-encoded")
-    call.add_argument("--function", default=stack.FUNCTION_NAME, help=f"default {stack.FUNCTION_NAME}")
+    call.add_argument("--function", default=settings.FUNCTION_NAME, help=f"default {settings.FUNCTION_NAME}")
     call.set_defaults(func=invoke)

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from services.supervisor import healthy as url_healthy
+from services.stack.supervisor import healthy as url_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -22,7 +22,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.exceptions import ClientError
 
-from services.hosting import hosted_endpoints
+from services.hosting.endpoints import hosted_endpoints
 
 from .conftest import NO_RETRIES, client
 from .stacks import BIN, ROOT

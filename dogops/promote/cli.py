@@ -83,7 +83,7 @@ def _apply(args) -> None:
 
 def _host_locally(stage, session) -> None:
     """On the local stack, serve the endpoint CloudFormation created from its own container (as SageMaker would)."""
-    from services.hosting import host_endpoint
+    from services.hosting.endpoints import host_endpoint
 
     hosted = host_endpoint(stage.stack_name, session)
     print(f"local stack: endpoint {hosted.endpoint} served by container {hosted.container} at {hosted.url} "
@@ -109,7 +109,7 @@ def _destroy(args) -> None:
 
     stage, session = _session(args)
     if not args.aws:
-        from services.hosting import unhost_endpoint
+        from services.hosting.endpoints import unhost_endpoint
 
         unhost_endpoint(stage.stack_name, session)
     destroy(stage, session, images=args.images)

@@ -228,7 +228,7 @@ def run_here_if_left_to_the_host(args, session, name: str, echo=print) -> None:
     one here, in the image it names."""
     if args.aws:
         return
-    from services.training_jobs import run_on_host
+    from services.jobs.training import run_on_host
 
     if run_on_host(session, name):
         echo(f"the local stack leaves training jobs to the host: running {name} here, in its image")

@@ -10,7 +10,7 @@ its end (status, counters, each trial with its tuned values and objective); the 
 recorded as "best" (``.dogops/best.json``, and ``.dogops/tuning-jobs/<job>.json``), which ``dogops promote
 apply`` (``make promote``) deploys.
 
-On the local stack the emulator runs the job with the local tuner (``services.tuning_jobs``, its trials as
+On the local stack the emulator runs the job with the local tuner (``services.jobs.tuning``, its trials as
 training jobs); where it leaves jobs to the host (compose), this command runs it here, the trials in the image.
 """
 
@@ -132,7 +132,7 @@ def run(args, echo=print) -> dict:
          + (f", warm start from {', '.join(args.warm_start_from)}" if args.warm_start_from else "")
          + f"; image {args.image}, role {role}")
     if not args.aws:
-        from services.tuning_jobs import run_on_host
+        from services.jobs.tuning import run_on_host
 
         if run_on_host(session, name):
             echo(f"the local stack leaves jobs to the host: running {name} here, its trials in the image")

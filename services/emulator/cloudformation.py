@@ -4,7 +4,7 @@
   update and deleted with the stack through moto's Lambda backend, so alias-qualified
   permissions and ``Invoke`` of ``function:alias`` find it;
 - ``AWS::Lambda::Url`` (accepted, nothing created): the function URL config, for its qualifier, created,
-  updated and deleted with the stack (``lambda_url_gaps``); ``Ref`` is the (qualified) function ARN,
+  updated and deleted with the stack (``lambda_urls``); ``Ref`` is the (qualified) function ARN,
   ``Fn::GetAtt`` gives ``FunctionArn`` and ``FunctionUrl`` (on the local gateway);
 - ``Fn::GetAtt Version.Version`` (an error 500);
 - ``AWS::SageMaker::Endpoint``'s ``EndpointName`` (ignored: a generated name);
@@ -29,7 +29,8 @@ from moto.core.common_models import CloudFormationModel
 from moto.iam.models import Role
 from moto.sagemaker.models import FakeEndpoint, sagemaker_backends
 
-from .lambda_url_gaps import create_url, delete_url, get_url
+from .lambda_urls import create_url, delete_url, get_url
+from .sagemaker_endpoints import roll_endpoint
 
 
 class Alias(CloudFormationModel):
@@ -185,14 +186,6 @@ def _diff(self: ChangeSet) -> list[Change]:
     return ([Change("Add", name, new[name]["Type"]) for name in actions["Add"]]
             + [Change("Modify", name, new[name]["Type"]) for name in actions["Modify"]]
             + [Change("Remove", name, old[name]["Type"]) for name in actions["Remove"]])
-
-
-def roll_endpoint(backend, old: FakeEndpoint, config: str, tags: list) -> FakeEndpoint:
-    """Endpoint ``old`` moved to ``config`` in place, as ``UpdateEndpoint`` does on AWS: it keeps its name and
-    creation time and never stops existing (one assignment in moto's table)."""
-    endpoint = backend.create_endpoint(old.endpoint_name, config, tags)
-    endpoint.creation_time = old.creation_time
-    return endpoint
 
 
 def _roll_endpoint(cls, original_resource: FakeEndpoint, new_resource_name: str, cloudformation_json: dict,

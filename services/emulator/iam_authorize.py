@@ -8,22 +8,22 @@ emulator's admin, the account root; any other key moto does not know is refused.
 from moto.iam.access_control import CreateAccessKeyFailure, IAMPolicy, PermissionResult, create_access_key
 from moto.utilities.utils import get_partition
 
-from . import stack
+from ..stack import settings
 
 ALLOWED, EXPLICIT_DENY, NO_ALLOW = "allowed", "explicit-deny", "no-allow"
 UNKNOWN_KEY, INVALID_TOKEN = "unknown-key", "invalid-token"
 
 
 def authorize(access_key_id: str, action: str, resource: str, session_token: str | None = None,
-              region: str = stack.REGION) -> dict:
+              region: str = settings.REGION) -> dict:
     """``{"allowed", "decision", "principal"}`` for ``action`` on ``resource`` by this key (and session token,
     which temporary credentials need, as on AWS); a refusal adds ``message``, AWS's wording of it."""
     partition = get_partition(region)
-    if access_key_id == stack.ACCESS_KEY:
-        return {"allowed": True, "decision": ALLOWED, "principal": f"arn:{partition}:iam::{stack.ACCOUNT}:root"}
+    if access_key_id == settings.ACCESS_KEY:
+        return {"allowed": True, "decision": ALLOWED, "principal": f"arn:{partition}:iam::{settings.ACCOUNT}:root"}
     headers = {"X-Amz-Security-Token": session_token} if session_token else {}
     try:
-        key = create_access_key(stack.ACCOUNT, partition, access_key_id, headers)
+        key = create_access_key(settings.ACCOUNT, partition, access_key_id, headers)
     except CreateAccessKeyFailure as exc:
         return {"allowed": False, "decision": INVALID_TOKEN if exc.reason == "InvalidToken" else UNKNOWN_KEY,
                 "principal": None}

@@ -16,7 +16,7 @@ CloudFormation) ``AccessDenied`` XML, 403; S3 its own ``AccessDenied`` XML, 403.
 import json
 import re
 
-from moto import settings
+from moto import settings as moto_settings
 from moto.core.authorization import ActionAuthenticatorMixin
 from moto.core.exceptions import JsonRESTError, _RESTError
 from moto.core.utils import get_service_model
@@ -26,7 +26,7 @@ from moto.s3.models import s3_backends
 from moto.utilities.utils import get_partition
 from werkzeug.exceptions import HTTPException
 
-from . import stack
+from ..stack import settings
 from .iam_authorize import authorize, denial_message
 
 JSON_PROTOCOLS = {"json", "rest-json", "query-json"}
@@ -184,10 +184,10 @@ def _denied(response, key: str, action: str, resource: str) -> HTTPException:
 def _check(self, iam_request_cls: type, resource: str = "*") -> None:
     """moto's check, for every key but the root's, on the resource's ARN, then ``iam:PassRole``; AWS's errors."""
     key = caller_key(self)
-    if key == stack.ACCESS_KEY or self.headers.get("X-Amz-Target") in ActionAuthenticatorMixin.PUBLIC_OPERATIONS:
+    if key == settings.ACCESS_KEY or self.headers.get("X-Amz-Target") in ActionAuthenticatorMixin.PUBLIC_OPERATIONS:
         return
     s3 = iam_request_cls is S3IAMRequest
-    if key is not None and not stack.iam_enforced():
+    if key is not None and not settings.iam_enforced():
         return  # (its signature is verified in front of moto either way)
     if key is None or "Authorization" not in self.headers:  # anonymous (refused even unenforced), or pre-signed
         if not s3:
@@ -216,8 +216,8 @@ _moto_check = ActionAuthenticatorMixin._authenticate_and_authorize_action
 
 def install() -> None:
     """Enforce from the first request (moto's own counter would wait ``INITIAL_NO_AUTH_ACTION_COUNT`` requests)."""
-    if stack.iam_enforced():
-        settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
+    if settings.iam_enforced():
+        moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = 0
     ActionAuthenticatorMixin._authenticate_and_authorize_action = _check
 
 

@@ -1,4 +1,4 @@
-"""What moto's Lambda function URLs lack; importing this module patches it in (``cfn_gaps`` does).
+"""What moto's Lambda function URLs lack; importing this module patches it in (``cloudformation`` does).
 
 - a URL per qualifier (``$LATEST``, i.e. none, or an alias), as on AWS; moto keeps one per function and
   ignores ``Qualifier``;
@@ -24,7 +24,7 @@ from moto.awslambda.models import FunctionUrlConfig, LambdaBackend, LambdaFuncti
 from moto.awslambda.responses import LambdaResponse
 from moto.core.utils import utcnow
 
-from . import stack
+from ..stack import settings
 
 
 class UrlConflict(LambdaClientError):
@@ -44,7 +44,7 @@ def _init(self: FunctionUrlConfig, function: LambdaFunction, config: dict[str, A
           ) -> None:
     self.function, self.config, self.qualifier = function, config, qualifier
     self.url_id = uuid.uuid4().hex
-    self.url = f"{stack.function_url_base()}/lambda-url/{self.url_id}/"
+    self.url = f"{settings.function_url_base()}/lambda-url/{self.url_id}/"
     self.created = self.last_modified = _now()
 
 

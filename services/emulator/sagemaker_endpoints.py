@@ -1,5 +1,7 @@
-"""The emulator's table of hosted endpoints: where the gateway sends ``InvokeEndpoint`` for an endpoint whose
-model runs in its own container (``services.hosting``). In memory, like the rest of the emulator's state.
+"""SageMaker endpoints on moto's server: ``UpdateEndpoint`` (moto answers 500), which rolls the endpoint to a
+new config in place (keeping its name and creation time; like moto's ``CreateEndpoint``, ``InService`` at once),
+needed to republish a retrained model; and the emulator's table of hosted endpoints: where the gateway sends ``InvokeEndpoint`` for an endpoint whose
+model runs in its own container (``services.hosting.endpoints``). In memory, like the rest of the emulator's state.
 
     PUT    /_dogops/hosting/<region>/<endpoint>   {"url": ..., "container": ...}   register (replaces)
     GET    /_dogops/hosting/<region>/<endpoint>   that entry, or 404 (also once the endpoint is deleted)
@@ -10,15 +12,39 @@ model runs in its own container (``services.hosting``). In memory, like the rest
 import json
 import threading
 
+from moto.core.responses import ActionResult
+from moto.sagemaker.models import FakeEndpoint
+from moto.sagemaker.responses import SageMakerResponse
 from werkzeug.wrappers import Request, Response
 
-from . import stack
+from ..stack import settings
 
-PREFIX = "/_dogops/hosting"
-CACHE_SECONDS = 2.0  # how long the gateway reuses an answer; an old container must outlive it
+PREFIX = settings.HOSTING_ROUTES
 
 _routes: dict[tuple[str, str], dict] = {}
 _lock = threading.Lock()
+
+
+def roll_endpoint(backend, old: FakeEndpoint, config: str, tags: list) -> FakeEndpoint:
+    """Endpoint ``old`` moved to ``config`` in place, as ``UpdateEndpoint`` does on AWS: it keeps its name and
+    creation time and never stops existing (one assignment in moto's table)."""
+    endpoint = backend.create_endpoint(old.endpoint_name, config, tags)
+    endpoint.creation_time = old.creation_time
+    return endpoint
+
+
+def _update_endpoint(self) -> ActionResult:
+    """``UpdateEndpoint`` on moto's SageMaker backend: the endpoint, now on the new config."""
+    backend = self.sagemaker_backend
+    name = self._get_param("EndpointName")
+    old = backend.endpoints.get(name)
+    if old is None:
+        backend.describe_endpoint(name)  # raises moto's ValidationError for an unknown endpoint
+    endpoint = roll_endpoint(backend, old, self._get_param("EndpointConfigName"), old.tags)
+    return ActionResult({"EndpointArn": endpoint.arn})
+
+
+SageMakerResponse.update_endpoint = _update_endpoint
 
 
 def _json(status: int, body: dict) -> Response:
@@ -29,7 +55,7 @@ def _endpoint_exists(region: str, name: str) -> bool:
     from moto.sagemaker.models import sagemaker_backends
 
     try:
-        return name in sagemaker_backends[stack.ACCOUNT][region].endpoints
+        return name in sagemaker_backends[settings.ACCOUNT][region].endpoints
     except KeyError:  # an unknown region
         return False
 

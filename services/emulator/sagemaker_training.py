@@ -1,25 +1,25 @@
-"""SageMaker training jobs on moto's server that really run (imported by ``services.emulator``).
+"""SageMaker training jobs on moto's server that really run (imported by ``services.emulator.server``).
 
 moto 5 marks a training job ``Completed`` the moment it is created, replaces its ``MetricDefinitions``
 with its own, drops ``Environment`` and has no ``StopTrainingJob``. Here:
 
 - ``CreateTrainingJob`` keeps the request as sent (a name in use is ``ResourceInUse``, as on AWS); the job
-  is ``InProgress`` / ``Starting``, and the local runner (``services.training_jobs``) runs it from its
+  is ``InProgress`` / ``Starting``, and the local runner (``services.jobs.training``) runs it from its
   description in a thread of the emulator, as SageMaker runs what it is asked to (any client: boto3, an SDK,
   ``dogops promote train``). ``DOGOPS_TRAINING_RUNNER=off`` leaves created jobs ``InProgress``;
   ``DOGOPS_TRAINING_RUNNER=host`` (compose: the emulator's container has neither Docker nor torch) leaves them
   to a runner on the host, which claims one (``DogopsClaimJob``) and reports on it (``DogopsReportJob``): the
-  emulator's own SageMaker actions, signed as any, that ``training_jobs.run_on_host`` calls.
+  emulator's own SageMaker actions, signed as any, that ``services.jobs.training.run_on_host`` calls.
 - the runner reports through :func:`update` (status, secondary status with its transitions, failure
   reason, metrics, billable and training seconds), straight on moto's backend: it runs in this process.
 - ``StopTrainingJob``: ``Stopping``, the runner sends SIGTERM (as ``docker stop`` does), then ``Stopped``.
 """
 
-import importlib
 import json
 import os
 import threading
 from collections.abc import Callable
+from functools import partial
 
 from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
@@ -80,12 +80,11 @@ def update(account: str, region: str, name: str, status: str | None = None, seco
         job.last_modified_time = now
 
 
-def dispatch(response, kind: str, name: str, runner_module: str) -> None:
-    """A job just created: run here by ``services.<runner_module>.start`` (``DOGOPS_TRAINING_RUNNER=on``), or
-    left for a runner on the host to claim (``host``), or left alone (``off``)."""
+def dispatch(response, kind: str, name: str, start: Callable[[str, str, str, str], None]) -> None:
+    """A job just created: run here by ``start(name, account, region, emulator_url)``
+    (``DOGOPS_TRAINING_RUNNER=on``), or left for a runner on the host to claim (``host``), or left alone (``off``)."""
     mode = runner()
     if mode == "on":
-        start = importlib.import_module(f"{__package__}.{runner_module}").start  # imported once a job runs
         start(name, response.current_account, response.region, _emulator_url(response.normalized_request.environ))
     elif mode == "host":
         leave_to_host(kind, response.current_account, response.region, name)
@@ -116,12 +115,18 @@ def _create_training_job(self) -> ActionResult:
     job.final_metric_data_list = None
     job.secondary_status_transitions = [{"Status": "Starting", "StartTime": job.creation_time,
                                          "StatusMessage": "Launching requested ML instances"}]
-    dispatch(self, "TrainingJob", name, "training_jobs")
+    dispatch(self, "TrainingJob", name, _run)
     return result
 
 
+def _run(name: str, account: str, region: str, emulator_url: str) -> None:
+    from ..jobs import training  # imported once a job runs
+
+    training.start(name, region, emulator_url, partial(update, account, region, name))
+
+
 def _stop_training_job(self) -> ActionResult:
-    from . import training_jobs
+    from ..jobs import training
 
     name = self._get_param("TrainingJobName")
     job = _job(self.current_account, self.region, name)
@@ -129,7 +134,7 @@ def _stop_training_job(self) -> ActionResult:
         raise ValidationError(f"The request was rejected because the training job is in status "
                               f"{job.training_job_status}.")
     update(self.current_account, self.region, name, "Stopping", "Stopping", "Stopping the training job")
-    if not training_jobs.stop(name) and not claimed("TrainingJob", self.current_account, self.region, name):
+    if not training.stop(name) and not claimed("TrainingJob", self.current_account, self.region, name):
         # nothing runs it: stopped at once (a host runner sees Stopping and stops its job)
         update(self.current_account, self.region, name, "Stopped", "Stopped", "The job was stopped")
     return ActionResult({})
@@ -159,7 +164,7 @@ def _dogops_claim_job(self) -> str:
 
 def _dogops_report_job(self) -> str:
     """``DogopsReportJob`` ``{Kind, Name, Report}``: a claimed job's status and fields, from its runner."""
-    from .training_jobs import decode
+    from ..jobs.training import decode
 
     kind, name = self._get_param("Kind"), self._get_param("Name")
     if not claimed(kind, self.current_account, self.region, name):
@@ -176,5 +181,3 @@ SageMakerResponse.stop_training_job = _stop_training_job
 SageMakerResponse.parse_parameters = _parse_parameters
 SageMakerResponse.dogops_claim_job = _dogops_claim_job
 SageMakerResponse.dogops_report_job = _dogops_report_job
-
-from . import tuning_gaps  # noqa: E402, F401 (tuning jobs: run by the local tuner, trials as training jobs)

@@ -1,9 +1,9 @@
-"""SageMaker hyperparameter tuning jobs on moto's server that really run (imported by ``training_gaps``).
+"""SageMaker hyperparameter tuning jobs on moto's server that really run (imported by ``services.emulator.server``).
 
 moto 5 marks a tuning job ``Completed`` the moment it is created, with a made-up ``BestTrainingJob``, and has
 neither ``ListTrainingJobsForHyperParameterTuningJob`` nor ``StopHyperParameterTuningJob``. Here:
 
-- ``CreateHyperParameterTuningJob``: ``InProgress`` with no trial yet; the local tuner (``services.tuning_jobs``)
+- ``CreateHyperParameterTuningJob``: ``InProgress`` with no trial yet; the local tuner (``services.jobs.tuning``)
   runs it in a thread of the emulator, each trial a training job with the job's ``TuningJobArn``
   (``DOGOPS_TRAINING_RUNNER=host``: left to a runner on the host, as training jobs are; ``off``: to nobody);
 - the tuner reports through :func:`update` (status, ``TrainingJobStatusCounters``, ``ObjectiveStatusCounters``,
@@ -12,13 +12,15 @@ neither ``ListTrainingJobsForHyperParameterTuningJob`` nor ``StopHyperParameterT
 - ``StopHyperParameterTuningJob``: ``Stopping``; the tuner stops its running trials and ends ``Stopped``.
 """
 
+from functools import partial
+
 from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
 from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import sagemaker_backends
 from moto.sagemaker.responses import SageMakerResponse
 
-from . import training_gaps
+from . import sagemaker_training
 
 KIND = "HyperParameterTuningJob"
 _original_create = SageMakerResponse.create_hyper_parameter_tuning_job
@@ -40,7 +42,7 @@ def update(account: str, region: str, name: str, status: str | None = None, seco
     """Set the tuning job's status and any described field in snake case (``training_job_status_counters``,
     ``best_training_job``, ``trials``: the summaries listed, ``hyper_parameter_tuning_end_time``, ...)."""
     job = _job(account, region, name)
-    with training_gaps._lock:
+    with sagemaker_training._lock:
         if status:
             job.hyper_parameter_tuning_job_status = status
         for key, value in fields.items():
@@ -60,8 +62,15 @@ def _create(self) -> ActionResult:
     job.objective_status_counters = {"Succeeded": 0, "Pending": 0, "Failed": 0}
     job.trials = []
     job.tags = job.tags or []  # moto's ListTags fails on None
-    training_gaps.dispatch(self, KIND, name, "tuning_jobs")
+    sagemaker_training.dispatch(self, KIND, name, _run)
     return result
+
+
+def _run(name: str, account: str, region: str, emulator_url: str) -> None:
+    from ..jobs import tuning  # imported once a job runs
+
+    tuning.start(name, region, emulator_url, partial(update, account, region, name),
+                 lambda trial, **fields: sagemaker_training.update(account, region, trial, **fields))
 
 
 def _list_trials(self) -> ActionResult:
@@ -80,13 +89,13 @@ def _stop(self) -> ActionResult:
     if job.hyper_parameter_tuning_job_status != "InProgress":
         raise ValidationError(f"The request was rejected because the tuning job is in status "
                               f"{job.hyper_parameter_tuning_job_status}.")
-    running = training_gaps.runner() == "on" or training_gaps.claimed(KIND, self.current_account, self.region, name)
+    running = sagemaker_training.runner() == "on" or sagemaker_training.claimed(KIND, self.current_account, self.region, name)
     update(self.current_account, self.region, name, "Stopping" if running else "Stopped",
            **({} if running else {"hyper_parameter_tuning_end_time": utcnow()}))  # else nothing runs it
     return ActionResult({})
 
 
-training_gaps.UPDATES[KIND] = update
+sagemaker_training.UPDATES[KIND] = update
 SageMakerResponse.create_hyper_parameter_tuning_job = _create
 SageMakerResponse.list_training_jobs_for_hyper_parameter_tuning_job = _list_trials
 SageMakerResponse.stop_hyper_parameter_tuning_job = _stop

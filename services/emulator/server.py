@@ -5,7 +5,7 @@ every signed request's signature is verified against its key's secret (the root 
 user's or an STS session's is moto's), with AWS's refusals per protocol (``services.security``). The ``/_dogops/``
 routes take only requests signed with the root key (``/_dogops/health`` aside).
 
-Five additions moto lacks:
+Four additions moto lacks:
 - ``POST /_dogops/iam/secret`` with JSON ``{access_key_id, session_token?, region?}``: the key's secret
   (``{"secret"}``, or ``{"kind", "message"}`` for an unknown key or token), with which the gateway verifies the
   signatures of the requests it answers itself;
@@ -15,16 +15,14 @@ Five additions moto lacks:
 - under ``/_dogops/``, the deployed code of a Lambda function, handed out as AWS does: the pre-signed
   ``Code.Location`` of ``GetFunction`` (valid 10 minutes). The gateway downloads it and checks it against the
   function's ``CodeSha256``;
-- SageMaker ``UpdateEndpoint`` (a new endpoint config rolls the endpoint; moto answers
-  500), needed to republish a retrained model. Like moto's ``CreateEndpoint``, the
-  endpoint is ``InService`` at once;
-- under ``/_dogops/hosting/``, which endpoints run in their own containers (``hosting_routes``).
+- under ``/_dogops/hosting/``, which endpoints run in their own containers (``sagemaker_endpoints``, which
+  also adds SageMaker's ``UpdateEndpoint``).
 
 IAM is enforced on every request not signed with the stack's own key, the account root (``iam_enforcement``;
 ``DOGOPS_IAM_ENFORCE=0`` turns it off).
 
 With ``DOGOPS_REGISTRY_URL`` set, ECR's proxy endpoint and repository URIs name that local
-registry (``ecr_gaps``).
+registry (``ecr``).
 
     python -m services.emulator [--host 127.0.0.1] [--port 5000]
 """
@@ -38,35 +36,20 @@ from urllib.parse import quote
 from botocore.auth import SigV4QueryAuth
 from botocore.awsrequest import AWSRequest
 from moto.awslambda.responses import LambdaResponse
-from moto.core.responses import ActionResult
 from moto.iam.access_control import CreateAccessKeyFailure, create_access_key
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from moto.sagemaker.responses import SageMakerResponse
 from moto.utilities.utils import get_partition
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from . import cfn_gaps, ecr_gaps, hosting_routes, iam_enforcement, stack, training_gaps  # noqa: F401 (they patch moto)
+from ..security import refusals, sigv4
+from ..security.guard import Guard, raw_uri, read_body
+from ..stack import settings
+from . import cloudformation, ecr, iam_enforcement, sagemaker_endpoints, sagemaker_training, sagemaker_tuning  # noqa: F401 (they patch moto)
 from .iam_authorize import authorize
-from .security import refusals, sigv4
-from .security.guard import Guard, raw_uri, read_body
 
 PREFIX = "/_dogops/"
 CODE_LOCATION_EXPIRES_S = 600  # as GetFunction's Code.Location on AWS
-
-
-def _update_endpoint(self) -> ActionResult:
-    """``UpdateEndpoint`` on moto's SageMaker backend: the endpoint, now on the new config."""
-    backend = self.sagemaker_backend
-    name = self._get_param("EndpointName")
-    old = backend.endpoints.get(name)
-    if old is None:
-        backend.describe_endpoint(name)  # raises moto's ValidationError for an unknown endpoint
-    endpoint = cfn_gaps.roll_endpoint(backend, old, self._get_param("EndpointConfigName"), old.tags)
-    return ActionResult({"EndpointArn": endpoint.arn})
-
-
-SageMakerResponse.update_endpoint = _update_endpoint
 
 
 def _get_function(self) -> str:
@@ -95,7 +78,7 @@ def _function_code(request: Request) -> Response:
     if len(parts) != 4 or parts[0] != "lambda" or parts[3] != "code":
         return Response("not found\n", 404)
     try:
-        function = lambda_backends[stack.ACCOUNT][parts[1]].get_function(parts[2])
+        function = lambda_backends[settings.ACCOUNT][parts[1]].get_function(parts[2])
     except (UnknownFunctionException, KeyError):
         return Response("no such function\n", 404)
     return Response(function.code_bytes, 200, content_type="application/zip")
@@ -105,7 +88,7 @@ def _authorize(request: Request) -> Response:
     try:
         query = json.loads(request.get_data())
         answer = authorize(query["access_key_id"], query["action"], query["resource"], query.get("session_token"),
-                           query.get("region") or stack.REGION)
+                           query.get("region") or settings.REGION)
     except (ValueError, KeyError, TypeError) as exc:
         return Response(json.dumps({"error": f"bad request: {exc!r}"}), 400, content_type="application/json")
     return Response(json.dumps(answer), 200, content_type="application/json")
@@ -113,14 +96,14 @@ def _authorize(request: Request) -> Response:
 
 def _secret_of(signed: sigv4.Signed) -> str:
     """The secret of a signed key: the root's, an IAM user's or an STS session's (whose token must match)."""
-    if signed.key == stack.ACCESS_KEY and not signed.token:
-        return stack.root_secret()
+    if signed.key == settings.ACCESS_KEY and not signed.token:
+        return settings.root_secret()
     headers = {"X-Amz-Security-Token": signed.token} if signed.token else {}
     try:
-        return create_access_key(stack.ACCOUNT, get_partition(signed.region), signed.key,
+        return create_access_key(settings.ACCOUNT, get_partition(signed.region), signed.key,
                                  headers).create_credentials().secret_key
     except CreateAccessKeyFailure as exc:
-        kind = "invalid-token" if exc.reason == "InvalidToken" or signed.key == stack.ACCESS_KEY else "unknown-key"
+        kind = "invalid-token" if exc.reason == "InvalidToken" or signed.key == settings.ACCESS_KEY else "unknown-key"
         raise sigv4.SignatureError(kind, "The security token included in the request is invalid.") from None
 
 
@@ -143,7 +126,7 @@ def check_request(request: Request) -> Response | None:
             raise sigv4.SignatureError("missing", "Missing Authentication Token")
     except sigv4.SignatureError as failure:
         return refusals.signature_refusal(_service_of(request), failure, "X-Amz-Target" in request.headers)
-    if internal and (signed.key != stack.ACCESS_KEY or signed.token):
+    if internal and (signed.key != settings.ACCESS_KEY or signed.token):
         return refusals.error("dogops", 403, "AccessDeniedException", "the stack's internal routes take only its "
                               "root key")
     return None
@@ -153,7 +136,7 @@ def _secret(request: Request) -> Response:
     """``/_dogops/iam/secret``: the secret of a key (and session token) the gateway verifies a signature with."""
     try:
         query = json.loads(request.get_data())
-        signed = sigv4.Signed(query["access_key_id"], "", query.get("region") or stack.REGION, "", (), "",
+        signed = sigv4.Signed(query["access_key_id"], "", query.get("region") or settings.REGION, "", (), "",
                               query.get("session_token"))
         answer = {"secret": _secret_of(signed)}
     except sigv4.SignatureError as failure:
@@ -181,8 +164,8 @@ class Emulator:
             response = _authorize(request)
         elif path == PREFIX + "iam/secret" and request.method == "POST":
             response = _secret(request)
-        elif path.startswith(hosting_routes.PREFIX):
-            response = hosting_routes.handle(request)
+        elif path.startswith(sagemaker_endpoints.PREFIX):
+            response = sagemaker_endpoints.handle(request)
         else:
             response = _function_code(request)
         return response(environ, start_response)
@@ -191,7 +174,7 @@ class Emulator:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.emulator", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=stack.EMULATOR_PORT)
+    parser.add_argument("--port", type=int, default=settings.EMULATOR_PORT)
     args = parser.parse_args(argv)
     server = make_server(args.host, args.port, Guard(Emulator(), check_request, function_urls=False), threaded=True,
                          request_handler=MotoRequestHandler)
@@ -203,6 +186,3 @@ def main(argv: list[str] | None = None) -> int:
         pass
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

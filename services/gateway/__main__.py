@@ -9,13 +9,13 @@ import sys
 
 from gunicorn.app.wsgiapp import run
 
-from .. import stack
+from ..stack import settings
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m services.gateway", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=stack.GATEWAY_PORT)
+    parser.add_argument("--port", type=int, default=settings.GATEWAY_PORT)
     parser.add_argument("--threads", type=int, default=64)
     args = parser.parse_args(argv)
     sys.argv = ["gunicorn", "--bind", f"{args.host}:{args.port}", "--workers", "1", "--worker-class", "gthread",

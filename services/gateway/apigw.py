@@ -1,6 +1,6 @@
 """An API route shaped like API Gateway's Lambda proxy integration (REST API), the demo page, and sample photos.
 
-    POST /predict          the request as a proxy event → Lambda ``stack.FUNCTION_NAME`` → its proxy answer
+    POST /predict          the request as a proxy event → Lambda ``settings.FUNCTION_NAME`` → its proxy answer
     GET  /                 the demo page (``static/``)
     GET  /page/<file>      the page's script and style
     GET  /samples          {"samples": [{"name", "url"}]}: the photos of ``DOGOPS_SAMPLES_DIR``
@@ -29,7 +29,7 @@ from pathlib import Path
 from flask import Blueprint, Response, abort, request, send_from_directory
 from werkzeug.datastructures import Headers
 
-from .. import stack
+from ..stack import settings
 
 blueprint = Blueprint("apigw", __name__)
 
@@ -60,7 +60,7 @@ def proxy_event(body: bytes, request_id: str) -> dict:
         "requestContext": {
             "resourcePath": "/predict", "httpMethod": request.method, "path": "/local" + request.path,
             "stage": "local", "requestId": request_id, "requestTimeEpoch": int(time.time() * 1000),
-            "accountId": stack.ACCOUNT, "apiId": "local", "protocol": request.environ.get("SERVER_PROTOCOL"),
+            "accountId": settings.ACCOUNT, "apiId": "local", "protocol": request.environ.get("SERVER_PROTOCOL"),
             "identity": {"sourceIp": request.remote_addr, "apiKey": request.headers.get("x-api-key"),
                          "userAgent": request.headers.get("User-Agent")}},
     }
@@ -100,7 +100,7 @@ def predict() -> Response:
     from . import lambda_api
 
     payload = json.dumps(proxy_event(request.get_data(), str(uuid.uuid4()))).encode()
-    future = _pool.submit(lambda_api.invoke, stack.FUNCTION_NAME, payload)
+    future = _pool.submit(lambda_api.invoke, settings.FUNCTION_NAME, payload)
     try:
         status, headers, body = future.result(timeout=float(os.environ.get("DOGOPS_INTEGRATION_TIMEOUT", "29")))
     except FutureTimeout:

@@ -9,20 +9,20 @@ import boto3
 from botocore.config import Config
 from flask import request
 
-from .. import stack
+from ..stack import settings
 
 _clients: dict[tuple[str, str], object] = {}
 _clients_lock = threading.Lock()
 
 
-def client(service: str, region: str = stack.REGION):
+def client(service: str, region: str = settings.REGION):
     """A boto3 client on the emulator, made once and shared by every thread (making one is not thread-safe,
     using one is)."""
     with _clients_lock:
         if (service, region) not in _clients:
             _clients[(service, region)] = boto3.session.Session().client(
-                service, endpoint_url=stack.emulator_url(), region_name=region,
-                aws_access_key_id=stack.ACCESS_KEY, aws_secret_access_key=stack.root_secret(),
+                service, endpoint_url=settings.emulator_url(), region_name=region,
+                aws_access_key_id=settings.ACCESS_KEY, aws_secret_access_key=settings.root_secret(),
                 config=Config(retries={"max_attempts": 2, "mode": "standard"}, max_pool_connections=64))
         return _clients[(service, region)]
 
@@ -57,4 +57,4 @@ def signed_key() -> str | None:
 def signed_region() -> str:
     """The region the caller signed for (SigV4 credential scope), else the stack's."""
     signed = request.environ.get("dogops.signed")
-    return signed.region if signed else stack.REGION
+    return signed.region if signed else settings.REGION

@@ -12,8 +12,8 @@ import re
 import requests
 from flask import Response, request
 
-from .. import stack
 from ..security.guard import raw_uri
+from ..stack import settings
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
               "transfer-encoding", "upgrade", "content-length", "content-encoding"}
@@ -26,7 +26,7 @@ def forward(path: str = "") -> Response:
     if request.path.startswith("/_dogops/") and not CODE_LOCATION.fullmatch(request.path):
         return Response('{"message": "not found"}', 404, content_type="application/json")
     headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-    upstream = _session.request(request.method, stack.emulator_url() + raw_uri(request.environ),
+    upstream = _session.request(request.method, settings.emulator_url() + raw_uri(request.environ),
                                 headers=headers, data=request.get_data(), allow_redirects=False, timeout=60)
     relayed = [(k, v) for k, v in upstream.raw.headers.items() if k.lower() not in HOP_BY_HOP]
     return Response(upstream.content, upstream.status_code, headers=relayed)

@@ -1,6 +1,6 @@
 """Lambda function URLs, in path form on the gateway: ``<gateway>/lambda-url/<url-id>/<path>`` is AWS's
 ``https://<url-id>.lambda-url.<region>.on.aws/<path>`` (the ``FunctionUrl`` the emulator hands out,
-``services.lambda_url_gaps``). Any method, any path below it.
+``services.emulator.lambda_urls``). Any method, any path below it.
 
 - web origins: a request from a browser (``Origin``) is refused (403 ``Forbidden``) unless the URL's ``Cors``
   configuration allows that origin (``AllowOrigins``, ``*`` for any) or it is the stack's own; an allowed origin
@@ -25,8 +25,8 @@ import uuid
 from flask import Blueprint, Response, request
 from werkzeug.datastructures import Headers
 
-from .. import stack
 from ..security.guard import origin_allowed, web_origin
+from ..stack import settings
 from . import iam, lambda_api
 from .emulator import Recent, client, signed_key
 
@@ -76,14 +76,14 @@ def url_event(url_id: str, config: dict, raw_path: str, body: bytes, request_id:
     region = config["FunctionArn"].split(":")[3]
     now = time.time()
     context = {
-        "accountId": stack.ACCOUNT if config.get("AuthType") == "AWS_IAM" else "anonymous",
+        "accountId": settings.ACCOUNT if config.get("AuthType") == "AWS_IAM" else "anonymous",
         "apiId": url_id, "domainName": f"{url_id}.lambda-url.{region}.on.aws", "domainPrefix": url_id,
         "http": {"method": request.method, "path": raw_path, "protocol": request.environ.get("SERVER_PROTOCOL"),
                  "sourceIp": request.remote_addr, "userAgent": request.headers.get("User-Agent")},
         "requestId": request_id, "routeKey": "$default", "stage": "$default",
         "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)), "timeEpoch": int(now * 1000)}
     if config.get("AuthType") == "AWS_IAM":
-        context["authorizer"] = {"iam": {"accessKey": signed_key(), "accountId": stack.ACCOUNT, "callerId": None,
+        context["authorizer"] = {"iam": {"accessKey": signed_key(), "accountId": settings.ACCOUNT, "callerId": None,
                                          "cognitoIdentity": None, "principalOrgId": None, "userArn": None,
                                          "userId": None}}
     event = {"version": "2.0", "routeKey": "$default", "rawPath": raw_path,

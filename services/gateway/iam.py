@@ -11,8 +11,8 @@ hot path costs one dictionary lookup; a policy change reaches callers after that
 import requests
 from flask import Response, request
 
-from .. import stack
 from ..security.sigv4 import RootAuth
+from ..stack import settings
 from .aws_errors import aws_error
 from .emulator import Recent, signed_key
 
@@ -27,7 +27,7 @@ def _decide(key: str, token: str | None, action: str, resource: str, region: str
     """The emulator's answer for this key, action and resource, reused for ``CACHE_SECONDS``."""
 
     def ask() -> dict:
-        answer = _session.post(stack.emulator_url() + "/_dogops/iam/authorize", timeout=10, auth=RootAuth(), json={
+        answer = _session.post(settings.emulator_url() + "/_dogops/iam/authorize", timeout=10, auth=RootAuth(), json={
             "access_key_id": key, "session_token": token, "action": action, "resource": resource, "region": region})
         answer.raise_for_status()
         return answer.json()
@@ -42,7 +42,7 @@ def refusal(action: str, resource: str, region: str, status: int = 400) -> Respo
     key = signed_key()
     if key is None:
         return aws_error(403, "MissingAuthenticationTokenException", "Missing Authentication Token")
-    if not stack.iam_enforced():
+    if not settings.iam_enforced():
         return None
     decision = _decide(key, request.headers.get("X-Amz-Security-Token"), action, resource, region)
     if decision["allowed"]:

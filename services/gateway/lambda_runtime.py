@@ -38,7 +38,7 @@ from pathlib import Path
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .. import stack
+from ..stack import settings
 from .emulator import Recent, client
 
 MAX_WORKERS = int(os.environ.get("DOGOPS_LAMBDA_MAX_WORKERS") or 8)
@@ -57,7 +57,7 @@ class ServiceError(Exception):
 
 
 def function_arn(name: str, qualifier: str | None = None) -> str:
-    arn = f"arn:aws:lambda:{stack.REGION}:{stack.ACCOUNT}:function:{name}"
+    arn = f"arn:aws:lambda:{settings.REGION}:{settings.ACCOUNT}:function:{name}"
     return f"{arn}:{qualifier}" if qualifier else arn
 
 
@@ -210,10 +210,10 @@ class Worker:
         return {
             "PATH": os.environ.get("PATH", os.defpath), "LANG": "en_US.UTF-8", "TZ": "UTC",
             "PYTHONPATH": str(SOURCE_ROOT),
-            "AWS_ENDPOINT_URL": stack.emulator_url(), "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": stack.gateway_url(),
+            "AWS_ENDPOINT_URL": settings.emulator_url(), "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": settings.gateway_url(),
             **dict(fn.variables),
             "_HANDLER": fn.handler, "LAMBDA_TASK_ROOT": str(code_dir),
-            "AWS_REGION": stack.REGION, "AWS_DEFAULT_REGION": stack.REGION,
+            "AWS_REGION": settings.REGION, "AWS_DEFAULT_REGION": settings.REGION,
             "AWS_EXECUTION_ENV": f"AWS_Lambda_{fn.runtime}", "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
             "AWS_LAMBDA_FUNCTION_NAME": fn.name, "AWS_LAMBDA_FUNCTION_VERSION": fn.version,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory),

@@ -1,5 +1,5 @@
 """SageMaker Runtime ``InvokeEndpoint``: the endpoint is looked up on the emulator, the request goes to the
-serving container's ``/invocations`` (the endpoint's own container when ``services.hosting`` runs one, as the
+serving container's ``/invocations`` (the endpoint's own container when ``services.hosting.endpoints`` runs one, as the
 emulator's route table says; else the stack's serving), and the answer comes back as AWS gives it (contracts §A.9.6). The caller
 must be allowed ``sagemaker:InvokeEndpoint`` on the endpoint's ARN (``iam``) before anything else happens.
 
@@ -16,8 +16,8 @@ import urllib3
 from botocore.exceptions import ClientError
 from flask import Blueprint, Response, request
 
-from .. import hosting_routes, stack
 from ..security.sigv4 import RootAuth
+from ..stack import settings
 from . import iam
 from .aws_errors import aws_error, request_id
 from .emulator import Recent, client, signed_region
@@ -37,7 +37,7 @@ TIMEOUT_MESSAGE = ("Your invocation timed out while waiting for a response from 
                    "metrics for each container in Amazon CloudWatch, resolve the issue, and try again.")
 
 _descriptions = Recent(CACHE_SECONDS)
-_routes = Recent(hosting_routes.CACHE_SECONDS)
+_routes = Recent(settings.HOSTING_CACHE_SECONDS)
 _session = requests.Session()
 
 
@@ -56,30 +56,30 @@ def _lookup(region: str, name: str) -> dict:
     except ClientError as exc:
         if exc.response["Error"]["Code"] not in ("ValidationException", "ValidationError"):
             raise
-        raise EndpointUnavailable(f"Endpoint {name} of account {stack.ACCOUNT} not found.") from None
+        raise EndpointUnavailable(f"Endpoint {name} of account {settings.ACCOUNT} not found.") from None
 
 
 def serving_url(region: str, name: str) -> str:
     """Where the endpoint's model answers: its hosted container, else the stack's serving (reused a moment)."""
-    return _routes.get((region, name), lambda: _hosted_route(region, name)) or stack.serving_url()
+    return _routes.get((region, name), lambda: _hosted_route(region, name)) or settings.serving_url()
 
 
 def _hosted_route(region: str, name: str) -> str | None:
-    answer = _session.get(f"{stack.emulator_url()}{hosting_routes.PREFIX}/{region}/{name}", timeout=10,
+    answer = _session.get(f"{settings.emulator_url()}{settings.HOSTING_ROUTES}/{region}/{name}", timeout=10,
                           auth=RootAuth())
     return answer.json()["url"] if answer.status_code == 200 else None
 
 
 def endpoint_arn(region: str, name: str) -> str:
     """The endpoint's ARN, as the emulator names it (``EndpointArn`` of ``DescribeEndpoint``)."""
-    return f"arn:aws:sagemaker:{region}:{stack.ACCOUNT}:endpoint/{name}"
+    return f"arn:aws:sagemaker:{region}:{settings.ACCOUNT}:endpoint/{name}"
 
 
 def invoked_variant(description: dict, target: str | None) -> str:
     """The production variant that serves the request; raise ``EndpointUnavailable`` when none can."""
     name, status = description["EndpointName"], description.get("EndpointStatus")
     if status not in SERVING_STATES:
-        raise EndpointUnavailable(f"Endpoint {name} of account {stack.ACCOUNT} is not in service (status {status}).")
+        raise EndpointUnavailable(f"Endpoint {name} of account {settings.ACCOUNT} is not in service (status {status}).")
     variants = [v["VariantName"] for v in description.get("ProductionVariants") or []] or ["AllTraffic"]
     if target and target not in variants:
         raise EndpointUnavailable(f"Target variant {target} not found for endpoint {name}.")
@@ -105,10 +105,10 @@ def model_error(endpoint: str, region: str, status: int, original: str) -> Respo
     group = f"/aws/sagemaker/Endpoints/{endpoint}"
     message = (f'Received {kind} error ({status}) from primary with message "{original}". See '
                f"https://{region}.console.aws.amazon.com/cloudwatch/home?region={region}#logEventViewer:group={group}"
-               f" in account {stack.ACCOUNT} for more information.")
+               f" in account {settings.ACCOUNT} for more information.")
     fields = {"ErrorCode": "CLIENT_ERROR_FROM_MODEL"} if kind == "client" else {}
     return aws_error(424, "ModelError", message[:MAX_MESSAGE], OriginalStatusCode=status, OriginalMessage=original,
-                     LogStreamArn=f"arn:aws:logs:{region}:{stack.ACCOUNT}:log-group:{group}", **fields)
+                     LogStreamArn=f"arn:aws:logs:{region}:{settings.ACCOUNT}:log-group:{group}", **fields)
 
 
 @blueprint.post("/endpoints/<name>/invocations")

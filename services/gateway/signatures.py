@@ -11,9 +11,9 @@ it).
 import requests
 from flask import Response, request
 
-from .. import stack
 from ..security import refusals, sigv4
 from ..security.guard import raw_uri
+from ..stack import settings
 from .aws_errors import aws_error
 from .emulator import Recent
 
@@ -34,7 +34,7 @@ def _secret_of(signed: sigv4.Signed) -> str:
     """The secret of the signed key (and session token), reused a moment; ``SignatureError`` for an unknown one."""
 
     def ask() -> str:
-        answer = _session.post(f"{stack.emulator_url()}/_dogops/iam/secret", auth=sigv4.RootAuth(), timeout=10,
+        answer = _session.post(f"{settings.emulator_url()}/_dogops/iam/secret", auth=sigv4.RootAuth(), timeout=10,
                                json={"access_key_id": signed.key, "session_token": signed.token,
                                      "region": signed.region})
         answer.raise_for_status()

@@ -3,7 +3,7 @@ own container, run as SageMaker runs it (contracts §A.1): the model's image (by
 the emulator's ECR names), its ``model.tar.gz`` extracted at ``/opt/ml/model`` read-only, ``serve``, healthy once
 ``/ping`` answers 200. No AWS credentials go in: the model is mounted.
 
-The gateway finds the container through the emulator's route table (``hosting_routes``): ``InvokeEndpoint``
+The gateway finds the container through the emulator's route table (``services.emulator.sagemaker_endpoints``): ``InvokeEndpoint``
 for a hosted endpoint goes there, any other endpoint to the stack's own serving.
 
 Where it runs (chosen by ``hosting_network``):
@@ -34,8 +34,8 @@ import requests
 
 from dogops.archive import ArchiveError, extract
 
-from . import hosting_routes, stack
-from .security.sigv4 import RootAuth
+from ..security.sigv4 import RootAuth
+from ..stack import settings
 
 LABEL = "dogops.endpoint"
 CONFIG_LABEL = "dogops.endpoint-config"
@@ -176,7 +176,7 @@ def hosting_network() -> str | None:
 
 def _fetch_allow(network: str | None) -> str:
     """Where the model may fetch photos by URL: the stack's gateway (its ``/samples``)."""
-    return f"gateway:{stack.GATEWAY_PORT}" if network else urlparse(stack.gateway_url()).netloc
+    return f"gateway:{settings.GATEWAY_PORT}" if network else urlparse(settings.gateway_url()).netloc
 
 
 def _containers(endpoint: str) -> list[dict]:
@@ -190,8 +190,8 @@ def _containers(endpoint: str) -> list[dict]:
 
 def _routes_url(session, endpoint: str) -> str:
     sagemaker = session.client("sagemaker")
-    region = sagemaker.meta.region_name or stack.REGION
-    return f"{sagemaker.meta.endpoint_url}{hosting_routes.PREFIX}/{region}/{endpoint}"
+    region = sagemaker.meta.region_name or settings.REGION
+    return f"{sagemaker.meta.endpoint_url}{settings.HOSTING_ROUTES}/{region}/{endpoint}"
 
 
 def _register(session, hosted: Hosted) -> None:
@@ -257,7 +257,7 @@ def host_endpoint(name: str, session) -> Hosted:
     hosted.endpoint = name
     _register(session, hosted)
     if old:
-        time.sleep(hosting_routes.CACHE_SECONDS + 0.5)  # the gateway may still send to the old one that long
+        time.sleep(settings.HOSTING_CACHE_SECONDS + 0.5)  # the gateway may still send to the old one that long
         for container in old:
             _discard(container)
     return hosted

@@ -1,6 +1,6 @@
 """The local stack's SageMaker training: a created training job run from its description, as SageMaker runs it.
 
-``training_gaps`` starts :func:`start` in a thread of the emulator for every ``CreateTrainingJob``. The
+``services.emulator.sagemaker_training`` starts :func:`start` in a thread of the emulator for every ``CreateTrainingJob``. The
 runner reads ``DescribeTrainingJob`` and, per "instance" (``algo-1`` ... ``algo-N``, each its own ``/opt/ml``
 tree under a temporary folder):
 
@@ -29,7 +29,7 @@ as AWS reports it), with no spot discount: the local saving is the time not bill
 Run by the host (``DOGOPS_TRAINING_RUNNER=host``: compose, whose emulator container has neither Docker nor
 torch): the emulator leaves a created job ``Starting`` for a runner to claim; :func:`run_on_host` (``dogops
 promote train``/``tune`` call it) claims it and runs it here, in docker mode by default, reporting through the
-emulator's ``DogopsReportJob`` action (``training_gaps``) and noticing ``StopTrainingJob`` there.
+emulator's ``DogopsReportJob`` action (``services.emulator.sagemaker_training``) and noticing ``StopTrainingJob`` there.
 """
 
 import atexit
@@ -55,8 +55,8 @@ import boto3
 from dogops.s3upload import parse_s3_uri
 from training.sagemaker_env import resource_config, write_job_config
 
-from . import stack
-from .hosting import docker, free_port, pull_missing
+from ..hosting.endpoints import docker, free_port, pull_missing
+from ..stack import settings
 from .sagemaker_s3 import download_prefix, pack_model_dir
 
 log = logging.getLogger(__name__)
@@ -78,13 +78,10 @@ class JobStopped(Exception):
     """The job ends ``Stopped`` with this secondary status (Stopped, MaxRuntimeExceeded, MaxWaitTimeExceeded)."""
 
 
-def start(name: str, account: str, region: str, emulator_url: str) -> None:
-    """Run job ``name`` of the emulator at ``emulator_url`` in a thread; it reports on moto's backend."""
-    from functools import partial
-
-    from .training_gaps import update
-
-    run = Run(name, _session(region), emulator_url, partial(update, account, region, name))
+def start(name: str, region: str, emulator_url: str, report: Report) -> None:
+    """Run job ``name`` of the emulator at ``emulator_url`` in a thread, reporting through ``report`` (the
+    emulator's, on moto's backend)."""
+    run = Run(name, _session(region), emulator_url, report)
     with _running_lock:
         _running[name] = run
     threading.Thread(target=run.main, name=f"training-job-{name}", daemon=True).start()
@@ -116,7 +113,7 @@ def run_on_host(session, name: str, mode: str | None = None) -> bool:
 
 
 def _dogops_action(session, action: str, body: dict) -> dict:
-    """One of the emulator's own SageMaker actions (``training_gaps``), signed like any SageMaker request."""
+    """One of the emulator's own SageMaker actions (``services.emulator.sagemaker_training``), signed like any SageMaker request."""
     import requests
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
@@ -177,7 +174,7 @@ def _stop_all() -> None:
 
 
 def _session(region: str) -> boto3.Session:
-    return boto3.Session(aws_access_key_id=stack.ACCESS_KEY, aws_secret_access_key=stack.root_secret(),
+    return boto3.Session(aws_access_key_id=settings.ACCESS_KEY, aws_secret_access_key=settings.root_secret(),
                          region_name=region)
 
 

@@ -1,6 +1,6 @@
 """The local stack's SageMaker tuning: a created hyperparameter tuning job run by the local tuner.
 
-``tuning_gaps`` starts :func:`start` in a thread of the emulator for each ``CreateHyperParameterTuningJob``
+``services.emulator.sagemaker_tuning`` starts :func:`start` in a thread of the emulator for each ``CreateHyperParameterTuningJob``
 (where the emulator leaves jobs to the host, ``dogops promote tune`` claims it and runs it there:
 :func:`run_on_host`). The job's description is the tuner's spec, in the same vocabulary
 (``dogops.tuning.spec``): ``HyperParameterTuningJobConfig`` with the definition's ``StaticHyperParameters`` and
@@ -9,7 +9,7 @@ sampler, early stopping's pruner, ``MaxParallelTrainingJobs`` at once), and each
 on the emulator from the job's ``TrainingJobDefinition``: the static and sampled hyperparameters with
 ``_tuning_objective_metric``, named ``<tuning job>-<NNN>-<8 hex>`` as SageMaker names them, with the tuning job's
 ``TuningJobArn``, its checkpoints under ``<CheckpointConfig.S3Uri>/<trial>``; the training runner
-(``training_jobs``) runs it. The objective, each time a trial logs it, feeds early stopping: a pruned trial is
+(``services.jobs.training``) runs it. The objective, each time a trial logs it, feeds early stopping: a pruned trial is
 stopped (``StopTrainingJob``). The tuning job's counters, trials and ``BestTrainingJob`` follow the trials; the
 results (``results.csv``, ``results.json``, ``objective.png``) land in ``DOGOPS_TUNING_DIR/<job>`` (default
 ``<tmp>/dogops-tuning``).
@@ -22,6 +22,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from dogops.tuning.local import run_tuning_job
 from dogops.tuning.spec import KNOWN_KEYS, TuningSpec, parse_spec
 from dogops.tuning.trial import TrialResult
 
-from . import training_jobs
+from . import training
 
 log = logging.getLogger(__name__)
 
@@ -54,25 +55,22 @@ def spec_of(job: dict) -> TuningSpec:
     return parse_spec(raw)
 
 
-def start(name: str, account: str, region: str, emulator_url: str) -> None:
-    """Run tuning job ``name`` in a thread of the emulator; it reports on moto's backend."""
-    from . import training_gaps, tuning_gaps
-
-    run = TuningRun(name, training_jobs._session(region), emulator_url,
-                    lambda *a, **f: tuning_gaps.update(account, region, name, *a, **f),
-                    lambda trial, **f: training_gaps.update(account, region, trial, **f))
+def start(name: str, region: str, emulator_url: str, report: training.Report, report_trial: Callable[..., None]) -> None:
+    """Run tuning job ``name`` in a thread of the emulator, reporting on it and on its trials (``report_trial(
+    trial, **fields)``) through the emulator's callbacks."""
+    run = TuningRun(name, training._session(region), emulator_url, report, report_trial)
     threading.Thread(target=run.main, name=f"tuning-job-{name}", daemon=True).start()
 
 
 def run_on_host(session, name: str) -> threading.Thread | None:
     """Claim tuning job ``name`` where the emulator leaves jobs to the host, and run it here (its trials too, in
     docker mode); the thread, or None when the emulator runs it itself."""
-    if not training_jobs.claim(session, KIND, name):
+    if not training.claim(session, KIND, name):
         return None
     sm = session.client("sagemaker")
-    run = TuningRun(name, training_jobs._session(sm.meta.region_name), sm.meta.endpoint_url,
-                    training_jobs.remote_report(session, KIND, name),
-                    lambda trial, **f: training_jobs.remote_report(session, "TrainingJob", trial)(**f), host=session)
+    run = TuningRun(name, training._session(sm.meta.region_name), sm.meta.endpoint_url,
+                    training.remote_report(session, KIND, name),
+                    lambda trial, **f: training.remote_report(session, "TrainingJob", trial)(**f), host=session)
     thread = threading.Thread(target=run.main, name=f"tuning-job-{name}", daemon=True)
     thread.start()
     return thread
@@ -170,15 +168,15 @@ class TuningRun:
                 if report(value, steps[0]):
                     pruned.set()
 
-        training_jobs.observe(name, observe)
+        training.observe(name, observe)
         try:
             self.sm.create_training_job(**self._request(name, hyperparameters))
             if self.host is not None:
-                training_jobs.run_on_host(self.host, name)
+                training.run_on_host(self.host, name)
             self.report_trial(name, tuning_job_arn=self.job["HyperParameterTuningJobArn"])
             job = self._wait(name, tuned, pruned)
         finally:
-            training_jobs.observe(name, None)
+            training.observe(name, None)
         metrics = {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])}
         value, seconds = metrics.get(self.spec.objective), float(job.get("TrainingTimeInSeconds", 0))
         if job["TrainingJobStatus"] == "Stopped":

@@ -19,7 +19,7 @@ from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest, HTTPHeaders
 from botocore.credentials import Credentials
 
-from .. import stack
+from ..stack import settings
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_SKEW_S = 300  # AWS refuses a request signed more than 5 minutes from its own clock
@@ -195,7 +195,7 @@ def check(method: str, raw_uri: str, headers: Mapping[str, str], body: bytes,
 
 def root_credentials() -> Credentials:
     """The stack's root key and its secret."""
-    return Credentials(stack.ACCESS_KEY, stack.root_secret())
+    return Credentials(settings.ACCESS_KEY, settings.root_secret())
 
 
 class RootAuth(requests.auth.AuthBase):
@@ -206,6 +206,6 @@ class RootAuth(requests.auth.AuthBase):
         body = body.encode() if isinstance(body, str) else body
         aws = AWSRequest(method=prepared.method, url=prepared.url, data=body,
                          headers={k: v for k, v in prepared.headers.items() if k.lower() == "content-type"})
-        SigV4Auth(root_credentials(), "dogops", stack.REGION).add_auth(aws)
+        SigV4Auth(root_credentials(), "dogops", settings.REGION).add_auth(aws)
         prepared.headers.update(dict(aws.headers.items()))
         return prepared

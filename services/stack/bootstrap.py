@@ -1,8 +1,8 @@
 """The local stack's one-shot steps, with the boto3 calls that would target AWS.
 
-    python -m services.bootstrap seed --base-dir DIR [--data DIR]
-    python -m services.bootstrap publish --base-dir DIR --image IMAGE
-    python -m services.bootstrap samples --out DIR
+    python -m services.stack.bootstrap seed --base-dir DIR [--data DIR]
+    python -m services.stack.bootstrap publish --base-dir DIR --image IMAGE
+    python -m services.stack.bootstrap samples --out DIR
 
 ``seed`` creates the bucket, uploads the data set (generated unless given) and
 lays out a SageMaker ``/opt/ml`` tree under ``--base-dir`` (the training channel
@@ -28,8 +28,8 @@ from dogops.s3upload import upload_dir
 from dogops.synthetic import generate
 from training.sagemaker_env import resource_config, write_job_config
 
-from . import stack
-from .sagemaker_s3 import download_prefix, pack_model_dir
+from ..jobs.sagemaker_s3 import download_prefix, pack_model_dir
+from . import settings
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +45,14 @@ INPUT_DATA_CONFIG = {CHANNEL: {"TrainingInputMode": "File", "S3DistributionType"
 
 
 def model_data_url() -> str:
-    return f"s3://{stack.BUCKET}/{MODEL_KEY}"
+    return f"s3://{settings.BUCKET}/{MODEL_KEY}"
 
 
 def _ensure_bucket(s3) -> None:
     region = s3.meta.region_name
     extra = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
     try:
-        s3.create_bucket(Bucket=stack.BUCKET, **extra)
+        s3.create_bucket(Bucket=settings.BUCKET, **extra)
     except s3.exceptions.BucketAlreadyOwnedByYou:
         pass
 
@@ -64,12 +64,12 @@ def seed(base_dir: Path, data_dir: Path | None = None) -> None:
     if data_dir is None:
         data_dir = base_dir / "data"
         generate(data_dir, classes=10, per_class=30, size=64, seed=0)
-    upload_dir(data_dir, f"s3://{stack.BUCKET}/{DATA_PREFIX}", client=s3)
+    upload_dir(data_dir, f"s3://{settings.BUCKET}/{DATA_PREFIX}", client=s3)
     channel = base_dir / "input" / "data" / CHANNEL
     shutil.rmtree(channel, ignore_errors=True)
-    count = download_prefix(s3, f"s3://{stack.BUCKET}/{DATA_PREFIX}/", channel)
+    count = download_prefix(s3, f"s3://{settings.BUCKET}/{DATA_PREFIX}/", channel)
     write_job_config(base_dir, HYPERPARAMETERS, INPUT_DATA_CONFIG, resource_config("algo-1", ["algo-1"], INSTANCE_TYPE))
-    log.info("seeded s3://%s/%s and %s (%d files in channel %s)", stack.BUCKET, DATA_PREFIX, base_dir, count, CHANNEL)
+    log.info("seeded s3://%s/%s and %s (%d files in channel %s)", settings.BUCKET, DATA_PREFIX, base_dir, count, CHANNEL)
 
 
 def publish(base_dir: Path, serving_image: str) -> dict:
@@ -80,12 +80,12 @@ def publish(base_dir: Path, serving_image: str) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "model.tar.gz"
         pack_model_dir(model_dir, archive)
-        boto3.client("s3").upload_file(str(archive), stack.BUCKET, MODEL_KEY)
-    deploy_model({"model_data_url": model_data_url(), "trial": JOB}, stack.ENDPOINT_NAME, serving_image)
+        boto3.client("s3").upload_file(str(archive), settings.BUCKET, MODEL_KEY)
+    deploy_model({"model_data_url": model_data_url(), "trial": JOB}, settings.ENDPOINT_NAME, serving_image)
     package, sha256 = lambda_package.function_zip()
-    function = lambda_deploy.deploy_function(stack.FUNCTION_NAME, stack.ENDPOINT_NAME, package, sha256)
-    log.info("published %s: endpoint %s, function %s", model_data_url(), stack.ENDPOINT_NAME, function["arn"])
-    return {"model_data_url": model_data_url(), "endpoint": stack.ENDPOINT_NAME, "function": stack.FUNCTION_NAME}
+    function = lambda_deploy.deploy_function(settings.FUNCTION_NAME, settings.ENDPOINT_NAME, package, sha256)
+    log.info("published %s: endpoint %s, function %s", model_data_url(), settings.ENDPOINT_NAME, function["arn"])
+    return {"model_data_url": model_data_url(), "endpoint": settings.ENDPOINT_NAME, "function": settings.FUNCTION_NAME}
 
 
 def write_samples(samples_dir: Path) -> list[str]:
@@ -94,7 +94,7 @@ def write_samples(samples_dir: Path) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.bootstrap", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m services.stack.bootstrap", description=__doc__.splitlines()[0])
     steps = parser.add_subparsers(dest="step", required=True)
     seed_step = steps.add_parser("seed", help="bucket, data in S3, the /opt/ml tree for `train`")
     seed_step.add_argument("--base-dir", type=Path, required=True)

@@ -7,7 +7,7 @@ publishes it on 127.0.0.1); storage under ``root``. The emulator points ECR at i
 port given here is a relay with the stack's ``Host`` and web-origin checks (``services.security.guard``) that
 streams every request and answer through (layers are gigabytes), so no web page can push to it or delete from it.
 
-    python -m services.registry --host 0.0.0.0 --port 5000 --root /var/lib/registry   (compose's registry)
+    python -m services.stack.registry --host 0.0.0.0 --port 5000 --root /var/lib/registry   (compose's registry)
 """
 
 import argparse
@@ -23,7 +23,7 @@ import requests
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request
 
-from .security.guard import Guard, raw_uri
+from ..security.guard import Guard, raw_uri
 
 CHUNK = 1 << 20
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
@@ -54,7 +54,7 @@ def _wait(url: str, proc: subprocess.Popen, log: str, timeout: float) -> None:
 
 def start(port: int, root: Path, log: Path, timeout: float = 30) -> subprocess.Popen:
     """Serve a guarded registry on ``127.0.0.1:port``, storing under ``root``; return once ``/v2/`` answers."""
-    proc = subprocess.Popen([sys.executable, "-m", "services.registry", "--port", str(port), "--root", str(root)],
+    proc = subprocess.Popen([sys.executable, "-m", "services.stack.registry", "--port", str(port), "--root", str(root)],
                             stdout=open(log, "w"), stderr=subprocess.STDOUT)
     _wait(f"http://127.0.0.1:{port}/v2/", proc, "see " + str(log), timeout)
     return proc
@@ -105,7 +105,7 @@ def _free_port() -> int:
 
 def main() -> None:
     """Start the registry on a loopback port of its own and serve the guarded relay to it until SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m services.registry", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m services.stack.registry", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--root", type=Path, default=Path("/var/lib/registry"))

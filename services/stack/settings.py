@@ -25,6 +25,10 @@ SERVING_PORT = int(_get("DOGOPS_SERVING_PORT", "8080"))
 BUCKET = _get("DOGOPS_BUCKET", "dogops-local")
 ENDPOINT_NAME = _get("DOGOPS_ENDPOINT_NAME", "dogops")
 FUNCTION_NAME = _get("DOGOPS_FUNCTION_NAME", "dogops-predict")
+# The emulator's table of endpoints hosted in their own model server (services.emulator.sagemaker_endpoints),
+# and how long the gateway reuses an answer from it (an old server must outlive that).
+HOSTING_ROUTES = "/_dogops/hosting"
+HOSTING_CACHE_SECONDS = 2.0
 
 
 def emulator_url() -> str:

@@ -1,4 +1,4 @@
-"""``python -m services.supervisor``: the native stack's parent process, which ``dogops up`` starts.
+"""``python -m services.stack.supervisor``: the native stack's parent process, which ``dogops up`` starts.
 
 The compose stack's steps as host processes, in the same order: the emulator;
 ``seed``, ``train`` and ``publish`` (skipping training when the model on disk
@@ -9,7 +9,7 @@ gateway. While it runs it restarts serving or the gateway when either exits
 signals a later process that reused one). SIGTERM or SIGINT stops every child:
 SIGTERM to its process group, SIGKILL after a grace period.
 
-    python -m services.supervisor [--state-dir DIR] [--data DIR] [--retrain]
+    python -m services.stack.supervisor [--state-dir DIR] [--data DIR] [--retrain]
 
 The state folder (``$DOGOPS_STATE_DIR``, default ``.dogops/stack``) holds
 ``state.json``, ``logs/<service>.log``, the SageMaker tree ``ml/``, the
@@ -29,7 +29,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from . import stack
+from . import settings
 
 log = logging.getLogger("supervisor")
 
@@ -50,7 +50,7 @@ class Layout:
     """Where the native stack keeps its files."""
 
     def __init__(self, root: Path | None = None):
-        self.root = Path(root).absolute() if root else stack.state_dir()
+        self.root = Path(root).absolute() if root else settings.state_dir()
         self.state = self.root / "state.json"
         self.logs = self.root / "logs"
         self.ml = self.root / "ml"
@@ -67,8 +67,8 @@ class Layout:
 
 def service_urls() -> dict[str, str]:
     """Each service's health URL (the same ports in both modes)."""
-    return {"emulator": stack.emulator_url() + "/_dogops/health", "serving": stack.serving_url() + "/ping",
-            "gateway": stack.gateway_url() + "/_dogops/health"}
+    return {"emulator": settings.emulator_url() + "/_dogops/health", "serving": settings.serving_url() + "/ping",
+            "gateway": settings.gateway_url() + "/_dogops/health"}
 
 
 def healthy(url: str, timeout: float = 2.0) -> bool:
@@ -134,7 +134,7 @@ def kill_group(pid: int, sig: int) -> None:
 def base_env() -> dict[str, str]:
     """The caller's environment without SageMaker or AWS settings, plus the emulator's."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_", "AWS_"))}
-    env.update(stack.emulator_env())
+    env.update(settings.emulator_env())
     return env
 
 
@@ -207,10 +207,10 @@ class Supervisor:
         self.children: dict[str, Child] = {}
         self.state = {"mode": "native", "supervisor": os.getpid(), "phase": "starting", "error": None,
                       "started_at": time.time(), "ready_after_s": None, "state_dir": str(layout.root),
-                      "ports": {"emulator": stack.EMULATOR_PORT, "serving": stack.SERVING_PORT,
-                                "gateway": stack.GATEWAY_PORT},
-                      "urls": {"emulator": stack.emulator_url(), "serving": stack.serving_url(),
-                               "gateway": stack.gateway_url()},
+                      "ports": {"emulator": settings.EMULATOR_PORT, "serving": settings.SERVING_PORT,
+                                "gateway": settings.GATEWAY_PORT},
+                      "urls": {"emulator": settings.emulator_url(), "serving": settings.serving_url(),
+                               "gateway": settings.gateway_url()},
                       "children": {}, "restarts": {}}
 
     # state ----------------------------------------------------------------------------------------------
@@ -233,20 +233,20 @@ class Supervisor:
         env = base_env()
         if name == "emulator":
             argv = [sys.executable, "-m", "services.emulator", "--host", "127.0.0.1", "--port",
-                    str(stack.EMULATOR_PORT)]
-            env.update(DOGOPS_FUNCTION_URL_BASE=stack.function_url_base())  # the FunctionUrl a host user calls
+                    str(settings.EMULATOR_PORT)]
+            env.update(DOGOPS_FUNCTION_URL_BASE=settings.function_url_base())  # the FunctionUrl a host user calls
         elif name == "serving":
             from .bootstrap import model_data_url
 
             argv = [str(BIN / "serve")]
-            env.update(MODEL_DATA_URL=model_data_url(), SAGEMAKER_BIND_TO_PORT=str(stack.SERVING_PORT),
-                       DOGOPS_BIND_HOST="127.0.0.1", DOGOPS_FETCH_ALLOW=f"127.0.0.1:{stack.GATEWAY_PORT}",
+            env.update(MODEL_DATA_URL=model_data_url(), SAGEMAKER_BIND_TO_PORT=str(settings.SERVING_PORT),
+                       DOGOPS_BIND_HOST="127.0.0.1", DOGOPS_FETCH_ALLOW=f"127.0.0.1:{settings.GATEWAY_PORT}",
                        SAGEMAKER_MODEL_SERVER_WORKERS=os.environ.get("SAGEMAKER_MODEL_SERVER_WORKERS", "2"),
                        TMPDIR=str(self.layout.tmp))  # where serve unpacks MODEL_DATA_URL
         else:
-            argv = [sys.executable, "-m", "services.gateway", "--host", "127.0.0.1", "--port", str(stack.GATEWAY_PORT)]
-            env.update(DOGOPS_EMULATOR_URL=stack.emulator_url(), DOGOPS_SERVING_URL=stack.serving_url(),
-                       DOGOPS_GATEWAY_URL=stack.gateway_url(), DOGOPS_SAMPLES_DIR=str(self.layout.samples),
+            argv = [sys.executable, "-m", "services.gateway", "--host", "127.0.0.1", "--port", str(settings.GATEWAY_PORT)]
+            env.update(DOGOPS_EMULATOR_URL=settings.emulator_url(), DOGOPS_SERVING_URL=settings.serving_url(),
+                       DOGOPS_GATEWAY_URL=settings.gateway_url(), DOGOPS_SAMPLES_DIR=str(self.layout.samples),
                        DOGOPS_LOG_DIR=str(self.layout.logs))
         return Child(name, argv, env, self.layout.logs / f"{name}.log")
 
@@ -295,7 +295,7 @@ class Supervisor:
     # the stack ------------------------------------------------------------------------------------------
     def bootstrap(self) -> None:
         """Emulator, seed, train (unless current), publish, samples; then serving and gateway if not running."""
-        ml, boot = self.layout.ml, [sys.executable, "-m", "services.bootstrap"]
+        ml, boot = self.layout.ml, [sys.executable, "-m", "services.stack.bootstrap"]
         self.start_service("emulator")
         self.step("seed", [*boot, "seed", "--base-dir", str(ml), *(["--data", str(self.data)] if self.data else [])])
         if self.retrain or not model_is_current(ml):
@@ -380,7 +380,7 @@ class Supervisor:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.supervisor", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m services.stack.supervisor", description=__doc__.splitlines()[0])
     parser.add_argument("--state-dir", type=Path, help="default: $DOGOPS_STATE_DIR or .dogops/stack")
     parser.add_argument("--data", type=Path, help="data in the dogImages layout (default: generated)")
     parser.add_argument("--retrain", action="store_true", help="train even if the model on disk is current")

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from dogops.promote.push import ACCEPT, SCHEMA2
-from services import registry, stack
+from services.stack import registry, settings
 
 from ..conftest import free_port, run_script, script_env
 from ..services.processes import Process, client
@@ -36,7 +36,7 @@ def local_ecr(tmp_path_factory):
 
 def test_push_sends_the_image_unchanged_as_schema_2_by_digest(local_ecr, tmp_path):
     host, url = local_ecr
-    env = script_env(**{**stack.emulator_env(), "AWS_ENDPOINT_URL": url, "DOCKER_CONFIG": tmp_path})
+    env = script_env(**{**settings.emulator_env(), "AWS_ENDPOINT_URL": url, "DOCKER_CONFIG": tmp_path})
     # --force: this image test runs before the compose suite could record the image as tested
     result = run_script("dogops", "promote", "push", IMAGE, "--stage", "dev", "--force", env=env, timeout=300,
                         check=True)

@@ -5,7 +5,7 @@ import pytest
 
 from dogops.s3upload import upload_dir
 from dogops.synthetic import generate
-from services import stack
+from services.stack import settings
 
 from ..services.processes import client, emulator
 
@@ -28,9 +28,9 @@ def aws(tmp_path_factory):
 @pytest.fixture
 def session(aws, monkeypatch):
     """A boto3 session on the emulator (the environment points there too, as `eval "$(dogops env)"` does)."""
-    for key, value in {**stack.emulator_env(), "AWS_ENDPOINT_URL": aws}.items():
+    for key, value in {**settings.emulator_env(), "AWS_ENDPOINT_URL": aws}.items():
         monkeypatch.setenv(key, value)
-    return boto3.Session(region_name=stack.REGION)
+    return boto3.Session(region_name=settings.REGION)
 
 
 def emulator_with_data(tmp_path_factory, name: str, bucket: str, data_uri: str):

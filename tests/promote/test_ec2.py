@@ -173,13 +173,13 @@ def uninterrupted(aws, tmp_path_factory):
     """The user data of one job run to its end by the local 'instance' (the instance role's credentials)."""
     import boto3
 
-    from services import stack
+    from services.stack import settings
 
     dev = load_stage("dev")
     with pytest.MonkeyPatch.context() as env:
-        for key, value in {**stack.emulator_env(), "AWS_ENDPOINT_URL": aws}.items():
+        for key, value in {**settings.emulator_env(), "AWS_ENDPOINT_URL": aws}.items():
             env.setenv(key, value)
-        session = boto3.Session(region_name=stack.REGION)
+        session = boto3.Session(region_name=settings.REGION)
         _, role_arn, _ = ec2_roles.ensure_instance_profile(session, dev, DATA, OUTPUT, CHECKPOINTS, IMAGE)
         ec2.ensure_log_group(session, dev)
         user_data = ec2.render_user_data("straight", dev, IMAGE, DATA, f"{CHECKPOINTS}/straight", OUTPUT, HP,

@@ -9,8 +9,8 @@ import requests
 from dogops.promote.config import check_target, load_stage
 from dogops.promote.prices import estimate, load_prices
 from dogops.promote.stack import apply, destroy, discard, format_plan, plan
-from services import stack
 from services.security.sigv4 import RootAuth
+from services.stack import settings
 
 from ..conftest import run_script, script_env
 from ..services.processes import client
@@ -107,7 +107,7 @@ def test_apply_deploys_the_bytes_preflight_checked_though_the_object_is_replaced
 
 
 def test_cli_plan_prints_changes_and_cost(aws):
-    env = script_env(**{**stack.emulator_env(), "AWS_ENDPOINT_URL": aws})
+    env = script_env(**{**settings.emulator_env(), "AWS_ENDPOINT_URL": aws})
     result = run_script("dogops", "promote", "plan", "--stage", "prod", "--image", IMAGE,
                         "--model-data-url", f"s3://{BUCKET}/one/model.tar.gz", env=env, check=True)
     assert "stack dogops-prod (new)" in result.stdout and "2 x ml.m5.large (min)" in result.stdout

@@ -11,7 +11,7 @@ import pytest
 from dogops.promote.config import load_stage
 from dogops.promote.push import PushRefused, login, push
 from dogops.promote.tested import record
-from services import stack
+from services.stack import settings
 
 from ..services.processes import Process, client
 
@@ -44,8 +44,8 @@ def registry():
 @pytest.fixture(scope="module")
 def session(registry, tmp_path_factory):
     server = Process("services.emulator", tmp_path_factory.mktemp("push"), DOGOPS_REGISTRY_URL=f"http://{registry}/")
-    yield boto3.Session(region_name=stack.REGION, aws_access_key_id=stack.ACCESS_KEY,
-                        aws_secret_access_key=stack.root_secret()), server.url
+    yield boto3.Session(region_name=settings.REGION, aws_access_key_id=settings.ACCESS_KEY,
+                        aws_secret_access_key=settings.root_secret()), server.url
     server.stop()
 
 

@@ -7,7 +7,7 @@ import yaml
 from dogops.promote.config import CONFIG, load_stage
 from dogops.promote.push import repository_uri
 from dogops.promote.stack import apply, plan
-from services import stack
+from services.stack import settings
 
 from ..conftest import run_script, script_env
 from ..services.processes import client
@@ -25,7 +25,7 @@ def expired_config(tmp_path):
 
 
 def _dogops(aws, *args):
-    env = script_env(**{**stack.emulator_env(), "AWS_ENDPOINT_URL": aws})
+    env = script_env(**{**settings.emulator_env(), "AWS_ENDPOINT_URL": aws})
     return run_script("dogops", *args, env=env, timeout=300, check=True).stdout
 
 

@@ -85,14 +85,15 @@ def test_settings_merge_the_stage_over_the_project_and_check_hyperparameters(tmp
 
 
 def test_the_default_settings_train_the_reference_model_on_what_the_local_stack_seeds():
-    from services import bootstrap, stack
+    from services.stack import bootstrap
+    from services.stack import settings as stack_settings
 
     dev, prod = settings("dev"), settings("prod")
-    assert dev["data"] == prod["data"] == f"s3://{stack.BUCKET}/{bootstrap.DATA_PREFIX}"
+    assert dev["data"] == prod["data"] == f"s3://{stack_settings.BUCKET}/{bootstrap.DATA_PREFIX}"
     assert dev["hyperparameters"] == bootstrap.HYPERPARAMETERS
     for stage, conf in (("dev", dev), ("prod", prod)):  # each stage writes under its own prefix
-        assert conf["output"] == f"s3://{stack.BUCKET}/{stage}/training"
-        assert conf["checkpoints"] == f"s3://{stack.BUCKET}/{stage}/checkpoints"
+        assert conf["output"] == f"s3://{stack_settings.BUCKET}/{stage}/training"
+        assert conf["checkpoints"] == f"s3://{stack_settings.BUCKET}/{stage}/checkpoints"
 
 
 def test_the_role_allows_star_only_where_iam_has_no_resource_level_permission():

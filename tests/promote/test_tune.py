@@ -116,13 +116,13 @@ def test_promote_tune_runs_the_trials_as_training_jobs_and_records_the_best(sess
 def test_where_the_emulator_leaves_jobs_to_the_host_promote_tune_runs_them_here(tmp_path, monkeypatch):
     """Compose's emulator (DOGOPS_TRAINING_RUNNER=host) runs nothing: the command claims the tuning job and runs it
     here, each trial claimed too (natively here, to stay quick; in compose they run in the image)."""
-    from services import stack
+    from services.stack import settings as stack_settings
 
     data = tmp_path / "data"
     generate(data, classes=5, per_class=12, size=48, seed=0)
     server = emulator(tmp_path, DOGOPS_TRAINING_RUNNER="host")
     try:
-        for key, value in {**stack.emulator_env(), "AWS_ENDPOINT_URL": server.url,
+        for key, value in {**stack_settings.emulator_env(), "AWS_ENDPOINT_URL": server.url,
                            "DOGOPS_TRAINING_MODE": "native", "DOGOPS_TUNING_DIR": str(tmp_path / "jobs")}.items():
             monkeypatch.setenv(key, value)
         s3 = client("s3", server.url)

@@ -10,7 +10,7 @@ from pathlib import Path
 import boto3
 import requests
 
-from services import stack
+from services.stack import settings
 
 from ..conftest import free_port
 
@@ -24,7 +24,7 @@ class Process:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log_dir / f"{module.rsplit('.', 1)[-1]}-{self.port}.log"
-        environ = {**os.environ, **stack.emulator_env(), **{k: str(v) for k, v in env.items()}}
+        environ = {**os.environ, **settings.emulator_env(), **{k: str(v) for k, v in env.items()}}
         self.proc = subprocess.Popen([sys.executable, "-m", module, "--port", str(self.port)], cwd=ROOT, env=environ,
                                      stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
         self._wait_healthy()
@@ -65,12 +65,12 @@ def gateway(log_dir: Path, emulator_url: str, port: int | None = None, **env) ->
                    DOGOPS_GATEWAY_URL=f"http://127.0.0.1:{port}", **env)
 
 
-def client(service: str, url: str, region: str = stack.REGION, **config):
+def client(service: str, url: str, region: str = settings.REGION, **config):
     """A boto3 client for ``service`` at ``url`` with the emulator's credentials."""
     from botocore.config import Config
 
-    return boto3.client(service, endpoint_url=url, region_name=region, aws_access_key_id=stack.ACCESS_KEY,
-                        aws_secret_access_key=stack.root_secret(), config=Config(**config))
+    return boto3.client(service, endpoint_url=url, region_name=region, aws_access_key_id=settings.ACCESS_KEY,
+                        aws_secret_access_key=settings.root_secret(), config=Config(**config))
 
 
 def deploy_function(emulator_url: str, name: str, source: str, timeout: int = 10,

@@ -1,4 +1,4 @@
-"""``python -m services.bootstrap`` against the real emulator: seed, a real ``train`` on the seeded tree, publish.
+"""``python -m services.stack.bootstrap`` against the real emulator: seed, a real ``train`` on the seeded tree, publish.
 
 Every step runs as the stack runs it, a subprocess configured only by the
 environment; the results are read back through the emulator's control planes.
@@ -21,7 +21,7 @@ import requests
 from PIL import Image
 
 from dogops.lambda_package import SOURCE, build_zip, function_zip
-from services import bootstrap, stack
+from services.stack import bootstrap, settings
 from training import hyperparameters as hps
 from training.sagemaker_env import SageMakerPaths
 
@@ -34,7 +34,7 @@ IMAGE = "dogops-serve:local"
 
 
 def step(env: dict, *args) -> str:
-    result = subprocess.run([sys.executable, "-m", "services.bootstrap", *map(str, args)], cwd=ROOT, env=env,
+    result = subprocess.run([sys.executable, "-m", "services.stack.bootstrap", *map(str, args)], cwd=ROOT, env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
@@ -49,7 +49,7 @@ def emulator(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def env(emulator) -> dict:
-    return script_env(**{**stack.emulator_env(), "AWS_ENDPOINT_URL": emulator.url})
+    return script_env(**{**settings.emulator_env(), "AWS_ENDPOINT_URL": emulator.url})
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def _files(folder: Path) -> set[str]:
 
 def test_seed_uploads_the_data_and_copies_the_channel_down(base_dir, client):
     keys = {o["Key"] for page in client("s3").get_paginator("list_objects_v2").paginate(
-        Bucket=stack.BUCKET, Prefix="data/") for o in page.get("Contents", [])}
+        Bucket=settings.BUCKET, Prefix="data/") for o in page.get("Contents", [])}
     data = _files(base_dir / "data")
     assert len(data) == 10 * (30 + 8 + 8)  # 10 classes: 30 train, a quarter (rounded) in each of valid and test
     assert keys == {f"data/{name}" for name in data}
@@ -95,16 +95,16 @@ def test_seed_writes_the_sagemaker_config_train_reads(base_dir):
 
 
 def test_seed_twice_keeps_the_data_and_uploads_nothing_new(base_dir, env, client):
-    before = {o["Key"]: o["ETag"] for o in client("s3").list_objects_v2(Bucket=stack.BUCKET)["Contents"]}
+    before = {o["Key"]: o["ETag"] for o in client("s3").list_objects_v2(Bucket=settings.BUCKET)["Contents"]}
     step(env, "seed", "--base-dir", base_dir)
-    after = {o["Key"]: o["ETag"] for o in client("s3").list_objects_v2(Bucket=stack.BUCKET)["Contents"]}
+    after = {o["Key"]: o["ETag"] for o in client("s3").list_objects_v2(Bucket=settings.BUCKET)["Contents"]}
     assert after == before
 
 
 def test_publish_uploads_the_trained_model_as_sagemaker_packs_it(published, base_dir, client):
-    assert published == {"model_data_url": f"s3://{stack.BUCKET}/{bootstrap.MODEL_KEY}", "endpoint": "dogops",
+    assert published == {"model_data_url": f"s3://{settings.BUCKET}/{bootstrap.MODEL_KEY}", "endpoint": "dogops",
                          "function": "dogops-predict"}
-    body = client("s3").get_object(Bucket=stack.BUCKET, Key=bootstrap.MODEL_KEY)["Body"].read()
+    body = client("s3").get_object(Bucket=settings.BUCKET, Key=bootstrap.MODEL_KEY)["Body"].read()
     with tarfile.open(fileobj=io.BytesIO(body)) as tar:
         assert set(tar.getnames()) == _files(base_dir / "model")
         assert "manifest.json" in tar.getnames()
@@ -156,7 +156,7 @@ def test_the_role_may_invoke_only_this_endpoint_and_write_its_logs(published, cl
         for action in [statement["Action"]] if isinstance(statement["Action"], str) else statement["Action"]:
             actions[action] = statement["Resource"]
     assert actions.pop("sagemaker:InvokeEndpoint") == endpoint_arn
-    log_group = f"arn:aws:logs:{stack.REGION}:{stack.ACCOUNT}:log-group:/aws/lambda/{published['function']}"
+    log_group = f"arn:aws:logs:{settings.REGION}:{settings.ACCOUNT}:log-group:/aws/lambda/{published['function']}"
     assert actions == {"logs:CreateLogGroup": log_group, "logs:CreateLogStream": log_group + ":*",
                        "logs:PutLogEvents": log_group + ":*"}
 
@@ -194,7 +194,7 @@ def test_a_retrained_model_rolls_the_endpoint_to_a_new_config(published, base_di
 
 
 def test_publish_without_a_trained_model_says_so(tmp_path, env):
-    result = subprocess.run([sys.executable, "-m", "services.bootstrap", "publish", "--base-dir", str(tmp_path),
+    result = subprocess.run([sys.executable, "-m", "services.stack.bootstrap", "publish", "--base-dir", str(tmp_path),
                              "--image", IMAGE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode != 0 and "holds no trained model: run `train` first" in result.stderr
 
@@ -217,7 +217,7 @@ def test_the_package_is_reproducible():
 
 def test_the_bootstrap_needs_no_torch():
     """It runs in the services image, which has no torch."""
-    code = "import sys, services.bootstrap; sys.exit(any(m.split('.')[0] == 'torch' for m in sys.modules))"
+    code = "import sys, services.stack.bootstrap; sys.exit(any(m.split('.')[0] == 'torch' for m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 
@@ -232,7 +232,7 @@ def lambda_client(published, base_dir, emulator):
 
 
 def invoke(lambda_client, event) -> tuple[int, dict]:
-    response = lambda_client.invoke(FunctionName=stack.FUNCTION_NAME, Payload=json.dumps(event))
+    response = lambda_client.invoke(FunctionName=settings.FUNCTION_NAME, Payload=json.dumps(event))
     assert response["StatusCode"] == 200 and "FunctionError" not in response, response
     answer = json.loads(response["Payload"].read())
     return answer["statusCode"], json.loads(answer["body"])
@@ -241,7 +241,7 @@ def invoke(lambda_client, event) -> tuple[int, dict]:
 def test_the_published_function_classifies_a_photo_through_the_endpoint(lambda_client, base_dir):
     photo = sorted((base_dir / "data" / "test" / "004.Akita").iterdir())[0]
     status, body = invoke(lambda_client, {"image": base64.b64encode(photo.read_bytes()).decode()})
-    assert status == 200 and body["endpoint"] == stack.ENDPOINT_NAME
+    assert status == 200 and body["endpoint"] == settings.ENDPOINT_NAME
     assert [p["rank"] for p in body["predictions"]] == [1, 2, 3, 4, 5]
     assert body["predictions"][0]["breed"] == "Akita"
 

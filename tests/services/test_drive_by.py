@@ -13,8 +13,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.parsers import create_parser
 
-from services import stack
 from services.security.sigv4 import RootAuth
+from services.stack import settings
 
 from ..conftest import free_port
 from . import processes
@@ -222,10 +222,10 @@ def test_moto_api_answers_when_turned_on_but_not_to_foreign_pages(tmp_path):
 
 INTERNAL = {  # path: (method, JSON body)
     "/_dogops/hosting": ("GET", None),
-    "/_dogops/iam/authorize": ("POST", {"access_key_id": stack.ACCESS_KEY, "action": "iam:CreateUser",
+    "/_dogops/iam/authorize": ("POST", {"access_key_id": settings.ACCESS_KEY, "action": "iam:CreateUser",
                                         "resource": "*"}),
-    "/_dogops/iam/secret": ("POST", {"access_key_id": stack.ACCESS_KEY}),
-    f"/_dogops/lambda/{stack.REGION}/{PREDICT}/code": ("GET", None)}
+    "/_dogops/iam/secret": ("POST", {"access_key_id": settings.ACCESS_KEY}),
+    f"/_dogops/lambda/{settings.REGION}/{PREDICT}/code": ("GET", None)}
 
 
 def json_error(answer: requests.Response) -> tuple[int, str]:
@@ -239,7 +239,7 @@ def json_error(answer: requests.Response) -> tuple[int, str]:
 
 def signed_by(credentials: Credentials, method: str, url: str, body: bytes) -> requests.Response:
     aws = AWSRequest(method=method, url=url, data=body, headers={"Content-Type": "application/json"})
-    SigV4Auth(credentials, "dogops", stack.REGION).add_auth(aws)
+    SigV4Auth(credentials, "dogops", settings.REGION).add_auth(aws)
     return requests.request(method, url, data=body, headers=dict(aws.headers.items()), timeout=30)
 
 
@@ -260,7 +260,7 @@ def test_internal_routes_take_only_the_root_key(local, path):
     assert root.status_code == 200
 
 
-CODE = f"/_dogops/lambda/{stack.REGION}/{PREDICT}/code"
+CODE = f"/_dogops/lambda/{settings.REGION}/{PREDICT}/code"
 
 
 @pytest.mark.parametrize("path", [path for path in INTERNAL if path != CODE])

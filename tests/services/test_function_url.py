@@ -12,7 +12,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from dogops.lambda_package import build_zip
-from services import stack
+from services.stack import settings
 
 from ..conftest import free_port
 from .processes import client, emulator, gateway
@@ -77,10 +77,10 @@ def _outputs(emulator_url: str) -> dict:
     return {o["OutputKey"]: o["OutputValue"] for o in stack_["Outputs"]}
 
 
-def _signed(method: str, url: str, body: bytes = b"", key: str = stack.ACCESS_KEY, **headers) -> requests.Response:
+def _signed(method: str, url: str, body: bytes = b"", key: str = settings.ACCESS_KEY, **headers) -> requests.Response:
     """The request as a SigV4 client (awscurl, botocore) sends it to a function URL."""
     aws = AWSRequest(method=method, url=url, data=body, headers=headers)
-    SigV4Auth(Credentials(key, stack.root_secret()), "lambda", stack.REGION).add_auth(aws)
+    SigV4Auth(Credentials(key, settings.root_secret()), "lambda", settings.REGION).add_auth(aws)
     return requests.request(method, url, data=body, headers=dict(aws.headers.items()), timeout=60)
 
 
@@ -91,7 +91,7 @@ def test_the_stack_reports_a_gateway_url_for_its_alias(local):
     assert outputs["Url"] == config["FunctionUrl"]
     assert config["FunctionUrl"].startswith(f"{gateway_url}/lambda-url/") and config["FunctionUrl"].endswith("/")
     assert config["FunctionArn"] == outputs["UrlArn"] == \
-        f"arn:aws:lambda:{stack.REGION}:{stack.ACCOUNT}:function:url-fn:live"
+        f"arn:aws:lambda:{settings.REGION}:{settings.ACCOUNT}:function:url-fn:live"
     assert config["AuthType"] == "AWS_IAM" and config["InvokeMode"] == "BUFFERED"
 
 
@@ -112,9 +112,9 @@ def test_a_signed_request_gets_the_functions_answer_with_a_2_0_event(local):
     assert event["body"] == '{"a": 1}' and event["isBase64Encoded"] is False
     context = event["requestContext"]
     assert context["http"]["method"] == "POST" and context["http"]["path"] == "/some/path"
-    assert context["http"]["sourceIp"] == "127.0.0.1" and context["accountId"] == stack.ACCOUNT
-    assert context["domainName"] == f"{url_id}.lambda-url.{stack.REGION}.on.aws" and context["apiId"] == url_id
-    assert context["authorizer"]["iam"]["accessKey"] == stack.ACCESS_KEY
+    assert context["http"]["sourceIp"] == "127.0.0.1" and context["accountId"] == settings.ACCOUNT
+    assert context["domainName"] == f"{url_id}.lambda-url.{settings.REGION}.on.aws" and context["apiId"] == url_id
+    assert context["authorizer"]["iam"]["accessKey"] == settings.ACCESS_KEY
     assert context["requestId"] and abs(context["timeEpoch"] / 1000 - time.time()) < 60
 
 

@@ -1,5 +1,5 @@
 """Local SageMaker hosting: an endpoint created through boto3 on a real emulator is served by the serving image
-(``services.hosting``), reached through a real gateway's InvokeEndpoint; an update rolls it; unhost removes it.
+(``services.hosting.endpoints``), reached through a real gateway's InvokeEndpoint; an update rolls it; unhost removes it.
 
 The Docker tests need `dogops-serving:dev` and DOGOPS_TEST_IMAGES=1 (CI has both); the archive checks need neither.
 """
@@ -13,8 +13,9 @@ import boto3
 import pytest
 import requests
 
-from services import hosting, hosting_routes, stack
+from services.hosting import endpoints as hosting
 from services.security.sigv4 import RootAuth
+from services.stack import settings
 
 from ..conftest import tarball
 from .processes import client, emulator, gateway
@@ -96,10 +97,10 @@ def local(tmp_path_factory, trained):
 
 @pytest.fixture
 def session(local, monkeypatch, tmp_path):
-    for key, value in {**stack.emulator_env(), "AWS_ENDPOINT_URL": local[0], "DOGOPS_HOSTING_NETWORK": "host",
+    for key, value in {**settings.emulator_env(), "AWS_ENDPOINT_URL": local[0], "DOGOPS_HOSTING_NETWORK": "host",
                        "DOGOPS_HOSTING_DIR": str(tmp_path / "hosting"), "DOGOPS_HOSTING_TIMEOUT": "180"}.items():
         monkeypatch.setenv(key, value)
-    return boto3.Session(region_name=stack.REGION)
+    return boto3.Session(region_name=settings.REGION)
 
 
 def _containers(endpoint: str) -> list[str]:
@@ -123,8 +124,8 @@ def test_an_endpoint_is_hosted_updated_and_unhosted(local, session, sample, tmp_
         assert _containers("hosted") == [first.container] and 0 < first.ready_s < 180
         assert requests.get(first.url + "/ping", timeout=5).status_code == 200
         assert '"004.Akita"' in _predict(gateway_url, "hosted", sample[0])
-        routes = requests.get(f"{emulator_url}{hosting_routes.PREFIX}", timeout=5, auth=RootAuth()).json()["routes"]
-        assert routes == [{"region": stack.REGION, "endpoint": "hosted", "url": first.route,
+        routes = requests.get(f"{emulator_url}{settings.HOSTING_ROUTES}", timeout=5, auth=RootAuth()).json()["routes"]
+        assert routes == [{"region": settings.REGION, "endpoint": "hosted", "url": first.route,
                            "container": first.container}]
 
         again = hosting.host_endpoint("hosted", session)  # nothing changed: the same container
@@ -139,7 +140,7 @@ def test_an_endpoint_is_hosted_updated_and_unhosted(local, session, sample, tmp_
         hosting.unhost_endpoint("hosted", session)
         sagemaker.delete_endpoint(EndpointName="hosted")
     assert _containers("hosted") == [] and not list((tmp_path / "hosting").iterdir())
-    assert requests.get(f"{emulator_url}{hosting_routes.PREFIX}/{stack.REGION}/hosted", timeout=5, auth=RootAuth()).status_code == 404
+    assert requests.get(f"{emulator_url}{settings.HOSTING_ROUTES}/{settings.REGION}/hosted", timeout=5, auth=RootAuth()).status_code == 404
 
 
 @needs_docker

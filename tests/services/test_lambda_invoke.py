@@ -15,7 +15,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from dogops.lambda_package import build_zip
-from services import stack
+from services.stack import settings
 
 from . import processes
 
@@ -147,10 +147,10 @@ def test_success_context_and_environment(client, main, emulator, gateway):
     assert env["GREETING"] == "hi"
     assert env["_HANDLER"] == "app.handler" and env["LAMBDA_TASK_ROOT"] == ctx["cwd"]
     assert env["AWS_LAMBDA_FUNCTION_NAME"] == "main" and env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] == "256"
-    assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == stack.REGION
+    assert env["AWS_REGION"] == env["AWS_DEFAULT_REGION"] == settings.REGION
     assert env["AWS_EXECUTION_ENV"] == "AWS_Lambda_python3.12" and env["TZ"] == "UTC"
     assert env["AWS_LAMBDA_INITIALIZATION_TYPE"] == "on-demand"
-    assert env["AWS_ACCESS_KEY_ID"] != stack.ACCESS_KEY and env["AWS_SESSION_TOKEN"]  # the role's, from STS
+    assert env["AWS_ACCESS_KEY_ID"] != settings.ACCESS_KEY and env["AWS_SESSION_TOKEN"]  # the role's, from STS
     assert env["AWS_ENDPOINT_URL"] == emulator.url and env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] == gateway.url
 
 
@@ -330,10 +330,10 @@ def test_update_function_code_takes_effect(client, control, deploy):
 
 @pytest.mark.parametrize("how", ["arn", "latest", "qualifier", "partial-arn"])
 def test_invoke_by_arn_and_qualifier(client, main, how):
-    arn = f"arn:aws:lambda:{stack.REGION}:{stack.ACCOUNT}:function:{main}"
+    arn = f"arn:aws:lambda:{settings.REGION}:{settings.ACCOUNT}:function:{main}"
     kw = {"arn": {"name": arn}, "latest": {"name": f"{main}:$LATEST"},
           "qualifier": {"name": arn, "Qualifier": "$LATEST"},
-          "partial-arn": {"name": f"{stack.ACCOUNT}:function:{main}"}}[how]
+          "partial-arn": {"name": f"{settings.ACCOUNT}:function:{main}"}}[how]
     out = call(client, kw.pop("name"), {"n": 1}, **kw)
     assert out["StatusCode"] == 200 and out["Body"]["event"] == {"n": 1}
 

@@ -1,4 +1,4 @@
-"""The registry behind ECR's proxy endpoint, through its guarded relay (``services.registry``): blobs pushed in
+"""The registry behind ECR's proxy endpoint, through its guarded relay (``services.stack.registry``): blobs pushed in
 chunks and whole come back byte for byte; a foreign ``Host`` (DNS rebinding) or web origin is refused and
 uploads nothing. Needs Debian's ``docker-registry`` (CI installs it)."""
 
@@ -9,7 +9,7 @@ import shutil
 import pytest
 import requests
 
-from services import registry
+from services.stack import registry
 
 from ..conftest import free_port
 

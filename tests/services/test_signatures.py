@@ -28,14 +28,14 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from botocore.parsers import create_parser
 
-from services import stack
+from services.stack import settings
 
 from ..conftest import free_port
 from . import processes
 from .test_sagemaker_runtime import Backend, create_endpoint
 
 FUNCTION, BUCKET, ENDPOINT, ROLE = "sig-fn", "sig-bucket", "sig-ep", "sig-session"
-ROLE_ARN = f"arn:aws:iam::{stack.ACCOUNT}:role/{ROLE}"
+ROLE_ARN = f"arn:aws:iam::{settings.ACCOUNT}:role/{ROLE}"
 SKEW = datetime.timedelta(minutes=10)
 
 
@@ -93,11 +93,11 @@ def local(tmp_path_factory):
         backend.shutdown()
 
 
-def aws_client(service: str, url: str, key: str = stack.ACCESS_KEY, secret: str | None = None,
+def aws_client(service: str, url: str, key: str = settings.ACCESS_KEY, secret: str | None = None,
                token: str | None = None, **config):
     """A boto3 client with these credentials (default: the root key and secret), never retrying."""
-    return boto3.client(service, endpoint_url=url, region_name=stack.REGION, aws_access_key_id=key,
-                        aws_secret_access_key=secret or stack.root_secret(), aws_session_token=token,
+    return boto3.client(service, endpoint_url=url, region_name=settings.REGION, aws_access_key_id=key,
+                        aws_secret_access_key=secret or settings.root_secret(), aws_session_token=token,
                         config=Config(retries={"max_attempts": 0}, **config))
 
 
@@ -125,7 +125,7 @@ def _s3_marked(local, tag):
 
 
 def _iam(client, tag):
-    assert client.create_user(UserName=tag)["User"]["Arn"] == f"arn:aws:iam::{stack.ACCOUNT}:user/{tag}"
+    assert client.create_user(UserName=tag)["User"]["Arn"] == f"arn:aws:iam::{settings.ACCOUNT}:user/{tag}"
 
 
 def _iam_marked(local, tag):
@@ -134,7 +134,7 @@ def _iam_marked(local, tag):
 
 def _sts(client, tag):
     user = client.assume_role(RoleArn=ROLE_ARN, RoleSessionName=tag)["AssumedRoleUser"]
-    assert user["Arn"] == f"arn:aws:sts::{stack.ACCOUNT}:assumed-role/{ROLE}/{tag}"
+    assert user["Arn"] == f"arn:aws:sts::{settings.ACCOUNT}:assumed-role/{ROLE}/{tag}"
 
 
 def _sagemaker(client, tag):
@@ -234,7 +234,7 @@ def test_session_credentials_are_accepted_with_their_own_token_only(local, api):
 
 @apis
 def test_a_wrong_secret_is_refused(local, api):
-    message = refused(local, api, api.client(local, secret=stack.root_secret() + "x"), f"wrong-{api.service}",
+    message = refused(local, api, api.client(local, secret=settings.root_secret() + "x"), f"wrong-{api.service}",
                       "wrong-secret")
     assert message.startswith("The request signature we calculated does not match the signature you provided.")
 
@@ -300,12 +300,12 @@ def test_an_s3_body_changed_with_its_declared_hash_is_refused(local):
 
 # The function URL (AuthType AWS_IAM): SigV4 as awscurl signs it; every refusal is 403 {"Message":"Forbidden"}.
 
-def url_request(local: Local, tag: str, key: str = stack.ACCESS_KEY, secret: str | None = None,
+def url_request(local: Local, tag: str, key: str = settings.ACCESS_KEY, secret: str | None = None,
                 token: str | None = None, sent: str | None = None) -> requests.Response:
     """POST ``{"tag": tag}`` to the function URL, signed with these credentials; ``sent``: the tag actually sent."""
     body = json.dumps({"tag": tag}).encode()
     aws = AWSRequest(method="POST", url=local.function_url, data=body, headers={"Content-Type": "application/json"})
-    SigV4Auth(Credentials(key, secret or stack.root_secret(), token), "lambda", stack.REGION).add_auth(aws)
+    SigV4Auth(Credentials(key, secret or settings.root_secret(), token), "lambda", settings.REGION).add_auth(aws)
     sent_body = json.dumps({"tag": sent}).encode() if sent else body
     return requests.post(local.function_url, data=sent_body, headers=dict(aws.headers.items()), timeout=60)
 
@@ -332,7 +332,7 @@ def test_a_function_url_refuses_bad_signatures(local, case, monkeypatch):
         credentials = session(local)
         answer = url_request(local, tag, credentials["AccessKeyId"], credentials["SecretAccessKey"], "not-its-token")
     else:
-        answer = url_request(local, tag, **{"wrong-secret": {"secret": stack.root_secret() + "x"},
+        answer = url_request(local, tag, **{"wrong-secret": {"secret": settings.root_secret() + "x"},
                                             "unknown-key": {"key": "AKIAUNKNOWNKEY000000", "secret": "x" * 40},
                                             "tampered": {"sent": tampered(tag)}}.get(case, {}))
     assert answer.status_code == 403 and answer.json() == {"Message": "Forbidden"}
@@ -378,7 +378,7 @@ def test_a_tampered_presigned_url_is_refused(local, presigner, change):
            "expires": lambda: with_query(url, **{"X-Amz-Expires": "3600"}),
            "signature": lambda: with_query(url, **{"X-Amz-Signature": signature[::-1]}),
            "credential": lambda: with_query(url, **{"X-Amz-Credential": dict(parse_qsl(urlsplit(url).query))[
-               "X-Amz-Credential"].replace(stack.REGION, "eu-west-1")}),
+               "X-Amz-Credential"].replace(settings.REGION, "eu-west-1")}),
            "added-parameter": lambda: with_query(url, versionId="x")}[change]()
     answer = requests.put(url, data=b"tampered", timeout=10)
     assert s3_error(answer)[:2] == (403, "SignatureDoesNotMatch")
@@ -410,7 +410,7 @@ def code(local) -> dict:
 
 def test_code_location_downloads_the_deployed_zip(local, code):
     location = code["Code"]["Location"]
-    assert location.startswith(f"{local.emulator.url}/_dogops/lambda/{stack.REGION}/{FUNCTION}/code?")
+    assert location.startswith(f"{local.emulator.url}/_dogops/lambda/{settings.REGION}/{FUNCTION}/code?")
     answer = requests.get(location, timeout=10)
     assert answer.status_code == 200
     assert base64.b64encode(hashlib.sha256(answer.content).digest()).decode() == code["Configuration"]["CodeSha256"]
@@ -458,6 +458,6 @@ def test_a_tampered_code_location_is_refused(local, code, change):
 
 
 def test_unsigned_code_download_is_refused(local):
-    answer = requests.get(f"{local.emulator.url}/_dogops/lambda/{stack.REGION}/{FUNCTION}/code", timeout=10)
+    answer = requests.get(f"{local.emulator.url}/_dogops/lambda/{settings.REGION}/{FUNCTION}/code", timeout=10)
     assert lambda_error(answer) == (403, "MissingAuthenticationTokenException", "Missing Authentication Token")
     assert b"PK" not in answer.content

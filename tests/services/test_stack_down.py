@@ -7,7 +7,7 @@ import types
 import pytest
 
 from dogops import stack_cli
-from services.supervisor import Layout, Supervisor, start_time
+from services.stack.supervisor import Layout, Supervisor, start_time
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Training jobs the emulator runs from their description (services/training_jobs.py, training_gaps.py):
+"""Training jobs the emulator runs from their description (services/jobs/training.py, services/emulator/sagemaker_training.py):
 on demand, managed spot interrupted and resumed from S3 checkpoints, spot started over, two hosts, failure, stop.
 The four training jobs run at once on one emulator process; each trains a few seconds on generated data."""
 
@@ -200,14 +200,14 @@ needs_docker = pytest.mark.skipif(os.environ.get("DOGOPS_TEST_IMAGES") != "1" or
 def test_a_job_left_to_the_host_runs_there_in_its_image(tmp_path, monkeypatch):
     """Compose's emulator (DOGOPS_TRAINING_RUNNER=host) leaves the job; the host claims it once and runs the
     described image (docker mode), reporting on the emulator's job."""
-    from services import stack
-    from services.training_jobs import run_on_host
+    from services.jobs.training import run_on_host
+    from services.stack import settings
 
     data_dir = tmp_path / "data"
     generate(data_dir, classes=5, per_class=12, size=48, seed=0)
     server = Process("services.emulator", tmp_path, DOGOPS_TRAINING_RUNNER="host")
     try:
-        for key, value in {**stack.emulator_env(), "AWS_ENDPOINT_URL": server.url}.items():
+        for key, value in {**settings.emulator_env(), "AWS_ENDPOINT_URL": server.url}.items():
             monkeypatch.setenv(key, value)
         s3, sm = client("s3", server.url), client("sagemaker", server.url)
         s3.create_bucket(Bucket=BUCKET)
@@ -217,7 +217,7 @@ def test_a_job_left_to_the_host_runs_there_in_its_image(tmp_path, monkeypatch):
         sm.create_training_job(**request)
         time.sleep(1)
         assert sm.describe_training_job(TrainingJobName="in-the-image")["SecondaryStatus"] == "Starting"
-        session = boto3.Session(region_name=stack.REGION)
+        session = boto3.Session(region_name=settings.REGION)
         assert run_on_host(session, "in-the-image") and not run_on_host(session, "in-the-image")
         job = _wait(sm, "in-the-image")
         assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
