@@ -5,14 +5,16 @@ BIN    := $(VENV)/bin
 ML     := .dogops/stack/ml
 PORT   ?= 8080
 
-.PHONY: help setup demo up down serve tune test images test-images bench-train bench-serve bench-stack bench-tune clean
+.PHONY: help setup lock demo up down serve tune test images test-images bench-train bench-serve bench-stack bench-tune clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-$(BIN)/.installed: pyproject.toml
+# The venv installs the dev lock (every role's exact versions, with hashes), then the project itself.
+$(BIN)/.installed: requirements/dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r requirements/dev.txt
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
 
 # checkov and parliament (the promote preflight) in a venv of their own: checkov pins an older boto3.
@@ -22,6 +24,17 @@ $(VENV)/preflight/.installed: dogops/promote/preflight-tools.txt
 	touch $@
 
 setup: $(BIN)/.installed $(VENV)/preflight/.installed  ## create .venv and install dogops, train (and their pinned dependencies)
+
+# One lock per role (pyproject's extras), resolved by uv for Python 3.11 on every platform, with the
+# hashes of every file. dev.txt first: each role's lock takes its versions, so images and tests agree.
+# Versions already locked are kept; UPGRADE=1 takes the newest each range allows.
+ROLES   := serve train tune stack promote
+COMPILE  = $(BIN)/uv pip compile pyproject.toml --quiet --universal --python-version 3.11 --generate-hashes \
+           --custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
+
+lock: $(BIN)/.installed  ## regenerate requirements/*.txt (the exact, hashed versions) from pyproject.toml's ranges; UPGRADE=1
+	$(COMPILE) --extra dev -o requirements/dev.txt
+	for role in $(ROLES); do $(COMPILE) --extra $$role -c requirements/dev.txt -o requirements/$$role.txt || exit 1; done
 
 demo: setup  ## the local stack without Docker: data -> S3 -> train -> endpoint + Lambda -> top-5 for a photo by URL; STOP=1 stops it after
 	@if $(BIN)/dogops status > /dev/null 2>&1; then echo "the stack is already up: using it"; \
