@@ -8,11 +8,11 @@ S3 ETag as the file would get with the transfer settings used here.
 
 import logging
 from pathlib import Path
-from urllib.parse import urlparse
 
 import boto3
 from boto3.s3.transfer import TransferConfig
 
+from training.archive import parse_s3_uri
 from training.progress import progress
 
 from .checksums import s3_etag
@@ -21,14 +21,6 @@ log = logging.getLogger(__name__)
 
 PART_SIZE = 8 << 20
 TRANSFER = TransferConfig(multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE)
-
-
-def parse_s3_uri(uri: str) -> tuple[str, str]:
-    """``s3://bucket/some/prefix`` -> ``("bucket", "some/prefix")``."""
-    parsed = urlparse(uri)
-    if parsed.scheme != "s3" or not parsed.netloc:
-        raise ValueError(f"not an s3://BUCKET/PREFIX URI: {uri!r}")
-    return parsed.netloc, parsed.path.strip("/")
 
 
 def upload_dir(local: Path, uri: str, client=None) -> dict[str, int]:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
 
-from dogops.archive import ArchiveError, extract
+from training.archive import ArchiveError, extract, parse_s3_uri
 from training.artifact import MANIFEST, verify_artifact
 
 from .app import create_app
@@ -41,7 +41,6 @@ def fetch_model_data(url: str) -> Path:
     """Download an ``s3://.../model.tar.gz`` and unpack it into a fresh directory."""
     import boto3
 
-    from dogops.s3upload import parse_s3_uri
 
     bucket, key = parse_s3_uri(url)
     target = Path(tempfile.mkdtemp(prefix="dogops-model-"))

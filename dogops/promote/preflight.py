@@ -23,9 +23,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from training.archive import ArchiveError, extract, problems, read_members
 from training.artifact import CLASSES, CONFIG, MANIFEST, WEIGHTS, verify_artifact
 
-from ..archive import ArchiveError, extract, problems, read_members
 from .config import Stage
 from .push import SCHEMA2, Docker, check_manifest, check_platform, credentials, docker, login, manifest_type
 from .stack import TEMPLATE, download, parameters
@@ -192,7 +192,7 @@ def _brief(detail) -> str:
 
 def layout_problems(model_tar: Path) -> list[str]:
     """What keeps ``model_tar`` from landing in /opt/ml/model as serving loads it (member headers only): what
-    ``dogops.archive`` refuses to extract, and a required file not at the top level."""
+    ``training.archive`` refuses to extract, and a required file not at the top level."""
     try:
         members = read_members(model_tar)
     except ArchiveError as exc:
@@ -210,7 +210,7 @@ def layout_problems(model_tar: Path) -> list[str]:
 
 
 def check_model(model_tar: Path, into: Path) -> str:
-    """The layout, then the extraction serving and hosting do (``dogops.archive``) and the manifest's sha256s."""
+    """The layout, then the extraction serving and hosting do (``training.archive``) and the manifest's sha256s."""
     found = layout_problems(model_tar)
     if found:
         raise PreflightFailed("; ".join(found))

@@ -9,25 +9,16 @@ hard-coded trial.
 
 import json
 import logging
-import tarfile
 from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
 
-from ..s3upload import parse_s3_uri
+from training.archive import pack, parse_s3_uri
 
 log = logging.getLogger(__name__)
 
 CURRENT = Path(".dogops") / "best.json"
-
-
-def pack_model(model_dir: Path, archive: Path) -> Path:
-    """``model_dir``'s files at the top of a gzipped tar, as SageMaker packs ``/opt/ml/model``."""
-    with tarfile.open(archive, "w:gz") as tar:
-        for path in sorted(Path(model_dir).iterdir()):
-            tar.add(path, arcname=path.name)
-    return archive
 
 
 def record_best(study: optuna.Study, objective: str, job_dir: Path, output: str | None, image: str,
@@ -39,7 +30,7 @@ def record_best(study: optuna.Study, objective: str, job_dir: Path, output: str 
     best = study.best_trial
     name = best.user_attrs["name"]
     model_dir = job_dir / "trials" / name / "model"
-    archive = pack_model(model_dir, job_dir / "model.tar.gz")
+    archive = pack(model_dir, job_dir / "model.tar.gz")
     location = str(archive.resolve())
     if output:
         import boto3

@@ -32,7 +32,7 @@ from urllib.parse import urlparse
 
 import requests
 
-from dogops.archive import ArchiveError, extract
+from training.archive import ArchiveError, extract
 
 from ..security.sigv4 import RootAuth
 from ..stack import settings
@@ -72,7 +72,7 @@ def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.C
 
 
 def extract_model(model_tar: Path, into: Path) -> Path:
-    """Unpack a ``model.tar.gz`` into ``into`` as SageMaker does, through ``dogops.archive`` (nothing may land
+    """Unpack a ``model.tar.gz`` into ``into`` as SageMaker does, through ``training.archive`` (nothing may land
     outside ``into``: no absolute names, ``..``, links or special files; size and member count capped)."""
     try:
         return extract(model_tar, into)

@@ -53,11 +53,12 @@ from pathlib import Path
 import boto3
 
 from dogops.s3upload import parse_s3_uri
+from training.archive import pack
 from training.sagemaker_env import resource_config, write_job_config
 
 from ..hosting.endpoints import docker, free_port, pull_missing
 from ..stack import settings
-from .sagemaker_s3 import download_prefix, pack_model_dir
+from .sagemaker_s3 import download_prefix
 
 log = logging.getLogger(__name__)
 
@@ -489,10 +490,10 @@ class Run:
             shutil.copytree(host.base / "model", merged, dirs_exist_ok=True)
         bucket, prefix = parse_s3_uri(self.job["OutputDataConfig"]["S3OutputPath"])
         key = "/".join(filter(None, [prefix, self.name, "output", "model.tar.gz"]))
-        pack_model_dir(merged, folder / "model.tar.gz")
+        pack(merged, folder / "model.tar.gz")
         self.s3.upload_file(str(folder / "model.tar.gz"), bucket, key)
         data = self.hosts[0].base / "output" / "data"
         if any(data.iterdir()):
-            pack_model_dir(data, folder / "output.tar.gz")
+            pack(data, folder / "output.tar.gz")
             self.s3.upload_file(str(folder / "output.tar.gz"), bucket, key.replace("model.tar.gz", "output.tar.gz"))
         return {"S3ModelArtifacts": f"s3://{bucket}/{key}"}

@@ -26,9 +26,10 @@ from dogops import lambda_deploy, lambda_package, samples
 from dogops.deploy import deploy_model
 from dogops.s3upload import upload_dir
 from dogops.synthetic import generate
+from training.archive import pack
 from training.sagemaker_env import resource_config, write_job_config
 
-from ..jobs.sagemaker_s3 import download_prefix, pack_model_dir
+from ..jobs.sagemaker_s3 import download_prefix
 from . import settings
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def publish(base_dir: Path, serving_image: str) -> dict:
         raise FileNotFoundError(f"{model_dir} holds no trained model: run `train` first")
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "model.tar.gz"
-        pack_model_dir(model_dir, archive)
+        pack(model_dir, archive)
         boto3.client("s3").upload_file(str(archive), settings.BUCKET, MODEL_KEY)
     deploy_model({"model_data_url": model_data_url(), "trial": JOB}, settings.ENDPOINT_NAME, serving_image)
     package, sha256 = lambda_package.function_zip()

@@ -1,5 +1,9 @@
-"""The one safe ``model.tar.gz`` extractor: serving's ``MODEL_DATA_URL``, the local stack's hosting and
-``promote preflight`` all unpack through it (standard library only, so every image can import it).
+"""``model.tar.gz`` as SageMaker moves it between training and hosting, and where it lives (``parse_s3_uri``).
+
+The one reproducible packer (:func:`pack`: the same bytes for the same files, as the local stack's training
+jobs, its bootstrap and the tuner's best model pack ``/opt/ml/model``) and the one safe extractor
+(:func:`extract`: serving's ``MODEL_DATA_URL``, the local stack's hosting and ``promote preflight`` all unpack
+through it). Standard library only, so every image and role can import it.
 
 Only plain files and folders whose names stay inside the target are extracted: absolute names, ``..``,
 symbolic and hard links, devices and FIFOs are refused, as are archives of more than ``MAX_MEMBERS``
@@ -11,6 +15,7 @@ import gzip
 import tarfile
 import zlib
 from pathlib import Path, PurePosixPath
+from urllib.parse import urlparse
 
 MAX_BYTES = 10 << 30  # uncompressed, all members together
 MAX_MEMBERS = 10_000
@@ -68,3 +73,27 @@ def extract(path: Path, into: Path, max_bytes: int = MAX_BYTES, max_members: int
     except UNREADABLE as exc:
         raise ArchiveError(f"not a gzip-compressed tar: {exc}") from None
     return Path(into)
+
+
+def pack(model_dir: Path, archive: Path) -> Path:
+    """``model_dir``'s files at the top of a gzip-compressed tar, as SageMaker packs ``/opt/ml/model``, byte for
+    byte the same for the same files (no times or owners, no gzip timestamp or file name): a model published
+    again changes nothing, a retrained one rolls the endpoint (its ETag names the new model). Returns ``archive``."""
+
+    def same_every_time(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
+        return info
+
+    with open(archive, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as zipped, \
+            tarfile.open(fileobj=zipped, mode="w") as tar:
+        for path in sorted(Path(model_dir).iterdir()):
+            tar.add(path, arcname=path.name, filter=same_every_time)
+    return Path(archive)
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/some/prefix`` -> ``("bucket", "some/prefix")``."""
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise ValueError(f"not an s3://BUCKET/PREFIX URI: {uri!r}")
+    return parsed.netloc, parsed.path.strip("/")

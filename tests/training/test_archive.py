@@ -1,11 +1,12 @@
-"""The shared model.tar.gz extractor (``dogops.archive``): what it unpacks and every hostile archive it refuses."""
+"""The shared model.tar.gz pieces (``training.archive``): the reproducible packer, what the extractor unpacks and
+every hostile archive it refuses."""
 
 import io
 import tarfile
 
 import pytest
 
-from dogops import archive
+from training import archive
 
 
 def _tar(path, *members: tarfile.TarInfo):
@@ -85,3 +86,27 @@ def test_without_tarfile_data_filter_the_own_checks_still_hold(tmp_path, monkeyp
     with pytest.raises(archive.ArchiveError, match="would land outside"):
         archive.extract(escape, tmp_path / "model")
     assert not (tmp_path / "escape").exists()
+
+
+def test_the_packer_gives_the_same_bytes_for_the_same_files_and_the_extractor_reads_them_back(tmp_path):
+    model = tmp_path / "model"
+    (model / "code").mkdir(parents=True)
+    (model / "model.pth").write_bytes(b"weights")
+    (model / "code" / "inference.py").write_text("def model_fn(d): ...\n")
+    first = archive.pack(model, tmp_path / "1.tar.gz").read_bytes()
+    (model / "model.pth").touch()  # a new mtime only
+    assert archive.pack(model, tmp_path / "2.tar.gz").read_bytes() == first
+    with tarfile.open(tmp_path / "2.tar.gz") as tar:
+        assert {(m.name, m.mtime, m.uname) for m in tar} == {("code", 0, ""), ("code/inference.py", 0, ""),
+                                                             ("model.pth", 0, "")}
+    into = archive.extract(tmp_path / "2.tar.gz", tmp_path / "out")
+    assert (into / "code" / "inference.py").read_text() == "def model_fn(d): ...\n"
+    (model / "model.pth").write_bytes(b"retrained")
+    assert archive.pack(model, tmp_path / "3.tar.gz").read_bytes() != first
+
+
+def test_s3_uris_split_into_bucket_and_prefix():
+    assert archive.parse_s3_uri("s3://bucket/some/prefix/") == ("bucket", "some/prefix")
+    assert archive.parse_s3_uri("s3://bucket") == ("bucket", "")
+    with pytest.raises(ValueError, match="not an s3://"):
+        archive.parse_s3_uri("https://bucket/x")
