@@ -24,14 +24,26 @@ def format_metrics(prefix: str = "", **values: float) -> str:
     return " ".join(parts)
 
 
+class MetricReader:
+    """A job's ``MetricDefinitions``, compiled once, read from its log lines as SageMaker reads them: each
+    definition's regex searched in the line, its first group taken as a float; a definition whose match has no
+    group or no number yields nothing for that line."""
+
+    def __init__(self, definitions: list[dict[str, str]]):
+        self.patterns = [(d["Name"], re.compile(d["Regex"])) for d in definitions]
+
+    def read(self, line: str) -> dict[str, float]:
+        found = {}
+        for name, pattern in self.patterns:
+            match = pattern.search(line)
+            if match:
+                try:
+                    found[name] = float(match.group(1))
+                except (ValueError, IndexError):
+                    continue
+        return found
+
+
 def parse_metrics(line: str, definitions: list[dict[str, str]] | None = None) -> dict[str, float]:
-    """Apply every definition to ``line`` as SageMaker does (first group, float)."""
-    found = {}
-    for definition in definitions or metric_definitions():
-        match = re.search(definition["Regex"], line)
-        if match:
-            try:
-                found[definition["Name"]] = float(match.group(1))
-            except ValueError:
-                continue
-    return found
+    """The metrics in ``line`` by ``definitions`` (default: this training code's own)."""
+    return MetricReader(metric_definitions() if definitions is None else definitions).read(line)

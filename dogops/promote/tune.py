@@ -76,8 +76,9 @@ def wait(session, name: str, echo=print, poll_s: float = 5.0, timeout_s: float |
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     while True:
         job = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
-        trials = sm.list_training_jobs_for_hyper_parameter_tuning_job(
-            HyperParameterTuningJobName=name, SortBy="CreationTime", SortOrder="Ascending")["TrainingJobSummaries"]
+        pages = sm.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job").paginate(
+            HyperParameterTuningJobName=name, SortBy="CreationTime", SortOrder="Ascending")
+        trials = [trial for page in pages for trial in page["TrainingJobSummaries"]]  # AWS lists 10 at a time
         for trial in trials:
             if shown.get(trial["TrainingJobName"]) != trial["TrainingJobStatus"]:
                 shown[trial["TrainingJobName"]] = trial["TrainingJobStatus"]

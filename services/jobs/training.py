@@ -54,6 +54,7 @@ import boto3
 
 from dogops.s3upload import parse_s3_uri
 from training.archive import pack
+from training.metrics import MetricReader
 from training.sagemaker_env import resource_config, write_job_config
 
 from ..hosting.endpoints import docker, free_port, pull_missing
@@ -399,26 +400,19 @@ class Run:
         return next((c for c in codes if c), 0)
 
     def _read(self, host: Host, interrupt, interrupted: threading.Event) -> None:
-        definitions = [(d["Name"], re.compile(d["Regex"]))
-                       for d in self.job["AlgorithmSpecification"].get("MetricDefinitions", [])]
+        reader = MetricReader(self.job["AlgorithmSpecification"].get("MetricDefinitions", []))
         epoch = re.compile(rf"\bepoch={int(interrupt[1])}\b") if interrupt and interrupt[0] == "epoch" else None
         for line in host.proc.stdout:
             line = line.rstrip("\n")
             now = datetime.now(timezone.utc)
             with self.lock:
                 host.pending.append({"timestamp": int(now.timestamp() * 1000), "message": line})
-            found = False
+            found = reader.read(line)
             observer = _observers.get(self.name)
-            for name, pattern in definitions:
-                match = pattern.search(line)
-                if match:
-                    try:
-                        self.metrics[name] = {"value": float(match.group(1)), "at": now}
-                        found = True
-                    except (ValueError, IndexError):
-                        continue
-                    if observer is not None:
-                        observer(name, self.metrics[name]["value"])
+            for name, value in found.items():
+                self.metrics[name] = {"value": value, "at": now}
+                if observer is not None:
+                    observer(name, value)
             if found:
                 self._sync_checkpoints()  # an epoch ended: its checkpoint is written
             if epoch is not None and epoch.search(line) and not interrupted.is_set():
