@@ -21,6 +21,7 @@ from moto.sagemaker.models import sagemaker_backends
 from moto.sagemaker.responses import SageMakerResponse
 
 from . import sagemaker_training
+from .sagemaker_lists import page
 
 KIND = "HyperParameterTuningJob"
 _original_create = SageMakerResponse.create_hyper_parameter_tuning_job
@@ -82,24 +83,6 @@ def _list_trials(self) -> ActionResult:
                 reverse=(self._get_param("SortOrder") or "Ascending") == "Descending")
     return ActionResult(page(trials, "TrainingJobSummaries", self._get_param("MaxResults"),
                              self._get_param("NextToken")))
-
-
-def page(items: list, key: str, max_results: int | None, token: str | None) -> dict:
-    """One page of ``items`` as SageMaker's list actions give it: ``MaxResults`` (1-100, default 10) from
-    ``NextToken`` on, and a ``NextToken`` while more are left (a client without a paginator sees only the
-    first page, as on AWS)."""
-    size = 10 if max_results is None else int(max_results)
-    if not 1 <= size <= 100:
-        raise ValidationError(f"1 validation error detected: Value '{size}' at 'maxResults' failed to satisfy "
-                              "constraint: Member must have value less than or equal to 100")
-    try:
-        start = int(token or 0)
-    except ValueError:
-        raise ValidationError("Invalid pagination token because of the token is not valid.") from None
-    answer = {key: items[start:start + size]}
-    if start + size < len(items):
-        answer["NextToken"] = str(start + size)
-    return answer
 
 
 def _stop(self) -> ActionResult:

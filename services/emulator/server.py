@@ -45,7 +45,15 @@ from werkzeug.wrappers import Request, Response
 from ..security import refusals, sigv4
 from ..security.guard import Guard, raw_uri, read_body
 from ..stack import settings
-from . import cloudformation, ecr, iam_enforcement, sagemaker_endpoints, sagemaker_training, sagemaker_tuning  # noqa: F401 (they patch moto)
+from . import (  # noqa: F401 (each patches moto)
+    cloudformation,
+    ecr,
+    iam_enforcement,
+    sagemaker_endpoints,
+    sagemaker_lists,
+    sagemaker_training,
+    sagemaker_tuning,
+)
 from .iam_authorize import authorize
 
 PREFIX = "/_dogops/"

@@ -1,6 +1,6 @@
-"""``ListTrainingJobsForHyperParameterTuningJob`` pages as SageMaker's does (10 by default, ``NextToken``), so a
-client without a paginator loses trials locally exactly as it would on AWS; ``dogops promote tune`` pages through
-all of them. The trials are reported by a host runner (the emulator's own ``DogopsReportJob``), with real boto3."""
+"""SageMaker's list actions page as AWS's do (10 by default, ``NextToken``; ``services.emulator.sagemaker_lists``), so a
+client without a paginator misses items locally exactly as it would on AWS; ``dogops promote tune`` pages through
+all of a tuning job's trials (reported by a host runner through the emulator's own ``DogopsReportJob``). Real boto3."""
 
 from datetime import datetime, timedelta, timezone
 
@@ -61,3 +61,26 @@ def test_trials_come_ten_to_a_page_and_the_paginator_and_promote_tune_see_all(se
     lines = []
     wait(session, name, echo=lines.append, poll_s=0)
     assert sum(line.startswith("  trial ") for line in lines) == TRIALS
+
+
+def test_endpoints_models_and_training_jobs_list_ten_at_a_time_as_on_aws(session):
+    sm = session.client("sagemaker")
+    for i in range(12):
+        sm.create_model(ModelName=f"m{i:02d}", ExecutionRoleArn="arn:aws:iam::123456789012:role/r",
+                        PrimaryContainer={"Image": IMAGE})
+        sm.create_endpoint_config(EndpointConfigName=f"c{i:02d}", ProductionVariants=[{
+            "VariantName": "AllTraffic", "ModelName": f"m{i:02d}", "InitialInstanceCount": 1,
+            "InstanceType": "ml.m5.large"}])
+        sm.create_endpoint(EndpointName=f"e{i:02d}", EndpointConfigName=f"c{i:02d}")
+        sm.create_training_job(  # left to a host runner that never comes: they only need to exist
+            TrainingJobName=f"t{i:02d}", RoleArn="arn:aws:iam::123456789012:role/r",
+            AlgorithmSpecification={"TrainingImage": IMAGE, "TrainingInputMode": "File"},
+            OutputDataConfig={"S3OutputPath": "s3://b/out"}, StoppingCondition={"MaxRuntimeInSeconds": 60},
+            ResourceConfig={"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 1})
+    for operation, key in (("list_models", "Models"), ("list_endpoint_configs", "EndpointConfigs"),
+                           ("list_endpoints", "Endpoints"), ("list_training_jobs", "TrainingJobSummaries")):
+        first = getattr(sm, operation)()
+        assert len(first[key]) == 10 and first["NextToken"], operation
+        assert sum(len(p[key]) for p in sm.get_paginator(operation).paginate()) == 12, operation
+    newest = sm.list_models(MaxResults=1)["Models"][0]["ModelName"]
+    assert newest == "m11"  # newest first, as AWS lists models
