@@ -1,1 +1,3 @@
-"""dogops: the host-side CLI of the kit (data, and later the stack, tuning and promotion)."""
+"""dogops: the host-side command line of the kit: data (``dogops data``), local training helpers, tuning
+(``tuning``), the local stack's commands (``stack_cli``: ``up``, ``down``, ``status``, ``env``, ``invoke``),
+deploying a model (``deploy``) and promotion to AWS (``promote``); the Lambda function's source (``function``)."""

@@ -9,5 +9,7 @@ Modules, in the order a run uses them:
 - ``features``: the on-disk backbone feature cache;
 - ``loop``: head training with early stopping, checkpoints and DDP;
 - ``artifact``: the model directory the serving image loads;
+- ``archive``: ``model.tar.gz`` (the reproducible packer, the safe extractor) and ``s3://`` URIs;
+- ``metrics``: the metric log lines and the reader of ``MetricDefinitions``;
 - ``train``: the ``train`` console script tying it together.
 """
