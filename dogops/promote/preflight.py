@@ -242,7 +242,7 @@ def serve_once(image: str, model_dir: Path, name: str, docker: Docker = docker) 
     """Run ``image`` with the model as SageMaker would, ``/ping`` it, classify one photo; always removed after."""
     import requests
 
-    from services.hosting.endpoints import run_model
+    from services.hosting.containers import run_model
 
     from ..predict import predict
     from ..samples import write_samples

@@ -57,7 +57,7 @@ from training.archive import pack
 from training.metrics import MetricReader
 from training.sagemaker_env import resource_config, write_job_config
 
-from ..hosting.endpoints import docker, free_port, pull_missing
+from ..hosting.containers import docker, free_port, pull_missing
 from ..stack import settings
 from .sagemaker_s3 import download_prefix
 

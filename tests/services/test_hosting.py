@@ -13,6 +13,7 @@ import boto3
 import pytest
 import requests
 
+from services.hosting import containers
 from services.hosting import endpoints as hosting
 from services.security.sigv4 import RootAuth
 from services.stack import settings
@@ -43,7 +44,7 @@ def _file(name: str) -> tarfile.TarInfo:
 
 
 def test_extract_model_unpacks_the_sagemaker_layout(tmp_path):
-    model = hosting.extract_model(_archive(tmp_path, _file("./model.pth"), _file("./code/inference.py")),
+    model = containers.extract_model(_archive(tmp_path, _file("./model.pth"), _file("./code/inference.py")),
                                   tmp_path / "model")
     assert sorted(p.relative_to(model).as_posix() for p in model.rglob("*")) == \
         ["code", "code/inference.py", "model.pth"]
@@ -51,19 +52,19 @@ def test_extract_model_unpacks_the_sagemaker_layout(tmp_path):
 
 @pytest.mark.parametrize("member", ["../escape", "/etc/passwd", "a/../../escape"])
 def test_extract_model_refuses_paths_outside_the_model(tmp_path, member):
-    with pytest.raises(hosting.HostingError, match="outside"):
-        hosting.extract_model(_archive(tmp_path, _file(member)), tmp_path / "model")
+    with pytest.raises(containers.HostingError, match="outside"):
+        containers.extract_model(_archive(tmp_path, _file(member)), tmp_path / "model")
     assert not (tmp_path / "escape").exists()
 
 
 def test_extract_model_refuses_links_and_non_archives(tmp_path):
     link = tarfile.TarInfo("model.pth")
     link.type, link.linkname = tarfile.SYMTYPE, "/etc/shadow"
-    with pytest.raises(hosting.HostingError, match="is a link"):
-        hosting.extract_model(_archive(tmp_path, link), tmp_path / "model")
+    with pytest.raises(containers.HostingError, match="is a link"):
+        containers.extract_model(_archive(tmp_path, link), tmp_path / "model")
     (tmp_path / "plain.tar.gz").write_bytes(b"not gzip")
-    with pytest.raises(hosting.HostingError, match="not a gzip"):
-        hosting.extract_model(tmp_path / "plain.tar.gz", tmp_path / "model")
+    with pytest.raises(containers.HostingError, match="not a gzip"):
+        containers.extract_model(tmp_path / "plain.tar.gz", tmp_path / "model")
 
 
 def test_native_mode_unless_the_compose_gateway_runs(monkeypatch):
@@ -148,8 +149,8 @@ def test_a_model_that_never_gets_healthy_fails_with_its_log(tmp_path, monkeypatc
     monkeypatch.setenv("DOGOPS_HOSTING_TIMEOUT", "120")
     (tmp_path / "empty").mkdir()
     name = f"dogops-endpoint-broken-{os.getpid()}"
-    with pytest.raises(hosting.HostingError, match="exited; the end of its log") as failure:
-        hosting.run_model(IMAGE, tmp_path / "empty", name, env={"DOGOPS_HOSTING_TEST": "1"})
+    with pytest.raises(containers.HostingError, match="exited; the end of its log") as failure:
+        containers.run_model(IMAGE, tmp_path / "empty", name, env={"DOGOPS_HOSTING_TEST": "1"})
     assert "model" in str(failure.value).split("log:", 1)[1]
     assert subprocess.run(["docker", "ps", "-aq", "--filter", f"name={name}"], capture_output=True,
                           text=True).stdout.strip() == ""
