@@ -77,7 +77,7 @@ def _apply(args) -> None:
     print(f"stack {p.stack}: {apply(p, session)}")
     if not args.aws:
         _host_locally(stage, session)
-    for key, value in outputs(stage, session).items():
+    for key, value in outputs(session, stage.stack_name).items():
         print(f"  {key}: {value}")
 
 
@@ -105,7 +105,7 @@ def _push(args) -> None:
 
 
 def _destroy(args) -> None:
-    from .stack import destroy
+    from .destroy import destroy
 
     stage, session = _session(args)
     if not args.aws:

@@ -3,7 +3,6 @@
 import ipaddress
 import logging
 import os
-import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -103,19 +102,3 @@ def connect(name: str, path: Path, aws: bool):
     check_target(aws)
     stage = load_stage(name, path)
     return stage, boto3.Session(region_name=stage.region)
-
-
-def while_propagating(call, what: str, enabled: bool, echo=print, attempts: int = 8, longest: float = 30):
-    """``call()``, again after a growing pause while AWS refuses it because the ``what`` (a role, an instance
-    profile) made just now has not reached every region's IAM yet (``enabled``: one was made just now)."""
-    from botocore.exceptions import ClientError
-
-    for attempt in range(attempts):
-        try:
-            return call()
-        except ClientError as exc:
-            message = exc.response["Error"].get("Message", "")
-            if not (enabled and what in message.lower() and attempt < attempts - 1):
-                raise
-            echo(f"the new {what} is not usable yet ({message}); retrying")
-            time.sleep(min(longest, 2 ** attempt))

@@ -1,8 +1,9 @@
 """``dogops promote preflight``: before anything costs money, the template, its IAM policies, the model and the
 exact pushed image are checked; any failure stops the promotion before a change set exists.
 
-Static: cfn-lint, checkov (the few checks this stack answers on purpose are skipped with their reason), and
-parliament on every IAM policy document with the stage's parameters substituted (example account). The model:
+Static, on the stage's template and its training template: cfn-lint, checkov (the few checks these stacks answer on
+purpose are skipped with their reason), and parliament on every IAM policy document with the stage's parameters
+substituted (example account; the training stack with its EC2 part and example prefixes and image). The model:
 ``model.tar.gz`` from S3 has SageMaker's layout (the model files at the top level: they land in /opt/ml/model)
 and its manifest verifies. The image: linux/amd64, a Docker schema-2 manifest in the registry, and the digest
 itself served locally with that model (``/ping``, one prediction of a photo, cold-start time).
@@ -26,11 +27,15 @@ from pathlib import Path, PurePosixPath
 from training.archive import ArchiveError, extract, problems, read_members
 from training.artifact import CLASSES, CONFIG, MANIFEST, WEIGHTS, verify_artifact
 
+from . import training_stack
 from .config import Stage
 from .push import SCHEMA2, Docker, check_manifest, check_platform, credentials, docker, login, manifest_type
+from .runs import Locations
 from .stack import TEMPLATE, download, parameters
 
 EXAMPLE_ACCOUNT = "123456789012"
+EXAMPLE_TRAINING = Locations("s3://example-bucket/data", "s3://example-bucket/training",
+                             "s3://example-bucket/checkpoints")
 REQUIRED = (WEIGHTS, CLASSES, CONFIG, MANIFEST)
 # checkov checks this stack fails on purpose, and why (printed with every run).
 SKIPPED = {
@@ -115,9 +120,27 @@ def load_template(text: str) -> dict:
     return template
 
 
+NO_VALUE = object()  # ``Ref AWS::NoValue``: the property or list item is left out
+
+
 def _resolver(template: dict, names: dict):
-    """A function that evaluates Ref, Fn::Sub, Fn::GetAtt (ARNs) and Fn::Join with ``names`` as parameters."""
-    resources = template.get("Resources", {})
+    """Two functions: one that evaluates Ref, Fn::Sub, Fn::GetAtt (ARNs), Fn::Join and Fn::If with ``names`` as
+    parameters, and one that tells whether a condition of the template holds (Fn::Equals, Not, And, Or)."""
+    resources, conditions = template.get("Resources", {}), template.get("Conditions", {})
+
+    def holds(condition) -> bool:
+        if isinstance(condition, str):
+            return holds(conditions[condition])
+        (fn, arg), = condition.items()
+        if fn == "Condition":
+            return holds(arg)
+        if fn == "Fn::Equals":
+            return resolve(arg[0]) == resolve(arg[1])
+        if fn == "Fn::Not":
+            return not holds(arg[0])
+        if fn in ("Fn::And", "Fn::Or"):
+            return (all if fn == "Fn::And" else any)(holds(c) for c in arg)
+        raise PreflightFailed(f"cannot evaluate the condition {condition}")
 
     def lookup(name: str) -> str:
         if name in names:
@@ -138,7 +161,9 @@ def _resolver(template: dict, names: dict):
         if isinstance(value, dict) and len(value) == 1:
             (fn, arg), = value.items()
             if fn == "Ref":
-                return lookup(arg)
+                return NO_VALUE if arg == "AWS::NoValue" else lookup(arg)
+            if fn == "Fn::If":
+                return resolve(arg[1] if holds(arg[0]) else arg[2])
             if fn == "Fn::GetAtt":
                 return lookup(".".join(arg) if isinstance(arg, list) else arg)
             if fn == "Fn::Join":
@@ -147,21 +172,24 @@ def _resolver(template: dict, names: dict):
                 text, extra = (arg, {}) if isinstance(arg, str) else (arg[0], {k: resolve(v) for k, v in arg[1].items()})
                 return re.sub(r"\$\{([^!}][^}]*)\}", lambda m: extra.get(m[1]) or lookup(m[1]), text)
         if isinstance(value, dict):
-            return {key: resolve(item) for key, item in value.items()}
+            return {key: item for key, item in ((k, resolve(v)) for k, v in value.items()) if item is not NO_VALUE}
         if isinstance(value, list):
-            return [resolve(item) for item in value]
+            return [item for item in map(resolve, value) if item is not NO_VALUE]
         return value
 
-    return resolve
+    return resolve, holds
 
 
 def policy_documents(template: dict, params: dict, region: str, account: str = EXAMPLE_ACCOUNT) -> dict[str, dict]:
-    """Every identity policy of the template (roles' inline policies, IAM policies), as concrete JSON documents."""
+    """Every identity policy of the template's resources that ``params`` create (roles' inline policies, IAM
+    policies), as concrete JSON documents."""
     names = {**params, "AWS::Partition": "aws", "AWS::Region": region, "AWS::AccountId": account,
              "AWS::URLSuffix": "amazonaws.com", "AWS::StackName": f"{params.get('Project')}-{params.get('Stage')}"}
-    resolve = _resolver(template, names)
+    resolve, holds = _resolver(template, names)
     documents = {}
     for logical, resource in template.get("Resources", {}).items():
+        if "Condition" in resource and not holds(resource["Condition"]):
+            continue
         props = resource.get("Properties", {})
         if resource["Type"] in ("AWS::IAM::Role", "AWS::IAM::User", "AWS::IAM::Group"):
             for policy in props.get("Policies", []):
@@ -275,25 +303,37 @@ def _timed(name: str, checks: list[Check], echo, work) -> object:
     return result if ok else None
 
 
-def static_checks(template_path: Path, params: dict, region: str, echo=print) -> list[Check]:
-    """cfn-lint, checkov and parliament on the template; each check printed as it ends."""
+def example_training_parameters(stage: Stage) -> dict[str, str]:
+    """The training template's parameters for the static checks: every resource (the EC2 part too), example
+    prefixes and the stage's training repository in the example account."""
+    image = f"{EXAMPLE_ACCOUNT}.dkr.ecr.{stage.region}.amazonaws.com/{stage.stack_name}/training@sha256:" + "0" * 64
+    return training_stack.parameters(stage, EXAMPLE_TRAINING, image, EXAMPLE_ACCOUNT, 30, stage.expires_at(),
+                                     training_stack.Ec2Access("vpc-0123456789abcdef0"))
+
+
+def static_checks(templates: list[tuple[Path, dict]], region: str, echo=print) -> list[Check]:
+    """cfn-lint, checkov and parliament on each template (with its parameters); each check printed as it ends."""
     checks: list[Check] = []
-    text = template_path.read_text()
+    names = ", ".join(path.name for path, _ in templates)
 
     def lint():
-        found = cfn_lint(text, region)
+        found = [f"{path.name}: {m}" for path, _ in templates for m in cfn_lint(path.read_text(), region)]
         if found:
             raise PreflightFailed("; ".join(found))
-        return f"{template_path.name}: no findings"
+        return f"{names}: no findings"
 
     def ckv():
-        failed, passed = checkov(template_path)
+        failed, passed = [], 0
+        for path, _ in templates:
+            found, count = checkov(path)
+            failed, passed = failed + [f"{path.name}: {f}" for f in found], passed + count
         if failed:
             raise PreflightFailed("; ".join(failed))
         return f"{passed} checks passed, {len(SKIPPED)} skipped on purpose ({', '.join(SKIPPED)})"
 
     def iam():
-        documents = policy_documents(load_template(text), params, region)
+        documents = {name: document for path, params in templates
+                     for name, document in policy_documents(load_template(path.read_text()), params, region).items()}
         found = parliament(documents)
         if found:
             raise PreflightFailed("; ".join(found))
@@ -310,7 +350,8 @@ def preflight(stage: Stage, image: str, model_data_url: str, session, echo=print
     ``model_tar`` (``promote apply`` passes the download it pins), else ``model_data_url`` downloaded here."""
     echo(f"preflight {stage.stack_name}: {image}\n  model {model_data_url}")
     params = parameters(stage, image, model_data_url, f"{stage.project}/lambda/function.zip", stage.expires_at())
-    checks = static_checks(template, params, stage.region, echo)
+    checks = static_checks([(template, params), (training_stack.TEMPLATE, example_training_parameters(stage))],
+                           stage.region, echo)
     with tempfile.TemporaryDirectory(prefix="dogops-preflight-") as tmp:
         model_dir = Path(tmp) / "model"
         _timed("model.tar.gz", checks, echo, lambda: check_model(

@@ -1,4 +1,5 @@
-"""Plan (a change set, described), apply (executed, with progress) and destroy one stage's stack, with boto3.
+"""Plan (a change set, described), apply (executed, with progress) and delete a stage's stacks, with boto3: the
+stage's own stack (``template.yaml``: endpoint, function) here, its training stack in ``training_stack``.
 
 CloudFormation is the engine and keeps the state: a plan is a change set on the
 stack, an empty one means nothing to do, and a failed apply is rolled back by
@@ -19,7 +20,6 @@ from ..lambda_package import function_zip
 from ..s3upload import TRANSFER, parse_s3_uri
 from .config import Stage, require_digest
 from .prices import estimate, format_estimate
-from .push import repositories
 
 TEMPLATE = Path(__file__).with_name("template.yaml")
 NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
@@ -34,7 +34,7 @@ class Plan:
     change_set: str | None
     change_set_type: str
     changes: list[dict]
-    cost: dict
+    cost: dict | None = None  # the stage stack's estimate (``prices``)
 
 
 def _verb(change: dict) -> str:
@@ -105,34 +105,41 @@ def parameters(stage: Stage, image: str, model_data_url: str, code_key: str, exp
             "LogRetentionDays": str(stage.log_retention_days)}
 
 
-def plan(stage: Stage, image: str, model_data_url: str, session=None) -> Plan:
-    """Create and describe the change set that takes the stack to ``image`` and ``model_data_url``."""
-    session = session or boto3.Session(region_name=stage.region)
-    cfn, s3 = session.client("cloudformation"), session.client("s3")
-    bucket, key = parse_s3_uri(model_data_url)
-    model_bytes = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
-    current = _stack(cfn, stage.stack_name)
+def change_set(session, stage: Stage, stack: str, template: Path, params: dict[str, str],
+               keep: tuple[str, ...] = ("ExpiresAt",), capabilities: tuple[str, ...] = ("CAPABILITY_IAM",)) -> Plan:
+    """Create and describe the change set that takes ``stack`` (tagged with the stage's project and stage) to
+    ``template`` with ``params``; the parameters named in ``keep`` hold the stack's current values where it has
+    them (the expiry, so an unchanged stage plans no change). No changes: the change set is deleted."""
+    cfn = session.client("cloudformation")
+    current = _stack(cfn, stack)
     exists = current is not None and current["StackStatus"] != "REVIEW_IN_PROGRESS"
-    previous = {p["ParameterKey"]: p["ParameterValue"] for p in (current or {}).get("Parameters", [])}
-    expires_at = previous.get("ExpiresAt") if exists else None  # kept, so an unchanged stage plans no change
-    params = parameters(stage, image, model_data_url, _function_code(s3, bucket, stage.project),
-                        expires_at or stage.expires_at())
+    previous = {p["ParameterKey"]: p["ParameterValue"] for p in current.get("Parameters", [])} if exists else {}
+    params = {**params, **{key: previous[key] for key in keep if key in previous}}
     change_set_type = "UPDATE" if exists else "CREATE"
-    name = f"{stage.stack_name}-{time.strftime('%Y%m%d%H%M%S')}"
+    name = f"{stack}-{time.strftime('%Y%m%d%H%M%S')}"
     created = cfn.create_change_set(
-        StackName=stage.stack_name, ChangeSetName=name, ChangeSetType=change_set_type,
-        TemplateBody=TEMPLATE.read_text(), Capabilities=["CAPABILITY_IAM"],
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
+        StackName=stack, ChangeSetName=name, ChangeSetType=change_set_type, TemplateBody=template.read_text(),
+        Capabilities=list(capabilities), Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
         Tags=[{"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name}])
     described = _wait_change_set(cfn, created["Id"])
-    cost = estimate(stage, model_bytes)
     if described["Status"] == "FAILED":
         if not any(reason in described.get("StatusReason", "") for reason in NO_CHANGES):
             raise RuntimeError(f"change set {name} failed: {described.get('StatusReason')}")
         cfn.delete_change_set(ChangeSetName=created["Id"])
-        return Plan(stage.stack_name, None, change_set_type, [], cost)
-    return Plan(stage.stack_name, created["Id"], change_set_type,
-                [c["ResourceChange"] for c in described["Changes"]], cost)
+        return Plan(stack, None, change_set_type, [])
+    return Plan(stack, created["Id"], change_set_type, [c["ResourceChange"] for c in described["Changes"]])
+
+
+def plan(stage: Stage, image: str, model_data_url: str, session=None) -> Plan:
+    """Create and describe the change set that takes the stage's stack to ``image`` and ``model_data_url``."""
+    session = session or boto3.Session(region_name=stage.region)
+    s3 = session.client("s3")
+    bucket, key = parse_s3_uri(model_data_url)
+    model_bytes = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+    params = parameters(stage, image, model_data_url, _function_code(s3, bucket, stage.project), stage.expires_at())
+    p = change_set(session, stage, stage.stack_name, TEMPLATE, params)
+    p.cost = estimate(stage, model_bytes)
+    return p
 
 
 def _wait_change_set(cfn, change_set: str, timeout: float = 300) -> dict:
@@ -145,19 +152,19 @@ def _wait_change_set(cfn, change_set: str, timeout: float = 300) -> dict:
 
 
 def format_plan(stage: Stage, p: Plan) -> str:
-    """The changes, one per line (verb, logical id, type), then the cost estimate."""
+    """The changes, one per line (verb, logical id, type), then the cost estimate (the stage's stack has one)."""
     if not p.changes:
         lines = [f"stack {p.stack}: no changes"]
     else:
         lines = [f"stack {p.stack} ({'new' if p.change_set_type == 'CREATE' else 'update'}), "
                  f"{len(p.changes)} change(s):"]
         lines += [f"  {_verb(c):<20} {c['LogicalResourceId']:<28} {c['ResourceType']}" for c in p.changes]
-    return "\n".join(lines + [format_estimate(stage, p.cost)])
+    return "\n".join(lines + ([] if p.cost is None else [format_estimate(stage, p.cost)]))
 
 
-def outputs(stage: Stage, session) -> dict[str, str]:
-    """The stack's outputs (endpoint and function names, the function URL); empty when there is no stack."""
-    current = _stack(session.client("cloudformation"), stage.stack_name)
+def outputs(session, stack: str) -> dict[str, str]:
+    """The stack's outputs (the stage's: endpoint and function names, the function URL); empty when there is none."""
+    current = _stack(session.client("cloudformation"), stack)
     return {o["OutputKey"]: o["OutputValue"] for o in (current or {}).get("Outputs", [])}
 
 
@@ -217,67 +224,16 @@ def _wait(cfn, stack: str, seen: set, echo, timeout: float, gone_ok: bool = Fals
         time.sleep(2)
 
 
-def destroy(stage: Stage, session=None, echo=print, timeout: float = 3600, images: bool = False) -> None:
-    """Delete the stack, what training made outside it (roles, instance profile, launch template, security group,
-    instances) and with ``images`` the stage's ECR repositories; then check that nothing tagged with the project and
-    stage is left (but the repositories kept without ``images``)."""
-    session = session or boto3.Session(region_name=stage.region)
+def delete_stack(session, stack: str, echo=print, timeout: float = 3600) -> None:
+    """Delete ``stack`` and wait, echoing its events; no such stack is said, not an error."""
     cfn = session.client("cloudformation")
-    current = _stack(cfn, stage.stack_name)
+    current = _stack(cfn, stack)
     if current is None:
-        echo(f"stack {stage.stack_name}: none")
-    else:
-        seen = {e["EventId"] for e in _events(cfn, stage.stack_name)}
-        cfn.delete_stack(StackName=current["StackId"])
-        status = _wait(cfn, current["StackId"], seen, echo, timeout, gone_ok=True)
-        if status != "DELETE_COMPLETE":
-            raise RuntimeError(f"stack {stage.stack_name} ended {status}")
-        echo(f"stack {stage.stack_name}: deleted")
-    from . import ec2, training_roles  # what training on AWS made outside the stack
-
-    for gone in ec2.cleanup(stage, session) + training_roles.cleanup(stage, session):
-        echo(f"{gone}: deleted")
-    ecr = session.client("ecr")
-    kept = repositories(ecr, stage.project, stage.name)
-    for repo in kept if images else []:
-        ecr.delete_repository(repositoryName=repo["name"], force=True)
-        echo(f"repository {repo['name']}: deleted with its images")
-    left = leftovers(stage, session, images)
-    if left:
-        raise RuntimeError(f"still tagged project={stage.project} stage={stage.name}: {', '.join(left)}")
-    echo(f"nothing tagged project={stage.project} stage={stage.name} remains" + (
-        "" if images or not kept else f" but the image repositories {', '.join(r['name'] for r in kept)} "
-        "(`dogops destroy --images` deletes them)"))
-
-
-JOBS = {"training-job": ("describe_training_job", "TrainingJobName", "TrainingJobStatus"),
-        "hyper-parameter-tuning-job": ("describe_hyper_parameter_tuning_job", "HyperParameterTuningJobName",
-                                       "HyperParameterTuningJobStatus")}
-
-
-def _ended(session, arn: str) -> bool:
-    """A training or tuning job that has ended, or a terminated instance: records that cost nothing and that AWS
-    keeps (jobs for good, instances for about an hour)."""
-    kind, _, name = arn.rpartition(":")[2].partition("/")
-    if kind == "instance":
-        reservations = session.client("ec2").describe_instances(InstanceIds=[name])["Reservations"]
-        return all(i["State"]["Name"] in ("shutting-down", "terminated") for r in reservations for i in r["Instances"])
-    if kind not in JOBS:
-        return False
-    describe, key, status = JOBS[kind]
-    return getattr(session.client("sagemaker"), describe)(**{key: name})[status] in ("Completed", "Failed", "Stopped")
-
-
-def leftovers(stage: Stage, session, images: bool = True) -> list[str]:
-    """ARNs still tagged with the stage (Resource Groups Tagging API, and ECR's own tags), and any endpoint of the
-    stage's name; without ``images``, not the ECR repositories; never the jobs that ended or the instances terminated."""
-    tagging = session.client("resourcegroupstaggingapi")
-    pages = tagging.get_paginator("get_resources").paginate(TagFilters=[
-        {"Key": "project", "Values": [stage.project]}, {"Key": "stage", "Values": [stage.name]}])
-    arns = [r["ResourceARN"] for page in pages for r in page["ResourceTagMappingList"]
-            if (images or ":ecr:" not in r["ResourceARN"]) and not _ended(session, r["ResourceARN"])]
-    if images:
-        arns += [r["arn"] for r in repositories(session.client("ecr"), stage.project, stage.name) if r["arn"] not in arns]
-    endpoints = session.client("sagemaker").list_endpoints(NameContains=stage.stack_name)["Endpoints"]
-    return arns + [e["EndpointArn"] for e in endpoints if e["EndpointName"] == stage.stack_name
-                   and e["EndpointArn"] not in arns]
+        echo(f"stack {stack}: none")
+        return
+    seen = {e["EventId"] for e in _events(cfn, stack)}
+    cfn.delete_stack(StackName=current["StackId"])
+    status = _wait(cfn, current["StackId"], seen, echo, timeout, gone_ok=True)
+    if status != "DELETE_COMPLETE":
+        raise RuntimeError(f"stack {stack} ended {status}")
+    echo(f"stack {stack}: deleted")

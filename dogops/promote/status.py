@@ -17,9 +17,10 @@ import yaml
 from botocore.exceptions import ClientError
 
 from .config import CONFIG, Stage, load_stage
+from .destroy import destroy
 from .prices import load_prices
 from .push import repositories
-from .stack import _stack, destroy
+from .stack import _stack
 
 TIME = "%Y-%m-%dT%H:%MZ"
 

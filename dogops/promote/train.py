@@ -3,79 +3,31 @@
 The request is built with boto3 and checked against botocore's service model, not with the ``sagemaker`` SDK:
 the SDK would only fill in this one ``CreateTrainingJob`` (v3 is several packages with their own pins, v2 is
 deprecated and refuses spot and checkpoints in local mode), and the exact request is what the local stack runs
-and the tests check. Settings come from ``promote.yaml`` (``training:``, overridable per stage under
-``stages.<stage>.training``; ``{stage}`` in a prefix is the stage's name, so each stage writes, and its roles
-may write, only its own prefixes)::
-
-    training:
-      data: s3://BUCKET/data                 # the "training" channel (dogImages layout)
-      output: s3://BUCKET/{stage}/training   # model.tar.gz at <output>/<job>/output/model.tar.gz
-      checkpoints: s3://BUCKET/{stage}/checkpoints  # default: <output>-checkpoints; per job: .../<job>
-      instance_type: ml.m5.xlarge
-      volume_gb: 30
-      max_run_s: 86400
-      max_wait_s: 172800                     # spot only: waiting for capacity plus running
-      hyperparameters: {epochs: 10, ...}     # sent as strings, checked against the training code's names
+and the tests check. Settings come from ``promote.yaml``'s ``training:`` (``runs``); the jobs' role is the
+stage's training stack's (``training_stack``), planned and applied first when the run changes it.
 
 The job is watched until it ends (status and secondary status transitions, the log stream, the final metrics);
 a completed job prints its billable seconds and spot saving and is recorded as the stage's candidate model
-(``.dogops/candidate.json``, next to ``best.json``; one file per job under ``.dogops/candidates/``).
+(``runs.record_candidate``). ``--ec2`` runs the same training on an EC2 spot instance instead (``ec2``).
 """
 
 import argparse
-import dataclasses
-import json
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-import yaml
-
-from training.hyperparameters import from_strings
 from training.metrics import metric_definitions
 
+from ..iam_propagation import ROLE_NOT_ASSUMABLE, while_propagating
 from ..sagemaker_model import validate
-from .config import CONFIG, Stage, connect, require_digest, while_propagating
+from .config import CONFIG, Stage, connect, require_digest
 from .ec2 import add_ec2_arguments, train_on_ec2
-from .training_roles import LOG_GROUP, ensure_role
+from .runs import CANDIDATE, DEFAULTS, locations, record_candidate, settings, spot_saving
+from .training_stack import ensure
 
-CANDIDATE = Path(".dogops") / "candidate.json"
 CHANNEL = "training"
-PREFIXES = ("data", "output", "checkpoints")
-DEFAULTS = {"instance_type": "ml.m5.xlarge", "volume_gb": 30, "max_run_s": 86400, "max_wait_s": 172800,
-            "hyperparameters": {}}
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 ENDED = ("Completed", "Failed", "Stopped")
-
-
-def settings(stage: str, path: Path = CONFIG) -> dict:
-    """``training:`` of ``promote.yaml`` with the stage's own ``training:`` over it, over the defaults; ``{stage}``
-    in the S3 prefixes replaced by ``stage``."""
-    config = yaml.safe_load(Path(path).read_text())
-    merged = {**DEFAULTS, **(config.get("training") or {}),
-              **((config.get("stages", {}).get(stage) or {}).get("training") or {})}
-    merged.update({k: merged[k].replace("{stage}", stage) for k in PREFIXES if merged.get(k)})
-    merged["hyperparameters"] = {str(k): str(v).lower() if isinstance(v, bool) else str(v)
-                                 for k, v in (merged.get("hyperparameters") or {}).items()}
-    from_strings(merged["hyperparameters"])  # an unknown name or a bad value fails here, not in the job
-    return merged
-
-
-@dataclasses.dataclass(frozen=True)
-class Locations:
-    """Where training reads and writes: the data prefix, the output path, the checkpoints' base."""
-
-    data: str
-    output: str
-    checkpoints: str
-
-
-def locations(conf: dict, data: str | None = None, output: str | None = None) -> Locations:
-    """``data``/``output`` (``--data``/``--output``) over ``conf``'s; checkpoints default to <output>-checkpoints."""
-    data, output = data or conf.get("data"), (output or conf.get("output") or "").rstrip("/")
-    if not data or not output:
-        raise SystemExit("no training data or output prefix: pass --data/--output or set training.data and "
-                         "training.output in promote.yaml")
-    return Locations(data, output, (conf.get("checkpoints") or f"{output}-checkpoints").rstrip("/"))
 
 
 def spot_max_wait(max_run_s, max_wait_s) -> int:
@@ -83,14 +35,6 @@ def spot_max_wait(max_run_s, max_wait_s) -> int:
     if int(max_wait_s) < int(max_run_s):
         raise ValueError(f"spot: max_wait_s ({max_wait_s}) must be at least max_run_s ({max_run_s})")
     return int(max_wait_s)
-
-
-def write_record(record: dict, path: Path, history: str, name: str) -> None:
-    """``record`` as JSON at ``path`` and, kept, at ``<path's folder>/<history>/<name>.json``."""
-    path = Path(path)
-    for target in (path.parent / history / f"{name}.json", path):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(record, indent=2) + "\n")
 
 
 def job_name(stage: Stage, now: datetime | None = None) -> str:
@@ -126,10 +70,11 @@ def training_job_request(name: str, stage: Stage, image: str, role_arn: str, dat
     return request
 
 
-def create(sm, request: dict, role_created: bool, echo=print, attempts: int = 10,
-           operation: str = "create_training_job") -> None:
-    """``CreateTrainingJob`` (or ``operation``); a role created just now may take a few seconds to be usable on AWS."""
-    while_propagating(lambda: getattr(sm, operation)(**request), "role", role_created, echo, attempts)
+def create(sm, request: dict, role_changed: bool, echo=print, operation: str = "create_training_job") -> None:
+    """``CreateTrainingJob`` (or ``operation``); a role made or changed just now may take seconds to be usable on AWS
+    (``iam_propagation``: retried for up to a minute then, not at all otherwise)."""
+    while_propagating(lambda: getattr(sm, operation)(**request), ROLE_NOT_ASSUMABLE, "role",
+                      60 if role_changed else 0, echo)
 
 
 class LogTail:
@@ -181,14 +126,6 @@ def wait(session, name: str, echo=print, poll_s: float = 5.0, timeout_s: float |
         time.sleep(poll_s)
 
 
-def spot_saving(job: dict) -> float | None:
-    """SageMaker's formula: ``(1 - BillableTimeInSeconds / TrainingTimeInSeconds) * 100``."""
-    billable, total = job.get("BillableTimeInSeconds"), job.get("TrainingTimeInSeconds")
-    if not job.get("EnableManagedSpotTraining") or not billable or not total:
-        return None
-    return (1 - billable / total) * 100
-
-
 def summary(job: dict) -> list[str]:
     metrics = {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])}
     count = job["ResourceConfig"]["InstanceCount"]
@@ -207,22 +144,6 @@ def summary(job: dict) -> list[str]:
     return lines
 
 
-def record_candidate(job: dict, stage: Stage, path: Path = CANDIDATE) -> dict:
-    """The completed job's model as the stage's candidate for promotion (and under ``candidates/<job>.json``)."""
-    record = {"training_job": job["TrainingJobName"], "stage": stage.name,
-              "model_data_url": job["ModelArtifacts"]["S3ModelArtifacts"],
-              "metrics": {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])},
-              "hyperparameters": job.get("HyperParameters", {}), "image": job["AlgorithmSpecification"]["TrainingImage"],
-              "data": job["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"],
-              "instances": job["ResourceConfig"]["InstanceCount"],
-              "instance_type": job["ResourceConfig"]["InstanceType"],
-              "spot": bool(job.get("EnableManagedSpotTraining")),
-              "billable_seconds": job.get("BillableTimeInSeconds"), "training_seconds": job.get("TrainingTimeInSeconds"),
-              "spot_saving_percent": spot_saving(job)}
-    write_record(record, path, "candidates", record["training_job"])
-    return record
-
-
 def run_here_if_left_to_the_host(args, session, name: str, echo=print) -> None:
     """The local stack in compose leaves jobs to the host (its emulator has neither Docker nor torch): run this
     one here, in the image it names."""
@@ -235,18 +156,19 @@ def run_here_if_left_to_the_host(args, session, name: str, echo=print) -> None:
 
 
 def run(args, echo=print) -> dict:
-    """``dogops promote train``: role, request, create, watch, report, record."""
+    """``dogops promote train``: the training stack (the role), request, create, watch, report, record."""
     stage, session = connect(args.stage, args.config, args.aws)
     if getattr(args, "ec2", False):
         return train_on_ec2(args, stage, session, echo)
     conf = settings(stage.name, args.config)
     where = locations(conf, args.data, args.output)
-    role, created = ensure_role(session, stage, where.data, where.output, where.checkpoints, args.image)
+    infrastructure = ensure(session, stage, where, args.image, conf["volume_gb"], echo)
+    role = infrastructure.outputs["TrainingJobsRoleArn"]
     name = args.name or job_name(stage)
     request = training_job_request(name, stage, args.image, role, where.data, where.output, where.checkpoints,
                                    conf["hyperparameters"], args.instance_type or conf["instance_type"],
                                    args.instances, args.spot, conf["max_run_s"], conf["max_wait_s"], conf["volume_gb"])
-    create(session.client("sagemaker"), request, created, echo)
+    create(session.client("sagemaker"), request, infrastructure.iam_changed, echo)
     echo(f"training job {name}: {args.instances} x {request['ResourceConfig']['InstanceType']}"
          f"{' (managed spot)' if args.spot else ''}, image {args.image}, role {role}")
     run_here_if_left_to_the_host(args, session, name, echo)

@@ -24,8 +24,9 @@ from ..tuning.best import CURRENT
 from ..tuning.request import tuning_job_request
 from ..tuning.spec import SpecError, TuningSpec, load_spec
 from .config import Stage, connect, require_digest
-from .train import create, job_arguments, locations, settings, spot_max_wait, write_record
-from .training_roles import ensure_role
+from .runs import locations, settings, write_record
+from .train import create, job_arguments, spot_max_wait
+from .training_stack import ensure
 
 ENDED = ("Completed", "Failed", "Stopped")
 WARM_START_TYPES = ("IdenticalDataAndAlgorithm", "TransferLearning")
@@ -113,7 +114,7 @@ def record_best(session, job: dict, stage: Stage, path: Path = CURRENT) -> dict:
 
 
 def run(args, echo=print) -> dict:
-    """``dogops promote tune``: spec, role, request, create, watch, record the best."""
+    """``dogops promote tune``: spec, the training stack (the role), request, create, watch, record the best."""
     stage, session = connect(args.stage, args.config, args.aws)
     try:
         spec = load_spec(args.spec)
@@ -122,11 +123,13 @@ def run(args, echo=print) -> dict:
     conf = settings(stage.name, args.config)
     where = locations(conf, args.data, args.output)
     conf.update(data=where.data, output=where.output, checkpoints=where.checkpoints)
-    role, created = ensure_role(session, stage, where.data, where.output, where.checkpoints, args.image)
+    infrastructure = ensure(session, stage, where, args.image, conf["volume_gb"], echo)
+    role = infrastructure.outputs["TrainingJobsRoleArn"]
     name = args.name or tuning_job_name(stage)
     request = tune_request(spec, name, stage, args.image, role, conf, args.instance_type, args.spot,
                            tuple(args.warm_start_from or ()), args.warm_start_type)
-    create(session.client("sagemaker"), request, created, echo, operation="create_hyper_parameter_tuning_job")
+    create(session.client("sagemaker"), request, infrastructure.iam_changed, echo,
+           operation="create_hyper_parameter_tuning_job")
     limits = request["HyperParameterTuningJobConfig"]["ResourceLimits"]
     echo(f"tuning job {name}: {spec.strategy}, {spec.direction} {spec.objective}, {limits['MaxNumberOfTrainingJobs']}"
          f" training jobs, {limits['MaxParallelTrainingJobs']} at once{' (managed spot)' if args.spot else ''}"

@@ -1,5 +1,7 @@
 """An emulator subprocess for the promotion tests: a bucket with two models, and boto3 pointed at it."""
 
+import json
+
 import boto3
 import pytest
 
@@ -43,3 +45,13 @@ def emulator_with_data(tmp_path_factory, name: str, bucket: str, data_uri: str):
     upload_dir(data, data_uri, client=s3)
     yield server.url
     server.stop()
+
+
+def role_statements(iam, role: str) -> dict[str, dict]:
+    """The statements of every inline policy of ``role`` on the emulator, by Sid."""
+    statements = {}
+    for name in iam.list_role_policies(RoleName=role)["PolicyNames"]:
+        document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+        document = json.loads(document) if isinstance(document, str) else document
+        statements.update({s["Sid"]: s for s in document["Statement"]})
+    return statements

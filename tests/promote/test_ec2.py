@@ -1,8 +1,9 @@
 """``dogops promote train --ec2`` on the local stack: the role, instance profile, security group and launch
-template created on the emulator and checked for least privilege; the user data script run locally (IMDSv2
-stand-in serving the instance role's credentials, ``train`` on the host for the container unless
-DOGOPS_TEST_IMAGES=1) trains and uploads the model; interrupted by the spot notice, the next instance resumes
-from the S3 checkpoint to the same model; cleanup leaves nothing tagged."""
+template made by the stage's training stack on the emulator and checked for least privilege; the job's own values
+sent with RunInstances; the user data script run locally (IMDSv2 stand-in serving the instance role's
+credentials, ``train`` on the host for the container unless DOGOPS_TEST_IMAGES=1) trains and uploads the model;
+interrupted by the spot notice, the next instance resumes from the S3 checkpoint to the same model; ``dogops
+destroy`` deletes the training stack and leaves nothing tagged."""
 
 import argparse
 import base64
@@ -17,16 +18,25 @@ import requests
 import torch
 import yaml
 
-from dogops.promote import ec2, ec2_local, ec2_roles
+from dogops.promote import ec2, ec2_local, training_stack
 from dogops.promote.config import load_stage
+from dogops.promote.runs import Locations
+from services.stack import settings
 
-from ..conftest import BIN, FAST
+from ..conftest import BIN, FAST, run_script, script_env
 from ..services.processes import client
-from .conftest import emulator_with_data
+from .conftest import emulator_with_data, role_statements
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/dogops-dev/training@sha256:" + "e" * 64
 BUCKET = "dogops-ec2-test"
 DATA, OUTPUT, CHECKPOINTS = f"s3://{BUCKET}/data", f"s3://{BUCKET}/dev/training", f"s3://{BUCKET}/dev/checkpoints"
+WHERE = Locations(DATA, OUTPUT, CHECKPOINTS)
+NAME = "dogops-dev-ec2-training"  # the role's, instance profile's, security group's and launch template's
+# From the SageMaker training jobs' role, by Sid (the policy the two roles share), then the EC2 role's own.
+SHARED = ("ListTheData", "ReadTheData", "WriteTheModel", "ListTheCheckpoints", "SyncTheCheckpoints", "PullTheImage",
+          "EcrLoginHasNoResourceLevelPermission")
+NO_RESOURCE_LEVEL = {"ecr:GetAuthorizationToken", "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
+                     "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"}  # IAM takes only "*" for these
 # Without the feature cache every epoch runs the backbone: slow enough to interrupt after epoch 2 of 4.
 EPOCHS = 6  # the notice comes after epoch 2: four epochs of margin for a loaded machine to stop in time
 HP = {**FAST, "epochs": str(EPOCHS), "batch_size": "16", "patience": "0", "feature_cache": "false"}
@@ -44,32 +54,33 @@ def stage():
     return load_stage("dev")
 
 
+def ensure(session, stage, ssh_from: str | None = None, echo=lambda line: None) -> training_stack.Infrastructure:
+    """The stage's training stack with its EC2 part (the default VPC), as ``promote train --ec2`` applies it."""
+    access = training_stack.Ec2Access(ec2.vpc_of(session, stage), ssh_from)
+    return training_stack.ensure(session, stage, WHERE, IMAGE, 30, echo, access)
+
+
 @pytest.fixture
-def profile(session, stage):
-    """The stage's instance profile, role and log group on the emulator: ``(profile ARN, role ARN)``."""
-    profile_arn, role_arn, _ = ec2_roles.ensure_instance_profile(session, stage, DATA, OUTPUT, CHECKPOINTS, IMAGE)
-    ec2.ensure_log_group(session, stage)
-    return profile_arn, role_arn
+def infrastructure(session, stage) -> dict[str, str]:
+    """The training stack's outputs: the EC2 role, instance profile, group, launch template and log group."""
+    return ensure(session, stage).outputs
 
 
-def _statements(session, stage) -> dict:
+def test_the_role_names_only_the_prefixes_the_repository_and_its_log_group(session, stage, infrastructure):
     iam = session.client("iam")
-    (name,) = iam.list_role_policies(RoleName=ec2_roles.name(stage))["PolicyNames"]
-    document = iam.get_role_policy(RoleName=ec2_roles.name(stage), PolicyName=name)["PolicyDocument"]
-    document = json.loads(document) if isinstance(document, str) else document
-    return {s["Sid"]: s for s in document["Statement"]}
-
-
-def test_the_role_names_only_the_prefixes_the_repository_and_its_log_group(session, stage, profile):
-    statements = _statements(session, stage)
-    assert list(statements) == [*ec2_roles.SHARED, "WriteItsLogGroup", "SessionManagerRegisters",
-                                "SessionManagerChannelsHaveNoResourceLevelPermission"]
+    statements = role_statements(iam, NAME)
+    assert set(statements) == {*SHARED, "WriteItsLogGroup", "SessionManagerRegisters",
+                               "SessionManagerChannelsHaveNoResourceLevelPermission"}
+    shared = iam.get_role_policy(RoleName="dogops-dev-training", PolicyName="training-data-model-image")
+    shared = shared["PolicyDocument"] if isinstance(shared["PolicyDocument"], dict) else json.loads(
+        shared["PolicyDocument"])
+    assert [statements[sid] for sid in SHARED] == shared["Statement"]  # one policy, the two roles
     for statement in statements.values():
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
         assert statement["Effect"] == "Allow" and not any("*" in a for a in actions)
         if "*" in resources:
-            assert set(actions) <= ec2_roles.NO_RESOURCE_LEVEL, statement
+            assert set(actions) <= NO_RESOURCE_LEVEL, statement
     assert statements["ReadTheData"]["Resource"] == f"arn:aws:s3:::{BUCKET}/data/*"
     assert statements["WriteTheModel"]["Action"] == "s3:PutObject"
     assert statements["WriteTheModel"]["Resource"] == f"arn:aws:s3:::{BUCKET}/dev/training/*"
@@ -77,22 +88,24 @@ def test_the_role_names_only_the_prefixes_the_repository_and_its_log_group(sessi
     assert statements["ListTheData"]["Condition"] == {"StringLike": {"s3:prefix": ["data", "data/*"]}}
     assert statements["PullTheImage"]["Resource"] == "arn:aws:ecr:us-east-1:123456789012:repository/dogops-dev/training"
     assert all(":log-group:/dogops/dogops-dev/ec2-training" in r for r in statements["WriteItsLogGroup"]["Resource"])
-    iam = session.client("iam")
-    role = iam.get_role(RoleName=ec2_roles.name(stage))["Role"]
+    role = iam.get_role(RoleName=NAME)["Role"]
     trust = role["AssumeRolePolicyDocument"]
     trust = json.loads(trust) if isinstance(trust, str) else trust
     assert trust["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
-    instance_profile = iam.get_instance_profile(InstanceProfileName=ec2_roles.name(stage))["InstanceProfile"]
-    assert [r["RoleName"] for r in instance_profile["Roles"]] == [ec2_roles.name(stage)]
-    for tags in (role["Tags"], instance_profile["Tags"]):
-        assert {t["Key"] for t in tags} == {"project", "stage", "expires-at"}
+    assert {t["Key"] for t in role["Tags"]} == {"project", "stage", "expires-at"}
+    instance_profile = iam.get_instance_profile(InstanceProfileName=NAME)["InstanceProfile"]
+    assert [r["RoleName"] for r in instance_profile["Roles"]] == [NAME]
+    assert instance_profile["Arn"] == infrastructure["InstanceProfileArn"]  # (CloudFormation cannot tag profiles)
+    owned = session.client("cloudformation").describe_stack_resources(StackName="dogops-dev-training")
+    assert {r["LogicalResourceId"] for r in owned["StackResources"]} >= {"Ec2Role", "Ec2InstanceProfile",
+                                                                          "Ec2SecurityGroup", "Ec2LaunchTemplate"}
 
 
-def test_the_role_is_refused_outside_its_prefixes(session, stage, profile):
+def test_the_role_is_refused_outside_its_prefixes(session, stage, infrastructure):
     """Enforced on the emulator: the instance's credentials (the IMDS stand-in's) read the data, nothing else."""
     import boto3
 
-    creds = ec2_local.role_credentials(session, profile[1], "refusal")()
+    creds = ec2_local.role_credentials(session, infrastructure["Ec2RoleArn"], "refusal")()
     s3 = boto3.client("s3", aws_access_key_id=creds["AccessKeyId"], aws_secret_access_key=creds["SecretAccessKey"],
                       aws_session_token=creds["Token"], region_name="us-east-1")
     key = s3.list_objects_v2(Bucket=BUCKET, Prefix="data/")["Contents"][0]["Key"]
@@ -104,43 +117,69 @@ def test_the_role_is_refused_outside_its_prefixes(session, stage, profile):
 
 
 def test_the_security_group_has_no_inbound_rule_unless_ssh_from_one_address(session, stage):
-    ec2_client = session.client("ec2")
-    group = ec2.ensure_security_group(session, stage)
+    ec2_client, lines = session.client("ec2"), []
+    group = ensure(session, stage).outputs["SecurityGroupId"]
     described = ec2_client.describe_security_groups(GroupIds=[group])["SecurityGroups"][0]
-    assert described["IpPermissions"] == []
-    assert [(r["IpProtocol"], r["FromPort"], r["ToPort"], r["IpRanges"]) for r in described["IpPermissionsEgress"]] \
-        == [("tcp", 443, 443, [{"CidrIp": "0.0.0.0/0"}])]
+    assert described["IpPermissions"] == [] and described["GroupName"] == NAME
+    assert [(r["IpProtocol"], r["FromPort"], r["ToPort"], [c["CidrIp"] for c in r["IpRanges"]])
+            for r in described["IpPermissionsEgress"]] == [("tcp", 443, 443, ["0.0.0.0/0"])]
     assert {t["Key"] for t in described["Tags"]} >= {"project", "stage", "expires-at"}
-    assert ec2.ensure_security_group(session, stage, ec2.ssh_cidr("203.0.113.7")) == group
+    opened = ensure(session, stage, ec2.ssh_cidr("203.0.113.7"), lines.append)
+    assert opened.outputs["SecurityGroupId"] == group  # a stack update, in place
+    assert "modify               Ec2SecurityGroup " in lines[0] and not opened.iam_changed
     (rule,) = ec2_client.describe_security_groups(GroupIds=[group])["SecurityGroups"][0]["IpPermissions"]
-    assert (rule["FromPort"], rule["ToPort"], rule["IpRanges"]) == (22, 22, [{"CidrIp": "203.0.113.7/32"}])
-    ec2.ensure_security_group(session, stage)  # without --ssh-from-my-ip again: closed again
+    assert (rule["FromPort"], rule["ToPort"], [c["CidrIp"] for c in rule["IpRanges"]]) == (22, 22, ["203.0.113.7/32"])
+    ensure(session, stage, ec2.ssh_cidr("2001:db8::7"))
+    (rule,) = ec2_client.describe_security_groups(GroupIds=[group])["SecurityGroups"][0]["IpPermissions"]
+    assert [c["CidrIpv6"] for c in rule["Ipv6Ranges"]] == ["2001:db8::7/128"] and rule["IpRanges"] == []
+    ensure(session, stage)  # without --ssh-from-my-ip again: closed again
     assert ec2_client.describe_security_groups(GroupIds=[group])["SecurityGroups"][0]["IpPermissions"] == []
     for wide in ("203.0.113.0/24", "0.0.0.0/0"):
         with pytest.raises(argparse.ArgumentTypeError, match="one address"):
             ec2.ssh_cidr(wide)
 
 
-def test_the_launch_template_is_one_time_spot_imdsv2_with_the_profile(session, stage, profile):
-    group = ec2.ensure_security_group(session, stage)
-    user_data = ec2.render_user_data("job-1", stage, IMAGE, DATA, f"{CHECKPOINTS}/job-1", OUTPUT, HP, "m5.xlarge")
-    data = ec2.launch_template_data(stage, "job-1", "ami-12c6146b", "m5.xlarge", profile[0], group, user_data)
-    version = ec2.put_launch_template(session, stage, data)
-    assert ec2.put_launch_template(session, stage, data) == str(int(version) + 1)  # a new version per job
+def test_a_sagemaker_run_keeps_the_ec2_part_and_changes_nothing(session, stage, infrastructure):
+    lines = []
+    kept = training_stack.ensure(session, stage, WHERE, IMAGE, 30, lines.append)  # what `promote train` does
+    assert kept.outputs == infrastructure and not kept.iam_changed and lines == []
+
+
+def test_the_launch_template_is_one_time_spot_imdsv2_with_the_profile(session, stage, infrastructure):
     ec2_client = session.client("ec2")
-    stored = ec2_client.describe_launch_template_versions(LaunchTemplateName=ec2_roles.name(stage),
-                                                          Versions=[version])["LaunchTemplateVersions"][0]
+    stored = ec2_client.describe_launch_template_versions(
+        LaunchTemplateId=infrastructure["LaunchTemplateId"],
+        Versions=[infrastructure["LaunchTemplateVersion"]])["LaunchTemplateVersions"][0]
     got = stored["LaunchTemplateData"]
+    assert stored["LaunchTemplateName"] == NAME
     assert got["InstanceMarketOptions"] == {"MarketType": "spot", "SpotOptions": {
         "SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}}
     assert got["InstanceInitiatedShutdownBehavior"] == "terminate"
     assert got["MetadataOptions"]["HttpTokens"] == "required" and got["MetadataOptions"]["HttpPutResponseHopLimit"] == 2
-    assert got["IamInstanceProfile"] == {"Arn": profile[0]} and got["SecurityGroupIds"] == [group]
-    assert got["InstanceType"] == "m5.xlarge" and "KeyName" not in got
-    script = base64.b64decode(got["UserData"]).decode()
-    assert script == user_data and f"export DOGOPS_IMAGE={IMAGE}" in script and "def upload():" in script
-    (template,) = ec2_client.describe_launch_templates(LaunchTemplateNames=[ec2_roles.name(stage)])["LaunchTemplates"]
+    assert got["IamInstanceProfile"] == {"Arn": infrastructure["InstanceProfileArn"]}
+    assert got["SecurityGroupIds"] == [infrastructure["SecurityGroupId"]]
+    (volume,) = got["BlockDeviceMappings"]
+    assert volume["Ebs"] == {"VolumeSize": 30, "VolumeType": "gp3", "Encrypted": True, "DeleteOnTermination": True}
+    assert "UserData" not in got and "ImageId" not in got and "KeyName" not in got  # the job's, per run
+    (template,) = ec2_client.describe_launch_templates(LaunchTemplateNames=[NAME])["LaunchTemplates"]
     assert {t["Key"] for t in template["Tags"]} >= {"project", "stage", "expires-at"}
+
+    user_data = ec2.render_user_data("job-1", stage, IMAGE, DATA, f"{CHECKPOINTS}/job-1", OUTPUT, HP, "m5.xlarge",
+                                     infrastructure["LogGroupName"])
+    request = ec2.run_request(stage, "job-1", infrastructure, "ami-12c6146b", "m5.xlarge", user_data,
+                              key_name="my-key")
+    instance = ec2.launch(session, request, False)
+    ec2_client.terminate_instances(InstanceIds=[instance["InstanceId"]])
+    assert (instance["ImageId"], instance["InstanceType"], instance["KeyName"]) == ("ami-12c6146b", "m5.xlarge",
+                                                                                   "my-key")
+    tags = {t["Key"]: t["Value"] for t in ec2_client.describe_instances(InstanceIds=[instance["InstanceId"]])[
+        "Reservations"][0]["Instances"][0]["Tags"]}
+    assert tags["dogops-job"] == "job-1" and tags["dogops-path"] == "ec2-training" and tags["stage"] == "dev"
+    assert tags["aws:ec2launchtemplate:version"] == infrastructure["LaunchTemplateVersion"]
+    script = base64.b64decode(ec2_client.describe_instance_attribute(
+        InstanceId=instance["InstanceId"], Attribute="userData")["UserData"]["Value"]).decode()
+    assert script == user_data and f"export DOGOPS_IMAGE={IMAGE}" in script and "def upload():" in script
+    assert "/dogops/dogops-dev/ec2-training" in script
 
 
 def test_the_imds_stand_in_insists_on_v2_tokens():
@@ -173,19 +212,16 @@ def uninterrupted(aws, tmp_path_factory):
     """The user data of one job run to its end by the local 'instance' (the instance role's credentials)."""
     import boto3
 
-    from services.stack import settings
-
     dev = load_stage("dev")
     with pytest.MonkeyPatch.context() as env:
         for key, value in {**settings.emulator_env(), "AWS_ENDPOINT_URL": aws}.items():
             env.setenv(key, value)
         session = boto3.Session(region_name=settings.REGION)
-        _, role_arn, _ = ec2_roles.ensure_instance_profile(session, dev, DATA, OUTPUT, CHECKPOINTS, IMAGE)
-        ec2.ensure_log_group(session, dev)
+        made = ensure(session, dev).outputs
         user_data = ec2.render_user_data("straight", dev, IMAGE, DATA, f"{CHECKPOINTS}/straight", OUTPUT, HP,
-                                         "m5.xlarge")
-        imds = ec2_local.Imds("i-0000000000straight", ec2_roles.name(dev),
-                              ec2_local.role_credentials(session, role_arn, "straight"))
+                                         "m5.xlarge", made["LogGroupName"])
+        imds = ec2_local.Imds("i-0000000000straight", made["Ec2RoleName"],
+                              ec2_local.role_credentials(session, made["Ec2RoleArn"], "straight"))
         root = tmp_path_factory.mktemp("instance-straight")
         began = time.monotonic()
         code, noticed = ec2_local.run_user_data(user_data, ec2_local.instance_env(
@@ -263,12 +299,17 @@ def test_promote_train_ec2_is_interrupted_and_resumes_to_the_same_model(aws, ses
     print(f"\nEC2 rehearsal wall times (s): {TIMES}")
 
 
-def test_cleanup_leaves_nothing_tagged(session, stage, profile):
-    ec2.ensure_security_group(session, stage)
-    deleted = ec2.cleanup(stage, session)
-    assert any(d.startswith("launch template") for d in deleted) and f"role {ec2_roles.name(stage)}" in deleted
-    assert ec2.cleanup(stage, session) == []
+def test_dogops_destroy_deletes_the_training_stack_and_leaves_nothing_tagged(aws, session, stage, infrastructure):
     ec2_client = session.client("ec2")
+    running = ec2.launch(session, ec2.run_request(stage, "left-running", infrastructure, "ami-12c6146b", "m5.xlarge",
+                                                  "#!/bin/bash\n"), False)["InstanceId"]
+    env = script_env(**{**settings.emulator_env(), "AWS_ENDPOINT_URL": aws})
+    out = run_script("dogops", "destroy", "--stage", "dev", env=env, check=True).stdout
+    for expected in ("stack dogops-dev: none", f"instance {running}: terminated", "stack dogops-dev-training: deleted",
+                     "nothing tagged project=dogops stage=dev remains"):
+        assert expected in out, out
+    cfn = session.client("cloudformation")
+    assert not [s for s in cfn.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
     tagged = [{"Name": "tag:project", "Values": ["dogops"]}, {"Name": "tag:stage", "Values": ["dev"]}]
     assert ec2_client.describe_launch_templates(Filters=tagged)["LaunchTemplates"] == []
     assert ec2_client.describe_security_groups(Filters=tagged)["SecurityGroups"] == []
@@ -276,6 +317,8 @@ def test_cleanup_leaves_nothing_tagged(session, stage, profile):
                                                             "Values": ["pending", "running", "stopped"]}])
     assert live["Reservations"] == []
     iam = session.client("iam")
-    assert not [r for r in iam.list_roles()["Roles"] if r["RoleName"] == ec2_roles.name(stage)]
-    assert not [p for p in iam.list_instance_profiles()["InstanceProfiles"]
-                if p["InstanceProfileName"] == ec2_roles.name(stage)]
+    assert not [r for r in iam.list_roles()["Roles"] if r["RoleName"].startswith("dogops-dev-")]
+    assert not [p for p in iam.list_instance_profiles()["InstanceProfiles"] if p["InstanceProfileName"] == NAME]
+    assert client("logs", aws).describe_log_groups(logGroupNamePrefix="/dogops/dogops-dev/")["logGroups"] == []
+    again = run_script("dogops", "destroy", "--stage", "dev", env=env, check=True).stdout
+    assert "stack dogops-dev-training: none" in again

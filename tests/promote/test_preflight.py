@@ -1,5 +1,5 @@
-"""The promote preflight: the static checks (cfn-lint, checkov, parliament) on the real template and on a
-loosened one, the model.tar.gz layout, and — with Docker and the built images — the pushed digest served with
+"""The promote preflight: the static checks (cfn-lint, checkov, parliament) on the real templates (the stage's and
+its training stack's) and on a loosened one, the model.tar.gz layout, and — with Docker and the built images — the pushed digest served with
 a trained model."""
 
 import hashlib
@@ -14,6 +14,7 @@ import pytest
 from dogops.promote import preflight as pre
 from dogops.promote.config import load_stage
 from dogops.promote.stack import TEMPLATE, parameters
+from dogops.promote.training_stack import TEMPLATE as TRAINING
 
 from ..conftest import tarball
 
@@ -27,12 +28,27 @@ def params():
     return parameters(dev, IMAGE, MODEL, "dogops/lambda/function.zip", dev.expires_at())
 
 
-def test_the_template_passes_cfn_lint_checkov_and_parliament(params):
+def test_the_templates_pass_cfn_lint_checkov_and_parliament(params):
     lines = []
-    checks = pre.static_checks(TEMPLATE, params, "us-east-1", lines.append)
+    training = pre.example_training_parameters(load_stage("dev"))
+    checks = pre.static_checks([(TEMPLATE, params), (TRAINING, training)], "us-east-1", lines.append)
     assert [(c.name, c.ok) for c in checks] == [("cfn-lint", True), ("checkov", True), ("parliament", True)], lines
-    assert "skipped on purpose" in checks[1].detail and "2 policies, no findings" in checks[2].detail
+    assert checks[0].detail == "template.yaml, training.yaml: no findings"
+    assert "skipped on purpose" in checks[1].detail and "5 policies, no findings" in checks[2].detail
+    for policy in ("TrainingJobsRole/training-logs-metrics", "DataModelImagePolicy", "Ec2Role/ec2-training-logs-ssm"):
+        assert policy in checks[2].detail
     assert all(line.startswith("  ✓ ") for line in lines)
+
+
+def test_the_training_policies_are_checked_with_concrete_arns():
+    documents = pre.policy_documents(pre.load_template(TRAINING.read_text()),
+                                     pre.example_training_parameters(load_stage("dev")), "us-east-1")
+    shared = {s["Sid"]: s for s in documents["DataModelImagePolicy"]["Statement"]}
+    assert shared["ReadTheData"]["Resource"] == "arn:aws:s3:::example-bucket/data/*"
+    assert shared["PullTheImage"]["Resource"] == "arn:aws:ecr:us-east-1:123456789012:repository/dogops-dev/training"
+    logs = documents["Ec2Role/ec2-training-logs-ssm"]["Statement"][0]
+    assert logs["Resource"] == ["arn:aws:logs:us-east-1:123456789012:log-group:/dogops/dogops-dev/ec2-training",
+                                "arn:aws:logs:us-east-1:123456789012:log-group:/dogops/dogops-dev/ec2-training:*"]
 
 
 def test_checkov_does_not_take_the_template_s_path_for_a_secret(tmp_path):
@@ -62,11 +78,12 @@ def test_a_wildcard_action_and_resource_fail_checkov_and_parliament(params, tmp_
     assert loose != TEMPLATE.read_text()
     (tmp_path / "template.yaml").write_text(loose)
     lines = []
-    checks = {c.name: c for c in pre.static_checks(tmp_path / "template.yaml", params, "us-east-1", lines.append)}
+    checks = {c.name: c for c in pre.static_checks([(tmp_path / "template.yaml", params)], "us-east-1", lines.append)}
     assert checks["cfn-lint"].ok  # valid CloudFormation, just too broad
     assert not checks["checkov"].ok and "CKV_AWS_111 AWS::IAM::Role.FunctionRole" in checks["checkov"].detail
     assert not checks["parliament"].ok
     assert "FunctionRole/invoke-endpoint-and-log: RESOURCE_STAR" in checks["parliament"].detail
+    assert "template.yaml: CKV_AWS_111" in checks["checkov"].detail
     assert sum(line.startswith("  ✗ ") for line in lines) == 2
 
 

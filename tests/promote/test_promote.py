@@ -7,8 +7,9 @@ import pytest
 import requests
 
 from dogops.promote.config import check_target, load_stage
+from dogops.promote.destroy import destroy
 from dogops.promote.prices import estimate, load_prices
-from dogops.promote.stack import apply, destroy, discard, format_plan, plan
+from dogops.promote.stack import apply, discard, format_plan, plan
 from services.security.sigv4 import RootAuth
 from services.stack import settings
 
@@ -139,6 +140,7 @@ def test_prices_for_dev_and_prod():
     assert dev["storage"] == pytest.approx(0.023 / 730) and prod["storage"] == 0
 
 
-def test_template_passes_cfn_lint():
-    result = run_script("cfn-lint", "dogops/promote/template.yaml")
+@pytest.mark.parametrize("template", ["template.yaml", "training.yaml"])
+def test_template_passes_cfn_lint(template):
+    result = run_script("cfn-lint", f"dogops/promote/{template}")
     assert result.returncode == 0, result.stdout

@@ -1,7 +1,7 @@
-"""``dogops promote train``: the CreateTrainingJob request (botocore's model), the least-privilege training role,
-and the whole command against an emulator that runs the job (seconds of training on generated data)."""
+"""``dogops promote train``: the CreateTrainingJob request (botocore's model), the least-privilege training role
+(the training stack's template, rendered for the stage, and that stack on the emulator), and the whole command
+against an emulator that runs the job (seconds of training on generated data)."""
 
-import argparse
 import io
 import json
 import tarfile
@@ -9,18 +9,34 @@ import tarfile
 import pytest
 import yaml
 
+from dogops.cli import main
+from dogops.promote import training_stack
 from dogops.promote.config import load_stage
-from dogops.promote.train import add_train_commands, settings, training_job_request
-from dogops.promote.training_roles import NO_RESOURCE_LEVEL, cleanup, ensure_role, policy, role_name
+from dogops.promote.preflight import load_template, policy_documents
+from dogops.promote.runs import Locations, settings
+from dogops.promote.stack import delete_stack
+from dogops.promote.train import training_job_request
 from dogops.sagemaker_model import validate
 from training.metrics import metric_definitions
 
 from ..conftest import FAST
-from .conftest import emulator_with_data
+from .conftest import emulator_with_data, role_statements
 
 IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/dogops-dev/training@sha256:" + "c" * 64
 BUCKET = "dogops-train-test"
 DATA, OUTPUT, CHECKPOINTS = f"s3://{BUCKET}/data", f"s3://{BUCKET}/dev/training", f"s3://{BUCKET}/dev/checkpoints"
+WHERE = Locations(DATA, OUTPUT, CHECKPOINTS)
+NO_RESOURCE_LEVEL = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}  # IAM takes only "*" for these
+
+
+def training_jobs_policy(where: Locations = WHERE, image: str = IMAGE) -> dict:
+    """The training jobs' role's statements as the training stack's template makes them for dev: its own inline
+    policy and the one it shares with the EC2 role, in one document."""
+    dev = load_stage("dev")
+    params = training_stack.parameters(dev, where, image, "123456789012", 30, dev.expires_at())
+    documents = policy_documents(load_template(training_stack.TEMPLATE.read_text()), params, "us-east-1")
+    assert set(documents) == {"DataModelImagePolicy", "TrainingJobsRole/training-logs-metrics"}  # no EC2 role yet
+    return {"Version": "2012-10-17", "Statement": [s for d in documents.values() for s in d["Statement"]]}
 
 
 def _request(**changes) -> dict:
@@ -97,7 +113,7 @@ def test_the_default_settings_train_the_reference_model_on_what_the_local_stack_
 
 
 def test_the_role_allows_star_only_where_iam_has_no_resource_level_permission():
-    document = policy("aws", "us-east-1", "123456789012", DATA, OUTPUT, CHECKPOINTS, IMAGE)
+    document = training_jobs_policy()
     by_sid = {s["Sid"]: s for s in document["Statement"]}
     for statement in document["Statement"]:
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
@@ -117,6 +133,16 @@ def test_the_role_allows_star_only_where_iam_has_no_resource_level_permission():
     assert by_sid["PublishTheMetricsNoResourceLevelPermission"]["Condition"] == {
         "StringEquals": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}}
     assert all("log-group:/aws/sagemaker/TrainingJobs" in r for r in by_sid["WriteTheLogs"]["Resource"])
+    assert len(by_sid) == 9
+
+
+def test_a_whole_bucket_and_a_local_registry_s_image_are_named_as_such():
+    whole = {s["Sid"]: s for s in training_jobs_policy(
+        Locations(f"s3://{BUCKET}", OUTPUT, CHECKPOINTS), "127.0.0.1:5001/dogops-dev/training@sha256:" + "c" * 64
+    )["Statement"]}
+    assert whole["ReadTheData"]["Resource"] == f"arn:aws:s3:::{BUCKET}/*"
+    assert whole["ListTheData"]["Condition"] == {"StringLike": {"s3:prefix": ["*"]}}
+    assert whole["PullTheImage"]["Resource"] == "arn:aws:ecr:us-east-1:123456789012:repository/dogops-dev/training"
 
 
 @pytest.fixture(scope="module")
@@ -126,40 +152,46 @@ def aws(tmp_path_factory):
     yield from emulator_with_data(tmp_path_factory, "promote-train", BUCKET, DATA)
 
 
-def test_the_role_is_created_tagged_and_updated_in_place(session):
-    dev = load_stage("dev")
-    arn, created = ensure_role(session, dev, DATA, OUTPUT, CHECKPOINTS, IMAGE)
-    again, created_again = ensure_role(session, dev, DATA, f"s3://{BUCKET}/elsewhere", CHECKPOINTS, IMAGE)
-    assert created and not created_again and arn == again and arn.endswith(":role/dogops-dev-training")
+def test_the_role_is_made_by_the_training_stack_tagged_and_updated_in_place(session):
+    dev, lines = load_stage("dev"), []
+    made = training_stack.ensure(session, dev, WHERE, IMAGE, 30, lines.append)
+    arn = made.outputs["TrainingJobsRoleArn"]
+    assert made.iam_changed and arn.endswith(":role/dogops-dev-training")
+    assert "stack dogops-dev-training (new)" in lines[0] and "  create               TrainingJobsRole " in lines[0]
+    echoed = len(lines)
+    again = training_stack.ensure(session, dev, WHERE, IMAGE, 30, lines.append)
+    assert (again.outputs, again.iam_changed, len(lines)) == (made.outputs, False, echoed)  # no change: silent
+    moved = training_stack.ensure(session, dev, Locations(DATA, f"s3://{BUCKET}/elsewhere", CHECKPOINTS), IMAGE, 30,
+                                  lines.append)
+    assert moved.iam_changed and moved.outputs["TrainingJobsRoleArn"] == arn
+    assert "modify               DataModelImagePolicy " in "\n".join(lines)
     iam = session.client("iam")
-    role = iam.get_role(RoleName=role_name(dev))["Role"]
+    role = iam.get_role(RoleName="dogops-dev-training")["Role"]
     assert {t["Key"] for t in role["Tags"]} == {"project", "stage", "expires-at"}
     trust = role["AssumeRolePolicyDocument"]
     trust = json.loads(trust) if isinstance(trust, str) else trust
     assert trust["Statement"][0]["Principal"] == {"Service": "sagemaker.amazonaws.com"}
-    (name,) = iam.list_role_policies(RoleName=role_name(dev))["PolicyNames"]
-    document = iam.get_role_policy(RoleName=role_name(dev), PolicyName=name)["PolicyDocument"]
-    document = json.loads(document) if isinstance(document, str) else document
-    model = next(s for s in document["Statement"] if s["Sid"] == "WriteTheModel")
-    assert model["Resource"] == f"arn:aws:s3:::{BUCKET}/elsewhere/*"
-    assert cleanup(dev, session) == ["IAM role dogops-dev-training"]  # for `dogops destroy`
-    assert cleanup(dev, session) == []
+    statements = role_statements(iam, "dogops-dev-training")
+    assert statements == {s["Sid"]: s for s in training_jobs_policy(
+        Locations(DATA, f"s3://{BUCKET}/elsewhere", CHECKPOINTS))["Statement"]}  # as the template renders them
+    assert statements["WriteTheModel"]["Resource"] == f"arn:aws:s3:::{BUCKET}/elsewhere/*"
+    delete_stack(session, "dogops-dev-training", lines.append)  # as `dogops destroy` does
+    assert not [r for r in iam.list_roles()["Roles"] if r["RoleName"] == "dogops-dev-training"]
 
 
-def test_promote_train_runs_the_job_reports_and_records_the_candidate(session, tmp_path):
+def test_promote_train_runs_the_job_reports_and_records_the_candidate(session, tmp_path, capfd):
+    """The command as typed, with --json: the record on stdout as one document, the progress on stderr."""
     config = yaml.safe_load(open("promote.yaml"))
     config["training"] = {"data": DATA, "output": OUTPUT, "checkpoints": CHECKPOINTS,
                           "hyperparameters": {**FAST, "epochs": "3", "batch_size": "16"}}
     path = tmp_path / "promote.yaml"
     path.write_text(yaml.safe_dump(config))
-    parser = argparse.ArgumentParser()
-    add_train_commands(parser.add_subparsers())
     candidate = tmp_path / ".dogops" / "candidate.json"
-    args = parser.parse_args(["train", "--stage", "dev", "--config", str(path), "--image", IMAGE, "--spot",
-                              "--name", "dogops-dev-cli", "--poll", "0.5", "--candidate", str(candidate)])
-    lines = []
-    record = args.func(args, echo=lines.append)
-    text = "\n".join(lines)
+    assert main(["promote", "train", "--stage", "dev", "--config", str(path), "--image", IMAGE, "--spot", "--name",
+                 "dogops-dev-cli", "--poll", "0.5", "--candidate", str(candidate), "--json"]) == 0
+    out, text = capfd.readouterr()
+    record = json.loads(out)
+    assert text.startswith("target: the local stack (127.0.0.1:") and ", account 123456789012, region us-east-1" in text
     for expected in ("status: InProgress", "  Downloading: ", "  Training: ", "  Uploading: ", "status: Completed",
                      "[algo-1-", "epoch=3 ", "managed spot saving", "final metrics: ", "billable"):
         assert expected in text, expected
@@ -176,3 +208,4 @@ def test_promote_train_runs_the_job_reports_and_records_the_candidate(session, t
     job = session.client("sagemaker").describe_training_job(TrainingJobName="dogops-dev-cli")
     assert job["RoleArn"].endswith(":role/dogops-dev-training") and job["CheckpointConfig"]["S3Uri"] == \
         f"{CHECKPOINTS}/dogops-dev-cli"
+    assert "stack dogops-dev-training (new)" in text and "CREATE_COMPLETE" in text  # the role's stack, applied first

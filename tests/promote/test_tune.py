@@ -2,7 +2,6 @@
 whole command against an emulator that runs the tuning job with the local tuner, each trial a training job (a few
 seconds each on generated data)."""
 
-import argparse
 import io
 import json
 import tarfile
@@ -10,9 +9,10 @@ import tarfile
 import pytest
 import yaml
 
+from dogops.cli import build_parser
 from dogops.promote.config import load_stage
-from dogops.promote.train import settings
-from dogops.promote.tune import add_tune_commands, tune_request, tuning_job_name
+from dogops.promote.runs import settings
+from dogops.promote.tune import tune_request, tuning_job_name
 from dogops.s3upload import upload_dir
 from dogops.synthetic import generate
 from dogops.tuning.spec import load_spec, parse_spec
@@ -75,11 +75,10 @@ def test_promote_tune_runs_the_trials_as_training_jobs_and_records_the_best(sess
     path, spec = tmp_path / "promote.yaml", tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(config))
     spec.write_text(yaml.safe_dump(SPEC))
-    parser = argparse.ArgumentParser()
-    add_tune_commands(parser.add_subparsers())
     best = tmp_path / ".dogops" / "best.json"
-    args = parser.parse_args(["tune", "--stage", "dev", "--config", str(path), "--spec", str(spec), "--image", IMAGE,
-                              "--name", "dogops-dev-tune", "--poll", "0.5", "--best", str(best)])
+    args = build_parser().parse_args(["promote", "tune", "--stage", "dev", "--config", str(path), "--spec", str(spec),
+                                      "--image", IMAGE, "--name", "dogops-dev-tune", "--poll", "0.5", "--best",
+                                      str(best)])
     lines = []
     record = args.func(args, echo=lines.append)
     text = "\n".join(lines)
@@ -134,11 +133,9 @@ def test_where_the_emulator_leaves_jobs_to_the_host_promote_tune_runs_them_here(
         path.write_text(yaml.safe_dump(config))
         spec.write_text(yaml.safe_dump({**SPEC, "ResourceLimits": {"MaxNumberOfTrainingJobs": 1,
                                                                    "MaxParallelTrainingJobs": 1}}))
-        parser = argparse.ArgumentParser()
-        add_tune_commands(parser.add_subparsers())
-        args = parser.parse_args(["tune", "--stage", "dev", "--config", str(path), "--spec", str(spec), "--image",
-                                  IMAGE, "--name", "on-the-host", "--poll", "0.5", "--best",
-                                  str(tmp_path / "best.json")])
+        args = build_parser().parse_args(["promote", "tune", "--stage", "dev", "--config", str(path), "--spec",
+                                          str(spec), "--image", IMAGE, "--name", "on-the-host", "--poll", "0.5",
+                                          "--best", str(tmp_path / "best.json")])
         lines = []
         record = args.func(args, echo=lines.append)
         assert any("leaves jobs to the host: running on-the-host here" in line for line in lines), lines
