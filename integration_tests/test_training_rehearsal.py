@@ -138,6 +138,6 @@ def test_an_ec2_spot_instance_pulls_trains_and_resumes_after_the_notice(session,
 
 def test_destroy_leaves_nothing_of_training(session, stack_env, workdir, image):
     out = dogops(stack_env, workdir, "destroy", "--stage", STAGE, "--images")
-    assert "nothing tagged" in out
+    assert f"stack dogops-{STAGE}-training: deleted" in out and "nothing tagged" in out
     roles = client(session, stack_env, "iam").list_roles()["Roles"]
     assert not [r for r in roles if r["RoleName"].startswith(f"dogops-{STAGE}-")]
