@@ -10,10 +10,10 @@
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from .model import SPECS, BreedClassifier, build_classifier
+if TYPE_CHECKING:  # torch only where weights are written or loaded: checking a directory needs none (promote)
+    from .model import BreedClassifier
 
 FORMAT = "dogops-model/1"
 WEIGHTS, CLASSES, CONFIG, METRICS, MANIFEST = (
@@ -36,9 +36,13 @@ def _write_json(path: Path, value) -> None:
     path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
-def write_artifact(model_dir: Path, model: BreedClassifier, classes: list[str], backbone: str,
+def write_artifact(model_dir: Path, model: "BreedClassifier", classes: list[str], backbone: str,
                    image_size: int, hidden_units: int, metrics: dict) -> dict:
     """Write the model directory and return its manifest."""
+    import torch
+
+    from .model import SPECS
+
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), model_dir / WEIGHTS)
@@ -72,8 +76,12 @@ def verify_artifact(model_dir: Path) -> dict:
     return json.loads((model_dir / CONFIG).read_text(encoding="utf-8"))
 
 
-def load_artifact(model_dir: Path) -> tuple[BreedClassifier, list[str], dict]:
+def load_artifact(model_dir: Path) -> tuple["BreedClassifier", list[str], dict]:
     """Verify and load a model directory: the classifier in eval mode, class names, config."""
+    import torch
+
+    from .model import build_classifier
+
     model_dir = Path(model_dir)
     config = verify_artifact(model_dir)
     classes = json.loads((model_dir / CLASSES).read_text(encoding="utf-8"))
