@@ -8,10 +8,12 @@
     dogops tune-request --spec FILE --image URI --role ARN --training s3://... --output s3://...
     dogops deploy [--endpoint-name dogops] [--image IMAGE] [--record .dogops/best.json]
     dogops up [--data DIR] [--retrain] [--foreground]      the local stack as host processes (no Docker)
-    dogops down | status | env                             stop it, check it, export lines for boto3
+    dogops down | status [--json] | env                    stop it, check it, export lines for boto3
+    dogops status --aws [--enforce-ttl] [--json]           what runs for the project on AWS, its cost per hour
     dogops invoke --url URL | --file PATH [--function NAME]
     dogops promote push [IMAGE] --stage S [--repository R] [--tag T] [--aws]   print its ECR URI by digest
-    dogops promote plan|apply --stage S --image URI [--model-data-url s3://...] [--yes] [--aws]
+    dogops promote plan|apply --stage S --image URI [--model-data-url s3://...] [--yes] [--aws] [--json: plan]
+    dogops promote train|tune --stage S --image URI [--spot] [--aws] [--json: train]
     dogops destroy --stage S [--aws]
 """
 
@@ -22,7 +24,7 @@ import os
 import sys
 from pathlib import Path
 
-from .promote.cli import add_commands as add_promote_commands
+from .commands import ExitWith, LazyParser, stdout_to_stderr
 from .stack_cli import add_commands
 
 
@@ -101,7 +103,7 @@ def _deploy(args) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dogops", description="Local-first dev kit for a PyTorch "
                                      "image classifier on AWS.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=LazyParser)
     data = commands.add_parser("data", help="make, fetch and upload data sets").add_subparsers(
         dest="data_command", required=True)
 
@@ -158,8 +160,26 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--record", type=Path, default=Path(".dogops/best.json"))
     deploy.set_defaults(func=_deploy)
     add_commands(commands)
-    add_promote_commands(commands)
+    commands.add_parser("promote", help="the stage's image and CloudFormation stack: push, plan, apply; training "
+                        "and tuning jobs", add="dogops.promote.cli:add_promote_arguments")
+    commands.add_parser("destroy", help="delete the stage's stacks (endpoint and function, training); check that "
+                        "nothing tagged remains", add="dogops.promote.cli:add_destroy_arguments")
     return parser
+
+
+def _run(args) -> int:
+    """The command; with ``--json``, what it returns as one JSON document on stdout and all it prints on stderr."""
+    if not getattr(args, "json", False):
+        args.func(args)
+        return 0
+    code = 0
+    with stdout_to_stderr():
+        try:
+            document = args.func(args)
+        except ExitWith as exc:
+            document, code = exc.document, exc.code
+    print(json.dumps(document, indent=2))
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,14 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        args.func(args)
+        return _run(args)
     except BrokenPipeError:  # the reader went away (`dogops status | head -1`): stop quietly, as Python's docs advise
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except Exception as exc:  # every command reports failures the same way: one clear line, exit 1
         logging.getLogger("dogops").error("%s: %s", type(exc).__name__, exc)
         return 1
-    return 0
 
 
 if __name__ == "__main__":

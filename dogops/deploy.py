@@ -3,7 +3,8 @@
 CreateModel (serving image + the best trial's ``model.tar.gz``, named by its content), CreateEndpointConfig,
 then CreateEndpoint, or UpdateEndpoint when it exists (a new config rolls the
 endpoint without downtime). ``AWS_ENDPOINT_URL`` points the same calls at the
-local emulator.
+local emulator; the SageMaker and S3 clients must both reach it or both reach AWS
+(``dogops.target``, from their resolved endpoints).
 """
 
 import hashlib
@@ -14,18 +15,19 @@ import boto3
 from botocore.exceptions import ClientError
 
 from .s3upload import parse_s3_uri
+from .target import LOCAL, check
 
 log = logging.getLogger(__name__)
 
 LOCAL_ROLE = "arn:aws:iam::123456789012:role/dogops-sagemaker-local"
 
 
-def execution_role() -> str:
-    """``DOGOPS_SAGEMAKER_ROLE_ARN``; against an emulator a local placeholder will do."""
+def execution_role(local: bool) -> str:
+    """``DOGOPS_SAGEMAKER_ROLE_ARN``; against the local stack a placeholder will do."""
     role = os.environ.get("DOGOPS_SAGEMAKER_ROLE_ARN")
     if role:
         return role
-    if os.environ.get("AWS_ENDPOINT_URL") or os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER"):
+    if local:
         return LOCAL_ROLE
     raise ValueError("set DOGOPS_SAGEMAKER_ROLE_ARN to the SageMaker execution role to deploy to AWS")
 
@@ -35,14 +37,15 @@ def deploy_model(record: dict, endpoint: str, image: str, instance_type: str = "
     url = record["model_data_url"]
     if not url.startswith("s3://"):
         raise ValueError(f"the best model is at {url}, not in S3: run `dogops tune --output s3://BUCKET/PREFIX`")
-    sm = boto3.client("sagemaker")
+    sm, s3 = boto3.client("sagemaker"), boto3.client("s3")
+    local = check({"sagemaker": sm.meta.endpoint_url, "s3": s3.meta.endpoint_url}, None) == LOCAL
     bucket, key = parse_s3_uri(url)
-    etag = boto3.client("s3").head_object(Bucket=bucket, Key=key)["ETag"]  # a retrained model at the same key
+    etag = s3.head_object(Bucket=bucket, Key=key)["ETag"]  # a retrained model at the same key
     suffix = hashlib.sha256(f"{url}|{etag}|{image}".encode()).hexdigest()[:8]
     model = f"{endpoint}-{suffix}"
     config = f"{endpoint}-config-{suffix}"
     try:
-        sm.create_model(ModelName=model, ExecutionRoleArn=execution_role(),
+        sm.create_model(ModelName=model, ExecutionRoleArn=execution_role(local),
                         PrimaryContainer={"Image": image, "ModelDataUrl": url},
                         Tags=[{"Key": "dogops:trial", "Value": record["trial"]}])
         sm.create_endpoint_config(EndpointConfigName=config, ProductionVariants=[{

@@ -30,6 +30,8 @@ from services.stack.supervisor import (
     start_time,
 )
 
+from .commands import ExitWith, json_flag
+
 UP_TIMEOUT = 900.0  # seconds; a cold start trains a model
 KILL_WAIT = 10.0  # seconds ``down`` waits for killed processes to be gone
 
@@ -177,7 +179,8 @@ def down(args) -> None:
     print(f"stopped in {waited:.1f} s")
 
 
-def status(args) -> None:
+def status(args) -> dict:
+    """Each service's pid and health, printed; returned as ``status --json`` prints it; exit 1 if any is unhealthy."""
     if args.aws or args.enforce_ttl:
         return aws_status(args)
     layout = Layout()
@@ -189,27 +192,28 @@ def status(args) -> None:
         print("no native stack running here; checking the ports (a compose stack publishes the same)")
     pids = state["children"] if state else {}
     restarts = state.get("restarts", {}) if state else {}
-    ok = True
+    services = []
     for name, url in service_urls().items():
         good = healthy(url)
-        ok &= good
-        pid = pids.get(name, "-")
+        services.append({"name": name, "pid": pids.get(name), "url": url, "healthy": good,
+                         "restarts": restarts.get(name, 0)})
         note = f"  (restarted {restarts[name]}x)" if restarts.get(name) else ""
-        print(f"  {name:<9} pid {pid!s:<8} {url:<44} {'healthy' if good else 'UNHEALTHY'}{note}")
-    if ok:
-        print(f"demo page: {settings.gateway_url()}/")
-    else:
-        raise SystemExit(1)
+        print(f"  {name:<9} pid {pids.get(name, '-')!s:<8} {url:<44} {'healthy' if good else 'UNHEALTHY'}{note}")
+    ok = all(service["healthy"] for service in services)
+    native = {"supervisor": state["supervisor"], "phase": state["phase"], "error": state.get("error")} if state else None
+    document = {"native_stack": native, "services": services, "healthy": ok,
+                "demo_page": f"{settings.gateway_url()}/"}
+    if not ok:
+        raise ExitWith(1, document)
+    print(f"demo page: {document['demo_page']}")
+    return document
 
 
-def aws_status(args) -> None:
-    """What runs for the project on AWS (or the local emulator when AWS_ENDPOINT_URL is local) and its cost."""
-    from dogops.promote.config import check_target
+def aws_status(args) -> dict:
+    """What runs for the project on AWS, or on the local stack where every endpoint resolves to it, and its cost."""
     from dogops.promote.status import status as promote_status
 
-    logging.getLogger("botocore").setLevel(logging.WARNING)
-    check_target(aws=not os.environ.get("AWS_ENDPOINT_URL"))
-    promote_status(args.config, args.enforce_ttl)
+    return promote_status(args.config, args.enforce_ttl)
 
 
 def env_lines() -> list[str]:
@@ -302,10 +306,11 @@ def add_commands(commands) -> None:
     check = commands.add_parser("status", help="each service's pid and health (exit 1 if any is unhealthy); "
                                 "--aws: what runs for the project on AWS and what it costs per hour")
     check.add_argument("--aws", action="store_true", help="list the project's tagged resources and stage stacks "
-                       "with expiry and cost per hour (the local emulator when AWS_ENDPOINT_URL is local)")
+                       "with expiry and cost per hour (on the local stack where boto3's endpoints resolve to it)")
     check.add_argument("--enforce-ttl", action="store_true", help="with --aws: delete what is past its expires-at "
                        "tag (the stage's stack, or the endpoint alone)")
     check.add_argument("--config", type=Path, default=Path("promote.yaml"), help="the promote stages (for --aws)")
+    json_flag(check)
     check.set_defaults(func=status)
     commands.add_parser("env", help='export lines for the running stack: eval "$(dogops env)" (with the stack\'s '
                         "own secret; beside compose.yaml it also writes it to .env for docker compose)").set_defaults(

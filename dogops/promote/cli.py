@@ -4,9 +4,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..commands import json_flag
 from .config import CONFIG, connect
-from .train import add_train_commands
-from .tune import add_tune_commands
 
 
 def _session(args):
@@ -35,11 +34,18 @@ def _pin(session, stage, model_data_url: str, check=lambda model_tar: None) -> s
     return pinned
 
 
-def _plan_only(args) -> None:
+def _plan_only(args) -> dict:
+    """Pin the model, plan, discard the plan; return it as ``--json`` prints it."""
     from .stack import discard
 
     stage, session = _session(args)
-    discard(_plan(stage, session, args.image, _pin(session, stage, _model_data_url(args))), session)
+    pinned = _pin(session, stage, _model_data_url(args))
+    p = _plan(stage, session, args.image, pinned)
+    discard(p, session)
+    return {"target": session.target.document(), "stage": stage.name, "stack": p.stack, "image": args.image,
+            "model_data_url": pinned, "change_set_type": p.change_set_type, "cost": p.cost, "changes": [
+                {"action": c["Action"], "logical_id": c["LogicalResourceId"], "resource_type": c["ResourceType"],
+                 "physical_id": c.get("PhysicalResourceId"), "replacement": c.get("Replacement")} for c in p.changes]}
 
 
 def _preflight(stage, session, image: str, model_data_url: str, model_tar: Path | None = None) -> None:
@@ -70,7 +76,7 @@ def _apply(args) -> None:
                   lambda model_tar: _preflight(stage, session, image, model_data_url, model_tar))
     p = _plan(stage, session, image, pinned)
     if p.change_set and not args.yes:
-        answer = input("apply these changes? [y/N] ") if sys.stdin.isatty() else ""
+        answer = input(f"apply these changes to {session.target}? [y/N] ") if sys.stdin.isatty() else ""
         if answer.strip().lower() not in ("y", "yes"):
             discard(p, session)
             raise SystemExit("not applied (pass --yes to apply without asking)")
@@ -118,14 +124,14 @@ def _destroy(args) -> None:
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stage", required=True, help="a stage of the config (dev, prod)")
     parser.add_argument("--config", type=Path, default=CONFIG)
-    parser.add_argument("--aws", action="store_true", help="deploy to AWS (AWS_ENDPOINT_URL must be unset); "
-                        "without it only a local endpoint is accepted")
+    parser.add_argument("--aws", action="store_true", help="act on AWS: every endpoint boto3 resolves must be "
+                        "AWS's; without it, every one must be the local stack's")
 
 
-def add_commands(commands) -> None:
-    """Add ``promote`` (``push``, ``preflight``, ``plan``, ``apply``) and ``destroy`` to the ``dogops`` subcommands."""
-    promote = commands.add_parser("promote", help="the stage's image and CloudFormation stack: push, plan, apply"
-                                  ).add_subparsers(dest="promote_command", required=True)
+def add_promote_arguments(parser) -> None:
+    """``dogops promote``'s subcommands: ``push``, ``preflight``, ``plan``, ``apply``; ``train`` and ``tune``, whose
+    arguments (and modules) are loaded when named."""
+    promote = parser.add_subparsers(dest="promote_command", required=True)
     push = promote.add_parser("push", help="push a local image to ECR unchanged; print its URI by digest")
     _common(push)
     push.add_argument("image", nargs="?", default="dogops-serving:dev", help="the local image (default: %(default)s)")
@@ -151,9 +157,16 @@ def add_commands(commands) -> None:
     apply.add_argument("--force", action="store_true", help="push even if the compose integration suite has not "
                        "passed against the local image")
     apply.add_argument("--yes", action="store_true", help="apply without asking")
-    add_train_commands(promote)
-    add_tune_commands(promote)
-    destroy = commands.add_parser("destroy", help="delete the stage's stack; check that nothing tagged remains")
+    json_flag(plan)
+    train = promote.add_parser("train", help="the training image as a SageMaker training job; watch it; record its "
+                               "model as the stage's candidate", add="dogops.promote.train:train_arguments")
+    json_flag(train)
+    promote.add_parser("tune", help="the tuning spec as a SageMaker hyperparameter tuning job; watch it; record the "
+                       "best training job's model as the best", add="dogops.promote.tune:tune_arguments")
+
+
+def add_destroy_arguments(destroy) -> None:
+    """``dogops destroy``'s arguments."""
     _common(destroy)
     destroy.add_argument("--images", action="store_true", help="also delete the stage's ECR repositories (tagged "
                          "project and stage by `dogops promote push`) with their images")

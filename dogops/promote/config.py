@@ -1,12 +1,8 @@
-"""A stage of ``promote.yaml`` as the template's parameters, and the guard that keeps tests off AWS."""
+"""A stage of ``promote.yaml`` as the template's parameters, and a session checked to reach the local stack or AWS."""
 
-import ipaddress
-import logging
-import os
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from urllib.parse import urlparse
 
 import yaml
 
@@ -62,31 +58,6 @@ def load_stage(name: str, path: Path = CONFIG) -> Stage:
     return stage
 
 
-def _is_local(url: str) -> bool:
-    host = urlparse(url).hostname or ""
-    if host == "localhost" or host.endswith(".localhost") or "." not in host and ":" not in host:
-        return bool(host)  # localhost, or a single-label name such as a compose service
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def check_target(aws: bool, environ=os.environ) -> None:
-    """Without ``aws``, every AWS_ENDPOINT_URL* must be local (and one must be set); with it, none may be set."""
-    endpoints = {k: v for k, v in environ.items() if k.startswith("AWS_ENDPOINT_URL")}
-    if aws:
-        if endpoints:
-            raise SystemExit(f"--aws, but {', '.join(sorted(endpoints))} points boto3 elsewhere: unset it")
-        return
-    if "AWS_ENDPOINT_URL" not in endpoints:
-        raise SystemExit("AWS_ENDPOINT_URL is not set: pass --aws to deploy to AWS, or point it at the local stack "
-                         "(eval \"$(dogops env)\")")
-    remote = [f"{k}={v}" for k, v in sorted(endpoints.items()) if not _is_local(v)]
-    if remote:
-        raise SystemExit(f"not a local endpoint: {', '.join(remote)}; pass --aws (with it unset) to deploy to AWS")
-
-
 def require_digest(image: str, what: str = "image") -> str:
     """``image`` if it is a registry URI by digest (REGISTRY/REPO@sha256:...); a ``ValueError`` otherwise."""
     if "@sha256:" not in image or "/" not in image:
@@ -95,10 +66,9 @@ def require_digest(image: str, what: str = "image") -> str:
 
 
 def connect(name: str, path: Path, aws: bool):
-    """Stage ``name`` and a boto3 session in its region, once the target is checked (``check_target``)."""
-    import boto3
+    """Stage ``name`` and a session in its region whose every client reaches the local stack, or with ``aws`` AWS
+    (``dogops.target``: decided from the clients' resolved endpoints; the target printed first)."""
+    from ..target import connect as reach  # boto3: imported when a command runs, not for its --help
 
-    logging.getLogger("botocore").setLevel(logging.WARNING)  # not which credentials and endpoints it found
-    check_target(aws)
     stage = load_stage(name, path)
-    return stage, boto3.Session(region_name=stage.region)
+    return stage, reach(stage.region, aws)

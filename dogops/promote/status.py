@@ -1,5 +1,6 @@
 """``dogops status --aws``: what runs for the project in AWS (or the local emulator), what it costs per hour,
-and what is past its ``expires-at`` tag; ``--enforce-ttl`` deletes the expired.
+and what is past its ``expires-at`` tag; ``--enforce-ttl`` deletes the expired. Each region is reached through a
+session checked to reach the local stack or AWS with every client (``dogops.target``), its target printed first.
 
 Found through the Resource Groups Tagging API (tag ``project``), each stage's stack and its resources, and the
 ECR repositories ``dogops promote push`` tagged. Cost per hour: an endpoint's instance type times its
@@ -12,10 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import boto3
 import yaml
 from botocore.exceptions import ClientError
 
+from ..target import connect
 from .config import CONFIG, Stage, load_stage
 from .destroy import destroy
 from .prices import load_prices
@@ -41,6 +42,11 @@ class Row:
 
     def expired(self, now: datetime) -> bool:
         return bool(self.expires_at) and datetime.strptime(self.expires_at, TIME).replace(tzinfo=timezone.utc) < now
+
+    def document(self, now: datetime) -> dict:
+        return {"stage": self.stage, "type": self.kind, "name": self.name, "arn": self.arn, "stack": self.stack,
+                "expires_at": self.expires_at, "expired": self.expired(now), "usd_per_hour": self.per_hour,
+                "note": self.note}
 
 
 def _kind(arn: str) -> tuple[str, str]:
@@ -114,14 +120,15 @@ def _price_function(row: Row, session, prices: dict) -> None:
     row.note = f"{count} provisioned x {memory} MB{source}"
 
 
-def running(config: Path = CONFIG) -> list[Row]:
-    """Everything tagged with the project in each stage's region, and the stage stacks, priced."""
+def running(session_for, config: Path = CONFIG) -> list[Row]:
+    """Everything tagged with the project in each stage's region (``session_for(region)``), and the stage stacks,
+    priced."""
     data = yaml.safe_load(Path(config).read_text())
     project, table = data["project"], load_prices()
     stages = [load_stage(name, config) for name in data["stages"]]
     rows: list[Row] = []
     for region in sorted({s.region for s in stages}):
-        session = boto3.Session(region_name=region)
+        session = session_for(region)
         prices = table["regions"].get(region)
         found = [row for s in stages if s.region == region for row in _stage_stack(session, s)]
         found += _tagged(session, project)
@@ -159,30 +166,40 @@ def report(rows: list[Row], now: datetime, hours_per_month: float = 730) -> str:
     return "\n".join(lines) if rows else "nothing tagged with the project is running"
 
 
-def enforce_ttl(rows: list[Row], now: datetime, config: Path = CONFIG, echo=print) -> list[str]:
+def enforce_ttl(rows: list[Row], now: datetime, session_for, config: Path = CONFIG, echo=print) -> list[str]:
     """Delete each expired endpoint: its stage's stack when a stack owns it, else the endpoint alone."""
     done = []
     for row in [r for r in rows if r.kind == "sagemaker endpoint" and r.expired(now)]:
         if row.stack:
             stage = load_stage(row.stage, config)
             echo(f"stage {row.stage} expired at {row.expires_at}: deleting stack {row.stack}")
-            destroy(stage, boto3.Session(region_name=stage.region), echo)
+            destroy(stage, session_for(stage.region), echo)
             done.append(row.stack)
         else:
             region = row.arn.split(":")[3]
             echo(f"endpoint {row.name} expired at {row.expires_at} and no stage stack owns it: deleting it")
-            boto3.Session(region_name=region).client("sagemaker").delete_endpoint(EndpointName=row.name)
+            session_for(region).client("sagemaker").delete_endpoint(EndpointName=row.name)
             done.append(row.name)
     if not done:
         echo("nothing has expired")
     return done
 
 
-def status(config: Path = CONFIG, enforce: bool = False, echo=print) -> list[Row]:
+def status(config: Path = CONFIG, enforce: bool = False, echo=print) -> dict:
+    """Print what runs, and with ``enforce`` delete what has expired; return both as ``status --aws --json`` prints
+    them (the keys: README's "Machine-readable output")."""
     now = datetime.now(timezone.utc)
-    rows = running(config)
+    sessions = {}
+
+    def session_for(region: str):
+        if region not in sessions:
+            sessions[region] = connect(region, None)
+        return sessions[region]
+
+    rows = running(session_for, config)
     echo(f"running for the project ({datetime.strftime(now, TIME)}):")
     echo(report(rows, now))
-    if enforce:
-        enforce_ttl(rows, now, config, echo)
-    return rows
+    deleted = enforce_ttl(rows, now, session_for, config, echo) if enforce else []
+    return {"targets": [session.target.document() for session in sessions.values()], "time": now.strftime(TIME),
+            "resources": [row.document(now) for row in sorted(rows, key=lambda r: (r.stage, r.kind, r.name))],
+            "usd_per_hour": sum(r.per_hour or 0 for r in rows), "deleted": deleted}

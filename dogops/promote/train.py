@@ -186,8 +186,8 @@ def job_arguments(parser) -> None:
     """The arguments ``promote train`` and ``promote tune`` share."""
     parser.add_argument("--stage", required=True, help="a stage of the config (dev, prod)")
     parser.add_argument("--config", type=Path, default=CONFIG)
-    parser.add_argument("--aws", action="store_true", help="run on AWS (AWS_ENDPOINT_URL must be unset); "
-                        "without it only a local endpoint is accepted")
+    parser.add_argument("--aws", action="store_true", help="run on AWS: every endpoint boto3 resolves must be "
+                        "AWS's; without it, every one must be the local stack's")
     parser.add_argument("--image", required=True, help="the training image in ECR, by digest")
     parser.add_argument("--spot", action="store_true", help="managed spot training, with checkpoints in S3")
     parser.add_argument("--instance-type", help=f"(default: training.instance_type, else {DEFAULTS['instance_type']})")
@@ -196,10 +196,8 @@ def job_arguments(parser) -> None:
     parser.add_argument("--poll", type=float, default=5.0, help=argparse.SUPPRESS)
 
 
-def add_train_commands(promote) -> None:
-    """Add ``train`` to the ``dogops promote`` subcommands."""
-    train = promote.add_parser("train", help="the training image as a SageMaker training job; watch it; record "
-                               "its model as the stage's candidate")
+def train_arguments(train) -> None:
+    """``dogops promote train``'s arguments (``promote.cli`` names the command)."""
     job_arguments(train)
     train.add_argument("--instances", type=int, default=1, help="instances training data-parallel (default: 1)")
     train.add_argument("--name", help="the job's name (default: <project>-<stage>-<UTC time>)")

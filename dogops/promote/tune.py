@@ -150,10 +150,8 @@ def run(args, echo=print) -> dict:
     return record
 
 
-def add_tune_commands(promote) -> None:
-    """Add ``tune`` to the ``dogops promote`` subcommands."""
-    tune = promote.add_parser("tune", help="the tuning spec as a SageMaker hyperparameter tuning job; watch it; "
-                              "record the best training job's model as the best")
+def tune_arguments(tune) -> None:
+    """``dogops promote tune``'s arguments (``promote.cli`` names the command)."""
     job_arguments(tune)
     tune.add_argument("--spec", type=Path, help="tuning spec, YAML or JSON (default: the original project's search)")
     tune.add_argument("--warm-start-from", action="append", metavar="JOB",

@@ -1,6 +1,8 @@
 """``dogops status --aws`` and ``dogops destroy --images`` against a real emulator subprocess: what runs, its cost
 per hour, the expired reported and deleted with ``--enforce-ttl``, the pushed repositories deleted on request."""
 
+import json
+
 import pytest
 import yaml
 
@@ -45,6 +47,16 @@ def test_status_lists_the_stage_with_its_cost_and_enforce_ttl_deletes_the_expire
     assert "/aws/lambda/dogops-dev-predict" in listed and "0.0560" in listed  # a log group; the loose endpoint
     assert "total: $0.1748/hour" in listed  # ml.m5.large + 256 MB provisioned + ml.t2.medium; prod not deployed
     assert "EXPIRED: endpoint dogops-dev (stage dev)" in listed and "EXPIRED: endpoint dogops-scratch" in listed
+    answer = json.loads(_dogops(aws, "status", "--aws", "--json", "--config", expired_config))  # the same, as data
+    resources = {(r["type"], r["name"]): r for r in answer["resources"]}
+    assert resources["sagemaker endpoint", "dogops-dev"] == {
+        "stage": "dev", "type": "sagemaker endpoint", "name": "dogops-dev", "stack": "dogops-dev", "expired": True,
+        "arn": resources["sagemaker endpoint", "dogops-dev"]["arn"], "usd_per_hour": pytest.approx(0.115),
+        "expires_at": resources["sagemaker endpoint", "dogops-dev"]["expires_at"], "note": "InService, 1 x ml.m5.large"}
+    assert resources["sagemaker endpoint", "dogops-scratch"]["stack"] is None
+    assert answer["usd_per_hour"] == pytest.approx(0.1748, abs=5e-5) and answer["deleted"] == []
+    assert [(t["where"], t["account"], t["region"]) for t in answer["targets"]] == [("local", "123456789012",
+                                                                                      "us-east-1")]
 
     enforced = _dogops(aws, "status", "--aws", "--enforce-ttl", "--config", expired_config)
     assert "stage dev expired at" in enforced and "deleting stack dogops-dev" in enforced
@@ -65,7 +77,7 @@ def test_status_lists_the_stage_with_its_cost_and_enforce_ttl_deletes_the_expire
 
 def test_status_without_aws_credentials_is_refused_against_a_remote_endpoint():
     result = run_script("dogops", "status", "--aws", env=script_env(AWS_ENDPOINT_URL="https://example.com"))
-    assert result.returncode != 0 and "not a local endpoint" in result.stderr
+    assert result.returncode != 0 and "neither a local endpoint" in result.stderr
 
 
 def _loose_endpoint(aws: str, name: str, expires_at: str) -> None:
