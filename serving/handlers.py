@@ -2,11 +2,14 @@
 
 As in the SageMaker inference toolkit: the module is ``SAGEMAKER_PROGRAM``
 (default ``inference.py``) from the model's ``code/`` folder, else from the
-Python path when named explicitly; functions it lacks come from
-``serving.inference``. Each function may take one extra trailing ``context``
-argument; ``transform_fn`` replaces the other three and may not be mixed with
-them. Everything is checked at start-up, so a broken handler module is a
-start-up error, not a 500 on the first request.
+Python path when named explicitly. Functions it lacks (all of them when there
+is no module) are the model's defaults: for a dogops artifact (it has a
+manifest) the dog-photo handlers of ``serving.inference``, for any other model
+the PyTorch inference toolkit's (``serving.toolkit_defaults``). Each function
+may take one extra trailing ``context`` argument; ``transform_fn`` replaces
+the other three and may not be mixed with them. Everything is checked at
+start-up, so a broken handler module is a start-up error, not a 500 on the
+first request.
 """
 
 import contextlib
@@ -24,7 +27,9 @@ from types import ModuleType
 
 import torch
 
-from . import inference
+from training.artifact import MANIFEST
+
+from . import inference, toolkit_defaults
 from .errors import BadRequest
 from .settings import Settings
 
@@ -62,7 +67,7 @@ class Context:
         self.response_headers[key] = value
 
 
-def _import_program(settings: Settings, model_dir: Path) -> ModuleType:
+def _import_program(settings: Settings, model_dir: Path) -> ModuleType | None:
     name = settings.program.removesuffix(".py")
     path = model_dir / "code" / f"{name}.py"
     if path.exists():
@@ -78,7 +83,7 @@ def _import_program(settings: Settings, model_dir: Path) -> ModuleType:
         except ImportError as exc:
             raise HandlerError(f"SAGEMAKER_PROGRAM={settings.program}: no {path} and no module {name!r} "
                                f"on the Python path ({exc})") from None
-    return inference
+    return None
 
 
 def _bind(fn, name: str):
@@ -97,13 +102,14 @@ def _bind(fn, name: str):
 class Handlers:
     """The resolved handler functions, each callable as ``fn(*args, context)``."""
 
-    def __init__(self, module: ModuleType):
+    def __init__(self, module: ModuleType | None, defaults: ModuleType):
         own = {name: getattr(module, name) for name in ARITY if callable(getattr(module, name, None))}
         if "transform_fn" in own and own.keys() & {"input_fn", "predict_fn", "output_fn"}:
             raise HandlerError("transform_fn cannot be combined with input_fn, predict_fn or output_fn")
-        self.custom = set(own) if module is not inference else set()
-        self.custom_output = bool(self.custom & {"output_fn", "transform_fn"})
-        fns = {name: own.get(name, getattr(inference, name, None)) for name in ARITY}
+        self.custom = set(own)
+        # the defaults' output_fn can refuse a bad Accept before the work is done
+        self.negotiate_accept = None if own.keys() & {"output_fn", "transform_fn"} else defaults.negotiate_accept
+        fns = {name: own.get(name, getattr(defaults, name, None)) for name in ARITY}
         self.model_fn = _bind(fns["model_fn"], "model_fn")
         self.input_fn = _bind(fns["input_fn"], "input_fn")
         self.predict_fn = _bind(fns["predict_fn"], "predict_fn")
@@ -113,7 +119,8 @@ class Handlers:
     @classmethod
     def discover(cls, settings: Settings, model_dir: Path) -> "Handlers":
         sys.dont_write_bytecode = True  # /opt/ml/model is read-only: no __pycache__ there
-        return cls(_import_program(settings, model_dir))
+        defaults = inference if (model_dir / MANIFEST).exists() else toolkit_defaults
+        return cls(_import_program(settings, model_dir), defaults)
 
 
 class ThreadBudget:
@@ -164,13 +171,13 @@ class Runtime:
         """One request through the handlers; returns the body and its content type."""
         if not accept or accept.strip() == "*/*":
             accept = self.settings.default_accept
-        if not self.handlers.custom_output:
-            inference.negotiate_accept(accept)  # refuse a bad Accept before doing the work
-        if content_type in ("application/json", "text/csv"):
+        if self.handlers.negotiate_accept:
+            self.handlers.negotiate_accept(accept)  # refuse a bad Accept before doing the work
+        if content_type in toolkit_defaults.UTF8_TYPES:
             try:
                 body = body.decode("utf-8")
             except UnicodeDecodeError:
-                raise BadRequest("the JSON body is not UTF-8") from None
+                raise BadRequest(f"the {content_type} body is not UTF-8") from None
         h = self.handlers
         with self.budget.claim():
             if h.transform_fn is not None:

@@ -1,10 +1,12 @@
-"""The default inference handlers: the successor of the original ``inference2.py``.
+"""The dogops model's handlers: the successor of the original ``inference2.py``.
 
 The SageMaker inference toolkit's contract: ``model_fn(model_dir)``,
 ``input_fn(body, content_type)``, ``predict_fn(data, model)`` and
 ``output_fn(prediction, accept)``, each taking an optional trailing
-``context``. A ``code/inference.py`` in the model artifact (or the module
-named by ``SAGEMAKER_PROGRAM``) replaces any of them.
+``context``. They serve a dogops artifact (a model directory with a
+manifest); a ``code/inference.py`` in it (or the module named by
+``SAGEMAKER_PROGRAM``) replaces any of them. Any other model gets the PyTorch
+toolkit's defaults (``serving.toolkit_defaults``).
 
 Inputs: raw image bytes (``image/jpeg``, ``image/png``, ``application/x-image``,
 ``application/octet-stream``) or ``application/json`` ``{"url": "https://..."}``.

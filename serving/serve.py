@@ -6,11 +6,12 @@ Usage::
 
 Start-up, in the master process before any worker forks: read the settings,
 fetch and unpack ``MODEL_DATA_URL`` when given (as SageMaker unpacks
-``ModelDataUrl``), verify the model's manifest, import and check the handler
-module. Any failure there is one clear line and exit code 1. Then gunicorn
-runs ``SAGEMAKER_MODEL_SERVER_WORKERS`` sync workers (default: one per core);
-each loads the model before it accepts a connection, so ``/ping`` answers 200
-only from a loaded model. SIGTERM drains in-flight requests within 25 s,
+``ModelDataUrl``), verify the model's manifest (or find the file the PyTorch
+toolkit's default ``model_fn`` loads), import and check the handler module.
+Any failure there is one clear line and exit code 1. Then gunicorn runs
+``SAGEMAKER_MODEL_SERVER_WORKERS`` sync workers (default: one per core); each
+loads the model before it accepts a connection, so ``/ping`` answers 200 only
+from a loaded model. SIGTERM drains in-flight requests within 25 s,
 inside SageMaker's 30 s.
 """
 
@@ -27,6 +28,7 @@ from training.artifact import MANIFEST, verify_artifact
 from .app import create_app
 from .handlers import Handlers, Runtime, ThreadBudget
 from .settings import Settings
+from .toolkit_defaults import model_file
 
 log = logging.getLogger("serve")
 
@@ -65,9 +67,11 @@ def prepare(settings: Settings) -> tuple[Path, Handlers]:
         raise StartupError(f"no model directory at {model_dir}: mount the model there, set SAGEMAKER_BASE_DIR, "
                            f"or set MODEL_DATA_URL=s3://.../model.tar.gz")
     handlers = Handlers.discover(settings, model_dir)
-    if (model_dir / MANIFEST).exists() or "model_fn" not in handlers.custom:
+    if (model_dir / MANIFEST).exists():
         verify_artifact(model_dir)
         log.info("model %s: manifest verified", model_dir)
+    elif "model_fn" not in handlers.custom:
+        log.info("model %s: the PyTorch toolkit's model_fn loads %s", model_dir, model_file(model_dir).name)
     return model_dir, handlers
 
 
