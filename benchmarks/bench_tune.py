@@ -1,14 +1,20 @@
-"""`make bench-tune`: wall time of one tuning job three ways, as ratios.
+"""`make bench-tune`: wall time of one tuning job several ways, as ratios.
 
-8 trials of `train` on the same generated data: with the feature cache and
-one trial at a time, without the cache (the backbone runs in every epoch of
-every trial), and with the cache and 2 trials in parallel.
+8 trials of `train` on the same generated data: with the feature cache and without (the backbone runs in
+every epoch of every trial), each with warm trials (forked from a worker that has imported torch and loaded
+the cached features: `dogops tune`'s default) and cold ones (a fresh `train` process per trial, `--cold`),
+and with the cache, warm, 2 trials in parallel. Besides wall time: CPU time (this process and every process
+it waited for, trials included), which a busy machine disturbs less, and each trial's start-up (from its
+start to its first log line: process start, imports, reading the data's layout; median).
 
 Usage: python benchmarks/bench_tune.py [--trials 8] [--epochs 6]
 """
 
 import argparse
+import datetime
 import logging
+import resource
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -16,6 +22,9 @@ from pathlib import Path
 from dogops.synthetic import generate
 from dogops.tuning.local import run_tuning_job
 from dogops.tuning.spec import parse_spec
+
+RUNS = (("cache, warm", 1, True, True), ("cache, cold", 1, True, False), ("no cache, warm", 1, False, True),
+        ("no cache, cold", 1, False, False), ("cache, warm, 2 parallel", 2, True, True))
 
 
 def spec(trials: int, parallel: int, epochs: int, cache: bool):
@@ -29,26 +38,49 @@ def spec(trials: int, parallel: int, epochs: int, cache: bool):
                                   "backbone": "efficientnet_lite0", "feature_cache": str(cache).lower()}})
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of every process it has waited for (the warm worker reaps its trials)."""
+    return sum(u.ru_utime + u.ru_stime for u in (resource.getrusage(resource.RUSAGE_SELF),
+                                                 resource.getrusage(resource.RUSAGE_CHILDREN)))
+
+
+def startup_seconds(study, job_dir: Path) -> float:
+    """Median time from a trial's start to the first line its `train` logged."""
+    delays = []
+    for trial in study.get_trials(deepcopy=False):
+        first = (job_dir / "trials" / trial.user_attrs["name"] / "train.log").read_text().split(" INFO ")[0]
+        delays.append((datetime.datetime.strptime(first, "%Y-%m-%d %H:%M:%S,%f")
+                       - trial.datetime_start).total_seconds())
+    return statistics.median(delays)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--epochs", type=int, default=6)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    times = {}
+    wall, cpu = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         generate(tmp / "data", classes=10, per_class=30, size=64)
-        for label, parallel, cache in (("cache, sequential", 1, True), ("no cache, sequential", 1, False),
-                                       ("cache, 2 parallel", 2, True)):
-            started = time.perf_counter()
-            run_tuning_job(spec(args.trials, parallel, args.epochs, cache), tmp / "data",
-                           tmp / label.replace(", ", "-").replace(" ", "-"))
-            times[label] = time.perf_counter() - started
-            print(f"{label:<22} {times[label]:6.1f} s", flush=True)
+        for label, parallel, cache, warm in RUNS:
+            job_dir = tmp / label.replace(", ", "-").replace(" ", "-")
+            started, used = time.perf_counter(), cpu_seconds()
+            study = run_tuning_job(spec(args.trials, parallel, args.epochs, cache), tmp / "data", job_dir, warm=warm)
+            wall[label], cpu[label] = time.perf_counter() - started, cpu_seconds() - used
+            print(f"{label:<24} {wall[label]:7.1f} s, CPU {cpu[label]:7.1f} s, trial start-up "
+                  f"{startup_seconds(study, job_dir):5.2f} s", flush=True)
     print(f"{args.trials} trials x {args.epochs} epochs, 10 classes x 30 images, 64 px, efficientnet_lite0:")
-    print(f"feature cache speed-up: {times['no cache, sequential'] / times['cache, sequential']:.1f}x; "
-          f"2-parallel vs sequential: {times['cache, sequential'] / times['cache, 2 parallel']:.2f}x")
+
+    def ratio(slow: str, fast: str) -> str:
+        return f"{wall[slow] / wall[fast]:.1f}x (CPU {cpu[slow] / cpu[fast]:.1f}x)"
+
+    print(f"feature cache speed-up, as `dogops tune` runs (warm): {ratio('no cache, warm', 'cache, warm')}; "
+          f"against cold trials without the cache (before): {ratio('no cache, cold', 'cache, warm')}; "
+          f"with cold trials: {ratio('no cache, cold', 'cache, cold')}")
+    print(f"warm vs cold trials with the cache: {ratio('cache, cold', 'cache, warm')}; "
+          f"2-parallel vs sequential: {wall['cache, warm'] / wall['cache, warm, 2 parallel']:.2f}x")
 
 
 if __name__ == "__main__":

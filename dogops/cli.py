@@ -4,7 +4,7 @@
     dogops data dogimages --out DIR [--sha256 HEX]
     dogops data upload DIR s3://BUCKET/PREFIX
     dogops predict IMAGE|URL [--endpoint http://127.0.0.1:8080] [--top-k 5] [--wait SECONDS]
-    dogops tune --data DIR [--spec FILE] [--name NAME] [--output s3://BUCKET/PREFIX] [--image IMAGE]
+    dogops tune --data DIR [--spec FILE] [--name NAME] [--output s3://BUCKET/PREFIX] [--image IMAGE] [--cold]
     dogops tune-request --spec FILE --image URI --role ARN --training s3://... --output s3://...
     dogops deploy [--endpoint-name dogops] [--image IMAGE] [--record .dogops/best.json]
     dogops up [--data DIR] [--retrain] [--foreground]      the local stack as host processes (no Docker)
@@ -75,7 +75,7 @@ def _tune(args) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, stop)
     job_dir = args.jobs_dir / args.name
-    study = run_tuning_job(spec, args.data, job_dir, args.image, stopping)
+    study = run_tuning_job(spec, args.data, job_dir, args.image, stopping, warm=not args.cold)
     if stopping.is_set():
         raise SystemExit(130)
     image = args.image or "native train (dogops)"
@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--jobs-dir", type=Path, default=Path("tuning-jobs"))
     tune.add_argument("--output", help="s3://BUCKET/PREFIX for the best model.tar.gz (needed by deploy)")
     tune.add_argument("--image", help="run trials as `docker run IMAGE train` instead of native `train`")
+    tune.add_argument("--cold", action="store_true", help="start each native trial as a fresh `train` process "
+                      "instead of forking it from a warm worker (torch imported, cached features loaded)")
     tune.set_defaults(func=_tune)
 
     request = commands.add_parser("tune-request", help="print the spec as a CreateHyperParameterTuningJob request")

@@ -24,6 +24,7 @@ from .progress import progress
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
+_PRELOADED: dict[tuple, dict] = {}  # a cache file's identity (see _identity) -> its features, from preload()
 
 
 class Interrupted(Exception):
@@ -40,6 +41,36 @@ def default_cache_dir() -> Path:
 def cache_key(**parts) -> str:
     """A stable key from the things that determine the features."""
     return hashlib.sha256(json.dumps({"format": CACHE_FORMAT, **parts}, sort_keys=True).encode()).hexdigest()
+
+
+def _identity(path: Path) -> tuple:
+    """What tells one cache file from another, and from itself replaced: device, inode, size, mtime."""
+    stat = path.stat()
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
+
+
+def preload(cache_dir: Path) -> None:
+    """Read every feature file in ``cache_dir`` into memory, where :func:`dataset_features` finds it.
+
+    A warm worker does this before forking trials, so each finds the features loaded. Loading runs no
+    torch computation (which would start OpenMP threads that do not survive a fork). A file that does not
+    load is left for :func:`dataset_features` to report.
+    """
+    loaded = {}
+    for path in sorted(Path(cache_dir).glob("*.pt")):
+        try:
+            identity = _identity(path)
+            loaded[identity] = _PRELOADED.get(identity) or torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - torn, foreign or gone: the trial reads it itself
+            continue
+    _PRELOADED.clear()
+    _PRELOADED.update(loaded)
+
+
+def _load(path: Path) -> dict:
+    """A cache file's features: from memory when :func:`preload` read this very file, else from disk."""
+    preloaded = _PRELOADED.get(_identity(path))
+    return preloaded if preloaded is not None else torch.load(path, map_location="cpu", weights_only=True)
 
 
 @torch.inference_mode()
@@ -85,7 +116,7 @@ def dataset_features(dataset: Dataset, backbone: torch.nn.Module, transform: Cal
     path = cache_dir / f"{key}.pt" if cache_dir else None
     if path and path.exists():
         try:
-            cached = torch.load(path, map_location="cpu", weights_only=True)
+            cached = _load(path)
             log.info("feature cache hit: %s", path)
             return cached
         except Exception as exc:  # a torn or foreign file: recompute and replace it

@@ -30,7 +30,7 @@ import torch.distributed as dist
 from . import hyperparameters as hps
 from .artifact import write_artifact
 from .dataset import open_dataset
-from .features import Interrupted, cache_key, dataset_features, default_cache_dir
+from .features import Interrupted, cache_key, dataset_features, default_cache_dir, preload
 from .loop import train_head
 from .model import SPECS, BreedClassifier, build_backbone
 from .preprocess import image_transform
@@ -172,6 +172,14 @@ def _run_cli(argv: list[str], stop: StopFlag) -> int:
         log.debug("details", exc_info=True)
         return 1
     return 0
+
+
+def warm(env: dict[str, str]) -> None:
+    """Ready a process that forks ``train`` runs (``dogops tune``'s warm worker): having imported this
+    module it has torch and the rest; this reads the features cached in ``$DOGOPS_CACHE_DIR`` into memory.
+    It runs no torch computation, whose OpenMP threads would not survive the fork."""
+    if env.get("DOGOPS_CACHE_DIR"):
+        preload(Path(env["DOGOPS_CACHE_DIR"]))
 
 
 def main(argv: list[str] | None = None) -> int:

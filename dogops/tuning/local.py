@@ -22,7 +22,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from .spec import TuningSpec, sampler_and_pruner
-from .trial import TrialResult, prepare_job_dir, run_trial
+from .trial import TrialResult, prepare_job_dir, run_trial, warm_worker
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.ERROR)  # our own lines report each trial
@@ -114,13 +114,14 @@ TrialRunner = Callable[[str, dict[str, str], Callable[[float, int], bool], int],
 
 def run_tuning_job(spec: TuningSpec, data_dir: Path | None, job_dir: Path, image: str | None = None,
                    stopping: threading.Event | None = None, runner: TrialRunner | None = None,
-                   trial_name: Callable[[int], str] | None = None) -> optuna.Study:
+                   trial_name: Callable[[int], str] | None = None, warm: bool = True) -> optuna.Study:
     """Run (or resume) the tuning job in ``job_dir`` until ``MaxNumberOfTrainingJobs`` trials have ended.
 
     Setting ``stopping`` (the CLI does on SIGTERM/SIGINT, after signalling the trials)
     ends the job after the running trials; they are marked to run again on resume.
     ``runner`` runs each trial (default: ``train`` here, or ``image``, on ``data_dir``; the local stack's
     SageMaker runs each as a training job), named ``trial_name(number)`` (default ``<job>-<NNN>``).
+    Native trials fork from a warm worker unless ``warm`` is false (then each starts a fresh ``train``).
     """
     stopping = stopping or threading.Event()
     job_dir.mkdir(parents=True, exist_ok=True)
@@ -173,7 +174,7 @@ def run_tuning_job(spec: TuningSpec, data_dir: Path | None, job_dir: Path, image
     def local_trial(this: str, hyperparameters: dict[str, str], report, threads: int) -> TrialResult:
         root = prepare_job_dir(job_dir / "trials" / this, data_dir, hyperparameters)
         return run_trial(root, this, data_dir, job_dir / "cache", spec.metric_definitions, spec.objective, report,
-                         image, threads)
+                         image, threads, worker)
 
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         with lock:
@@ -181,15 +182,20 @@ def run_tuning_job(spec: TuningSpec, data_dir: Path | None, job_dir: Path, image
 
     cores = os.cpu_count() or 1
     threads = [cores]  # torch threads per trial: all cores alone, a share of them in parallel
-    if (remaining > 1 and spec.max_parallel > 1 and not ended and spec.static.get("feature_cache") != "false"
-            and runner is None):
-        # The first trial fills the shared feature cache alone; computing it twice at once gains nothing.
-        study.optimize(objective, n_trials=1, catch=(TrialFailed,), callbacks=[after_trial])
-        remaining -= 1
-    threads[0] = max(1, cores // min(spec.max_parallel, max(remaining, 1)))
-    if remaining > 0 and not stopping.is_set():
-        study.optimize(objective, n_trials=remaining, n_jobs=spec.max_parallel, catch=(TrialFailed,),
-                       callbacks=[after_trial])
+    worker = warm_worker() if warm and runner is None and image is None and remaining > 0 else None
+    try:
+        if (remaining > 1 and spec.max_parallel > 1 and not ended and spec.static.get("feature_cache") != "false"
+                and runner is None):
+            # The first trial fills the shared feature cache alone; computing it twice at once gains nothing.
+            study.optimize(objective, n_trials=1, catch=(TrialFailed,), callbacks=[after_trial])
+            remaining -= 1
+        threads[0] = max(1, cores // min(spec.max_parallel, max(remaining, 1)))
+        if remaining > 0 and not stopping.is_set():
+            study.optimize(objective, n_trials=remaining, n_jobs=spec.max_parallel, catch=(TrialFailed,),
+                           callbacks=[after_trial])
+    finally:
+        if worker is not None:
+            worker.close()
     rows = results_rows(study, spec)
     write_results(job_dir, rows)
     if any(r["status"] == "Completed" for r in rows):

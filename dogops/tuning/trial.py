@@ -3,12 +3,16 @@
 Each trial gets its own ``/opt/ml`` tree (``input/config/*.json``, the
 ``training`` channel, ``model/``, ``output/``, ``checkpoints/``) and runs as the
 ``train`` console script (native) or as ``docker run IMAGE train`` (docker).
+A native trial's process is forked by the job's warm worker (``warm``: torch
+already imported, the cached features already loaded) when there is one, else
+started fresh; either way with the same argv, environment and job directory.
 Its output is matched against the metric definitions as SageMaker does;
 every objective emission is reported, and a report that says "stop" ends the
 trial with SIGTERM, as SageMaker's early stopping does.
 """
 
 import dataclasses
+import importlib.metadata
 import os
 import re
 import signal
@@ -21,7 +25,10 @@ from pathlib import Path
 
 from training.sagemaker_env import resource_config, write_job_config
 
-RUNNING: set[subprocess.Popen] = set()  # live trial processes, for stop_all()
+from .warm import ForkServer, WarmProcess, WarmUnavailable
+
+TRAIN = Path(sys.executable).parent / "train"  # the console script a native trial runs
+RUNNING: set[subprocess.Popen | WarmProcess] = set()  # live trial processes, for stop_all()
 _RUNNING_LOCK = threading.Lock()
 _STOPPED = threading.Event()
 
@@ -58,14 +65,28 @@ def prepare_job_dir(root: Path, data_dir: Path, hyperparameters: dict[str, str])
     return root
 
 
+def _native_env() -> dict[str, str]:
+    """Our environment less the training contract's variables, which each trial sets for itself."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_"))}
+
+
+def warm_worker() -> ForkServer | None:
+    """A warm worker for native trials, or None where there cannot be one: forking it needs Linux, and
+    ``train`` must be this environment's console script (its entry point is what the worker runs)."""
+    scripts = importlib.metadata.entry_points(group="console_scripts", name=TRAIN.name)
+    if sys.platform != "linux" or not scripts or not TRAIN.exists():
+        return None
+    return ForkServer(TRAIN, next(iter(scripts)).value, "training.train:warm", _native_env())
+
+
 def command(root: Path, name: str, cache_dir: Path, image: str | None, data_dir: Path,
             threads: int) -> tuple[list[str], dict]:
     """The command and environment that run a trial natively or in a container."""
     if image is None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_"))}
+        env = _native_env()
         env.update(SAGEMAKER_BASE_DIR=str(root), TRAINING_JOB_NAME=name, DOGOPS_CACHE_DIR=str(cache_dir),
                    OMP_NUM_THREADS=str(threads))
-        return [str(Path(sys.executable).parent / "train")], env
+        return [str(TRAIN)], env
     return ["docker", "run", "--rm", "--name", name, "-e", f"TRAINING_JOB_NAME={name}",
             "-e", f"OMP_NUM_THREADS={threads}",
             "-e", "DOGOPS_CACHE_DIR=/cache", "-v", f"{root.resolve()}:/opt/ml",
@@ -73,12 +94,25 @@ def command(root: Path, name: str, cache_dir: Path, image: str | None, data_dir:
             "-v", f"{Path(cache_dir).resolve()}:/cache", image, "train"], dict(os.environ)
 
 
+def start(argv: list[str], env: dict[str, str], warm: ForkServer | None = None) -> subprocess.Popen | WarmProcess:
+    """A trial's process, its output (stdout and stderr) on ``.stdout``: forked by ``warm`` when that serves
+    ``argv``, else (a container, no worker, or one that cannot fork safely any more) a fresh process."""
+    if warm is not None and warm.serves(argv):
+        try:
+            return warm.start(argv, env)
+        except WarmUnavailable:  # the worker has said why, once
+            pass
+    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # signals reach trials only through stop_all()
+
+
 def run_trial(root: Path, name: str, data_dir: Path, cache_dir: Path, definitions: list[dict], objective: str,
-              report: Callable[[float, int], bool], image: str | None = None, threads: int = 0) -> TrialResult:
+              report: Callable[[float, int], bool], image: str | None = None, threads: int = 0,
+              warm: ForkServer | None = None) -> TrialResult:
     """Run one trial to the end; ``report(value, step)`` returning True stops it early.
 
     ``threads`` caps the trial's torch threads (default: all cores), so parallel
-    trials share the cores instead of oversubscribing them.
+    trials share the cores instead of oversubscribing them. ``warm`` forks native trials.
     """
     argv, env = command(root, name, cache_dir, image, data_dir, threads or os.cpu_count() or 1)
     patterns = [(d["Name"], re.compile(d["Regex"])) for d in definitions]
@@ -86,9 +120,7 @@ def run_trial(root: Path, name: str, data_dir: Path, cache_dir: Path, definition
     steps = 0
     stopped = False
     started = time.monotonic()
-    with open(root / "train.log", "w") as log, subprocess.Popen(
-            argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True) as proc:  # signals reach trials only through stop_all()
+    with open(root / "train.log", "w") as log, start(argv, env, warm) as proc:
         with _RUNNING_LOCK:
             RUNNING.add(proc)
             if _STOPPED.is_set():  # the stop came while this trial was starting
