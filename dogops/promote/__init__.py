@@ -1,1 +1,2 @@
-"""``dogops promote`` and ``dogops destroy``: one CloudFormation stack per stage, planned as a change set, then applied."""
+"""``dogops promote`` and ``dogops destroy``: two CloudFormation stacks per stage (its endpoint and function; its
+training infrastructure), each planned as a change set, then applied."""

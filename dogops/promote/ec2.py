@@ -45,10 +45,6 @@ PATH_TAG = {"Key": "dogops-path", "Value": "ec2-training"}
 SPOT_INTERRUPTED = "Server.SpotInstanceTermination"
 
 
-def _tags(stage: Stage, *extra: dict) -> list[dict]:
-    return [*stage.tags(), PATH_TAG, *extra]
-
-
 def ssh_cidr(value: str) -> str:
     """The one address SSH is opened to: an IPv4 ``/32`` (or IPv6 ``/128``); a wider range is refused."""
     network = ipaddress.ip_network(value if "/" in value else f"{value}/{32 if ':' not in value else 128}")
@@ -95,7 +91,7 @@ def run_request(stage: Stage, job: str, infrastructure: dict[str, str], ami: str
                 user_data: str, subnet: str | None = None, key_name: str | None = None) -> dict:
     """The job's ``RunInstances`` request: the training stack's launch template (the version the stack made) and
     the job's own AMI, instance type, user data (boto3 base64-encodes it), key pair and tags."""
-    tags = _tags(stage, {"Key": "dogops-job", "Value": job})
+    tags = [*stage.tags(), PATH_TAG, {"Key": "dogops-job", "Value": job}]
     request = {"MinCount": 1, "MaxCount": 1, "ImageId": ami, "InstanceType": instance_type, "UserData": user_data,
                "LaunchTemplate": {"LaunchTemplateId": infrastructure["LaunchTemplateId"],
                                   "Version": infrastructure["LaunchTemplateVersion"]},

@@ -31,7 +31,7 @@ IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/dogops-dev/training@sha256
 BUCKET = "dogops-ec2-test"
 DATA, OUTPUT, CHECKPOINTS = f"s3://{BUCKET}/data", f"s3://{BUCKET}/dev/training", f"s3://{BUCKET}/dev/checkpoints"
 WHERE = Locations(DATA, OUTPUT, CHECKPOINTS)
-NAME = "dogops-dev-ec2-training"  # the role's, instance profile's, security group's and launch template's
+NAME = "dogops-dev-ec2-training"  # the role's, instance profile's and launch template's
 # From the SageMaker training jobs' role, by Sid (the policy the two roles share), then the EC2 role's own.
 SHARED = ("ListTheData", "ReadTheData", "WriteTheModel", "ListTheCheckpoints", "SyncTheCheckpoints", "PullTheImage",
           "EcrLoginHasNoResourceLevelPermission")
@@ -120,7 +120,7 @@ def test_the_security_group_has_no_inbound_rule_unless_ssh_from_one_address(sess
     ec2_client, lines = session.client("ec2"), []
     group = ensure(session, stage).outputs["SecurityGroupId"]
     described = ec2_client.describe_security_groups(GroupIds=[group])["SecurityGroups"][0]
-    assert described["IpPermissions"] == [] and described["GroupName"] == NAME
+    assert described["IpPermissions"] == [] and described["VpcId"] == ec2.vpc_of(session, stage)
     assert [(r["IpProtocol"], r["FromPort"], r["ToPort"], [c["CidrIp"] for c in r["IpRanges"]])
             for r in described["IpPermissionsEgress"]] == [("tcp", 443, 443, ["0.0.0.0/0"])]
     assert {t["Key"] for t in described["Tags"]} >= {"project", "stage", "expires-at"}
