@@ -91,7 +91,7 @@ bench-serve: setup  ## serve's p50/p99 latency and throughput as ratios to the r
 bench-stack: setup  ## the native stack's cold start; Lambda -> gateway -> endpoint against /invocations directly
 	$(BIN)/python benchmarks/bench_stack.py
 
-bench-tune: setup  ## 8 trials: with vs without the feature cache, 2-parallel vs sequential
+bench-tune: setup  ## 8 trials: with vs without the feature cache, warm vs cold trials, 2-parallel vs sequential
 	$(BIN)/python benchmarks/bench_tune.py
 
 clean:  ## stop the native stack; remove its state, data, model and logs, and tuning jobs (keeps .venv)
