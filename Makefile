@@ -23,7 +23,7 @@ $(VENV)/preflight/.installed: dogops/promote/preflight-tools.txt
 	$(VENV)/preflight/bin/pip install --quiet -r $<
 	touch $@
 
-setup: $(BIN)/.installed $(VENV)/preflight/.installed  ## create .venv and install dogops, train (and their pinned dependencies)
+setup: $(BIN)/.installed $(VENV)/preflight/.installed  ## create .venv from the dev lock (requirements/dev.txt: every role, the tools) and install dogops
 
 # One lock per role (pyproject's extras), resolved by uv for Python 3.11 on every platform, with the
 # hashes of every file. dev.txt first: each role's lock takes its versions, so images and tests agree.
