@@ -18,6 +18,10 @@ Four additions moto lacks:
 - under ``/_dogops/hosting/``, which endpoints run in their own containers (``sagemaker_endpoints``, which
   also adds SageMaker's ``UpdateEndpoint``).
 
+IAM's policy simulator answers from the enforced policies (``iam_simulate``); SageMaker's describes are shaped as
+AWS's (``sagemaker_describes``); an action or a route moto lacks, and any failure of moto, is answered as AWS
+would, never as an HTML page (``unimplemented``).
+
 IAM is enforced on every request not signed with the stack's own key, the account root (``iam_enforcement``;
 ``DOGOPS_IAM_ENFORCE=0`` turns it off).
 
@@ -39,6 +43,7 @@ from moto.awslambda.responses import LambdaResponse
 from moto.iam.access_control import CreateAccessKeyFailure, create_access_key
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.utilities.utils import get_partition
+from werkzeug.exceptions import NotFound
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
@@ -49,10 +54,13 @@ from . import (  # noqa: F401 (each patches moto)
     cloudformation,
     ecr,
     iam_enforcement,
+    iam_simulate,
+    sagemaker_describes,
     sagemaker_endpoints,
     sagemaker_lists,
     sagemaker_training,
     sagemaker_tuning,
+    unimplemented,
 )
 from .iam_authorize import authorize
 
@@ -154,17 +162,30 @@ def _secret(request: Request) -> Response:
     return Response(json.dumps(answer), 200, content_type="application/json")
 
 
+def _backend_app(service: str):
+    """moto's application for ``service``; a path none of its routes takes is answered in AWS's shape."""
+    import flask
+
+    app = create_backend_app(service)
+    app.register_error_handler(NotFound, lambda _: unimplemented.unknown(
+        _service_of(flask.request), f"{_service_of(flask.request)}: {flask.request.method} {flask.request.path}", 404))
+    return app
+
+
 class Emulator:
     """moto's WSGI application, plus ``GET /_dogops/health``, the signature, authorization and function code
-    routes."""
+    routes. What moto does not do, or fails on, is answered in AWS's shape (``unimplemented``)."""
 
     def __init__(self):
-        self.moto = DomainDispatcherApplication(create_backend_app)
+        self.moto = DomainDispatcherApplication(_backend_app)
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if not path.startswith(PREFIX):
-            return self.moto(environ, start_response)
+            try:
+                return self.moto(environ, start_response)
+            except Exception as error:  # noqa: BLE001 (moto's server would answer its HTML 500)
+                return unimplemented.failure(_service_of(Request(environ)), error)(environ, start_response)
         request = Request(environ)
         if path == PREFIX + "health":
             response = Response('{"status": "ok"}', 200, content_type="application/json")
