@@ -58,6 +58,7 @@ def leftovers(stage: Stage, session, images: bool = True) -> list[str]:
             if (images or ":ecr:" not in r["ResourceARN"]) and not _ended(session, r["ResourceARN"])]
     if images:
         arns += [r["arn"] for r in repositories(session.client("ecr"), stage.project, stage.name) if r["arn"] not in arns]
-    endpoints = session.client("sagemaker").list_endpoints(NameContains=stage.stack_name)["Endpoints"]
+    pages = session.client("sagemaker").get_paginator("list_endpoints").paginate(NameContains=stage.stack_name)
+    endpoints = [e for page in pages for e in page["Endpoints"]]  # 10 a page on AWS
     return arns + [e["EndpointArn"] for e in endpoints if e["EndpointName"] == stage.stack_name
                    and e["EndpointArn"] not in arns]

@@ -211,7 +211,7 @@ def _run_locally(session, infrastructure: dict[str, str], instance: dict, interr
         InstanceId=iid, Attribute="userData")["UserData"]["Value"]).decode()
     imds = ec2_local.Imds(iid, infrastructure["Ec2RoleName"],
                           ec2_local.role_credentials(session, infrastructure["Ec2RoleArn"], iid))
-    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    endpoint = ec2.meta.endpoint_url  # the emulator, however the session found it
     docker = os.environ.get("DOGOPS_EC2_DOCKER")
     env = ec2_local.instance_env(endpoint, imds, root / iid, docker=docker,
                                  train_on_host=None if docker else str(Path(sys.executable).parent / "train"),

@@ -14,7 +14,6 @@ trial with SIGTERM, as SageMaker's early stopping does.
 import dataclasses
 import importlib.metadata
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from training.metrics import MetricReader
 from training.sagemaker_env import resource_config, write_job_config
 
 from .warm import ForkServer, WarmProcess, WarmUnavailable
@@ -115,7 +115,7 @@ def run_trial(root: Path, name: str, data_dir: Path, cache_dir: Path, definition
     trials share the cores instead of oversubscribing them. ``warm`` forks native trials.
     """
     argv, env = command(root, name, cache_dir, image, data_dir, threads or os.cpu_count() or 1)
-    patterns = [(d["Name"], re.compile(d["Regex"])) for d in definitions]
+    reader = MetricReader(definitions)
     metrics: dict[str, float] = {}
     steps = 0
     stopped = False
@@ -127,19 +127,13 @@ def run_trial(root: Path, name: str, data_dir: Path, cache_dir: Path, definition
                 proc.send_signal(signal.SIGTERM)
         for line in proc.stdout:
             log.write(line)
-            for metric, pattern in patterns:
-                match = pattern.search(line)
-                if not match:
-                    continue
-                try:
-                    metrics[metric] = float(match.group(1))
-                except ValueError:
-                    continue
-                if metric == objective and not stopped:
-                    steps += 1
-                    if report(metrics[metric], steps):
-                        stopped = True
-                        proc.send_signal(signal.SIGTERM)
+            found = reader.read(line)
+            metrics.update(found)
+            if objective in found and not stopped:
+                steps += 1
+                if report(found[objective], steps):
+                    stopped = True
+                    proc.send_signal(signal.SIGTERM)
         code = proc.wait()
         with _RUNNING_LOCK:
             RUNNING.discard(proc)
