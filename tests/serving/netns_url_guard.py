@@ -7,6 +7,7 @@ import os
 import socket
 import threading
 import time
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -87,6 +88,12 @@ def files(sample):
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     yield f"127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def ml_base() -> Path:
+    """The outer session's /opt/ml root with its trained model (test_url_guard.py passes it): no second training."""
+    return Path(os.environ["DOGOPS_TEST_ML_BASE"])
 
 
 @pytest.fixture(scope="module")

@@ -11,15 +11,16 @@ import pytest
 from serving.url_fetch import is_public
 
 
-def test_url_guard_inside_a_loopback_only_namespace(tmp_path):
+def test_url_guard_inside_a_loopback_only_namespace(tmp_path, ml_base):
     if shutil.which("unshare") is None or shutil.which("ip") is None:
         pytest.fail("the URL guard tests need `unshare` (util-linux) and `ip` (iproute2)")
     inner = Path(__file__).with_name("netns_url_guard.py")
     command = f"ip link set lo up && exec {sys.executable} -m pytest -q -p no:cacheprovider " \
               f"--basetemp {tmp_path / 'inner'} {inner}"
+    # The inner run serves this session's trained model (DOGOPS_TEST_ML_BASE) rather than training its own.
     result = subprocess.run(["unshare", "-n", "--", "sh", "-c", command], capture_output=True, text=True,
-                            env={**os.environ, "DOGOPS_IN_NETNS": "1"}, cwd=Path(__file__).parents[2],
-                            timeout=600)
+                            env={**os.environ, "DOGOPS_IN_NETNS": "1", "DOGOPS_TEST_ML_BASE": str(ml_base)},
+                            cwd=Path(__file__).parents[2], timeout=600)
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "skipped" not in result.stdout.splitlines()[-1]
 
