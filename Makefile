@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 ML     := .dogops/stack/ml
 PORT   ?= 8080
 
-.PHONY: help setup lock demo up down serve tune test images test-images bench-train bench-serve bench-stack bench-tune clean
+.PHONY: help setup lock demo up down serve tune test test-slow test-all images test-images bench-train bench-serve bench-stack bench-tune clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -57,14 +57,21 @@ serve: setup  ## serve the stack's trained model alone on 127.0.0.1:8080 (PORT=.
 tune: setup  ## tune on the stack's data (after make demo; DATA=dir, SPEC=file to change); records the best model
 	$(BIN)/dogops tune --data $(or $(DATA),$(ML)/data) $(if $(SPEC),--spec $(SPEC)) --jobs-dir tuning-jobs
 
-test: setup  ## the whole test suite (real training runs, real servers on loopback)
+# Two tiers, by the pytest marker `slow` (pyproject.toml): CI runs both, each test once (`make test`, then `make test-slow`).
+test: setup  ## the fast tier: unit tests and real end-to-end runs of each role (not the tests marked slow)
+	$(BIN)/pytest -m "not slow"
+
+test-slow: setup  ## the slow tier alone: SIGTERM and spot resumes, multi-host training, the native stack up/down, ...
+	$(BIN)/pytest -m slow
+
+test-all: setup  ## both tiers: every test (make test + make test-slow)
 	$(BIN)/pytest
 
 images:  ## build the training and serving images (needs Docker)
 	docker build -f training/Dockerfile -t dogops-training:dev .
 	docker build -f serving/Dockerfile -t dogops-serving:dev .
 
-test-images: setup images  ## the test suite with the image tests (docker run IMAGE train / serve) switched on
+test-images: setup images  ## both tiers with the image tests (docker run IMAGE train / serve) switched on
 	DOGOPS_TEST_IMAGES=1 $(BIN)/pytest
 
 .PHONY: up-compose down-compose test-compose

@@ -231,6 +231,7 @@ def uninterrupted(aws, tmp_path_factory):
     return {"code": code, "noticed": noticed, "root": root, "imds": imds}
 
 
+@pytest.mark.slow
 def test_the_user_data_trains_and_uploads_the_model_with_the_instance_role(aws, uninterrupted):
     log = (uninterrupted["root"] / "job.log").read_text()
     assert uninterrupted["code"] == 0 and not uninterrupted["noticed"], log
@@ -247,6 +248,7 @@ def test_the_user_data_trains_and_uploads_the_model_with_the_instance_role(aws, 
     assert keys == ["dev/checkpoints/straight/checkpoint.pt"]
 
 
+@pytest.mark.slow
 def test_promote_train_ec2_is_interrupted_and_resumes_to_the_same_model(aws, session, uninterrupted, tmp_path,
                                                                          monkeypatch):
     """The whole command: template, instance, the spot notice after epoch 2, a second instance resuming from the

@@ -112,6 +112,7 @@ def test_promote_tune_runs_the_trials_as_training_jobs_and_records_the_best(sess
     assert metrics["hyperparameters"]["learning_rate"] == record["tuned"]["learning_rate"]
 
 
+@pytest.mark.slow
 def test_where_the_emulator_leaves_jobs_to_the_host_promote_tune_runs_them_here(tmp_path, monkeypatch):
     """Compose's emulator (DOGOPS_TRAINING_RUNNER=host) runs nothing: the command claims the tuning job and runs it
     here, each trial claimed too (natively here, to stay quick; in compose they run in the image)."""

@@ -114,6 +114,7 @@ def _invoke(env: dict, *args):
     return result, ranked
 
 
+@pytest.mark.slow
 def test_up_invoke_status_restart_down(native):
     up = dogops(native, "up", timeout=900)
     assert up.returncode == 0, up.stdout + up.stderr

@@ -94,6 +94,7 @@ def jobs(aws) -> dict[str, dict]:
     return jobs
 
 
+@pytest.mark.slow
 def test_a_created_job_is_in_progress_keeps_its_request_and_names_are_unique(aws, jobs):
     created = jobs["on-demand-as-created"]
     assert created["TrainingJobStatus"] == "InProgress" and created["SecondaryStatus"] in ("Starting", "Downloading")
@@ -104,6 +105,7 @@ def test_a_created_job_is_in_progress_keeps_its_request_and_names_are_unique(aws
         sm.create_training_job(**_request("on-demand"))
 
 
+@pytest.mark.slow
 def test_the_job_runs_to_completed_with_its_model_in_s3(aws, jobs):
     job = jobs["on-demand"]
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
@@ -119,6 +121,7 @@ def test_the_job_runs_to_completed_with_its_model_in_s3(aws, jobs):
     assert len(lines) == 1 and any("epoch=4 " in line for line in lines[0])
 
 
+@pytest.mark.slow
 def test_an_interrupted_spot_job_resumes_from_its_checkpoint_to_the_same_model(aws, jobs):
     job, reference = jobs["spot"], jobs["on-demand"]
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
@@ -137,6 +140,7 @@ def test_an_interrupted_spot_job_resumes_from_its_checkpoint_to_the_same_model(a
     assert job["TrainingTimeInSeconds"] > job["BillableTimeInSeconds"]  # the wait for capacity is not billed
 
 
+@pytest.mark.slow
 def test_a_spot_job_without_checkpoints_starts_over(aws, jobs):
     job = jobs["started-over"]
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
@@ -146,6 +150,7 @@ def test_a_spot_job_without_checkpoints_starts_over(aws, jobs):
         "metrics.json"]
 
 
+@pytest.mark.slow
 def test_two_hosts_train_data_parallel_and_agree_with_one(aws, jobs):
     job = jobs["two-hosts"]
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")

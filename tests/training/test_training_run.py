@@ -5,6 +5,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from training.artifact import load_artifact, verify_artifact
 from training.metrics import metric_definitions, parse_metrics
 
@@ -54,8 +56,6 @@ def test_artifact_loads_and_answers_log_probabilities(trained, data_dir):
 def test_manifest_detects_a_modified_file(trained, tmp_path):
     import shutil
 
-    import pytest
-
     from training.artifact import ArtifactError
 
     copy = tmp_path / "model"
@@ -74,6 +74,7 @@ def test_feature_cache_is_reused_and_changes_nothing(trained, data_dir, cache_di
     assert read_metrics(model_dir)["test_loss"] == read_metrics(trained[0])["test_loss"]
 
 
+@pytest.mark.slow
 def test_sigterm_checkpoints_and_the_rerun_ends_like_an_uninterrupted_run(data_dir, tmp_path):
     # Without the feature cache every epoch runs the backbone, so epochs are slow enough to interrupt.
     hp = {**FAST, "epochs": "6", "patience": "0", "feature_cache": "false"}
@@ -104,6 +105,7 @@ def test_sigterm_checkpoints_and_the_rerun_ends_like_an_uninterrupted_run(data_d
         assert got[key] == want[key], key
 
 
+@pytest.mark.slow
 def test_two_hosts_train_data_parallel_and_agree(data_dir, tmp_path):
     port = free_port()
     hp = flags({**FAST, "epochs": "6"})

@@ -6,6 +6,7 @@ import subprocess
 from datetime import datetime
 
 import boto3
+import pytest
 import yaml
 
 from ..conftest import BIN, run_script, script_env
@@ -66,6 +67,7 @@ def test_parallel_grid_job_survives_failing_trials_and_deploys_the_best(data_dir
     assert sm.describe_endpoint(EndpointName="dogops")["EndpointConfigName"] == names["endpoint_config"]
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_an_obviously_bad_trial(data_dir, tmp_path):
     spec = _spec(tmp_path, Strategy="Random", RandomSeed=6, TrainingJobEarlyStoppingType="Auto",
                  HyperParameterTuningJobObjective={"Type": "Minimize", "MetricName": "valid_loss"},
@@ -85,6 +87,7 @@ def test_early_stopping_stops_an_obviously_bad_trial(data_dir, tmp_path):
         assert "epoch=6 " not in log and "received SIGTERM" in log
 
 
+@pytest.mark.slow
 def test_an_interrupted_job_resumes_without_repeating_finished_trials(data_dir, tmp_path):
     spec = _spec(tmp_path, Strategy="Random",
                  HyperParameterTuningJobObjective={"Type": "Maximize", "MetricName": "test_accuracy"},
