@@ -3,6 +3,7 @@
 import io
 import shutil
 import tarfile
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -97,10 +98,8 @@ def test_model_data_url_is_fetched_from_s3_and_unpacked(trained, tmp_path, sampl
         assert max(range(10), key=server.invoke(sample[0]).json()[0].__getitem__) == sample[1]
     finally:
         server.stop()
-    missing = _start_error(tmp_path / "empty", MODEL_DATA_URL="s3://models/nope.tar.gz", **env)
-    assert "cannot fetch MODEL_DATA_URL" in missing
-
-    for evil in ("../escape.txt", "/etc/evil", "link"):
+    evils = ("../escape.txt", "/etc/evil", "link")
+    for number, evil in enumerate(evils):
         buffer = io.BytesIO()
         with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
             member = tarfile.TarInfo(evil)
@@ -110,9 +109,13 @@ def test_model_data_url_is_fetched_from_s3_and_unpacked(trained, tmp_path, sampl
             else:
                 member.size = 2
                 tar.addfile(member, io.BytesIO(b"hi"))
-        s3.put_object(Bucket="models", Key="evil.tar.gz", Body=buffer.getvalue())
-        refused = _start_error(tmp_path / "empty", MODEL_DATA_URL="s3://models/evil.tar.gz", **env)
-        assert "is not a safe model.tar.gz" in refused
+        s3.put_object(Bucket="models", Key=f"evil-{number}.tar.gz", Body=buffer.getvalue())
+    # Each refusal is a `serve` start of its own (torch imported, then the error): started side by side.
+    urls = ["s3://models/nope.tar.gz", *(f"s3://models/evil-{number}.tar.gz" for number in range(len(evils)))]
+    with ThreadPoolExecutor(len(urls)) as pool:
+        missing, *refused = pool.map(lambda url: _start_error(tmp_path / "empty", MODEL_DATA_URL=url, **env), urls)
+    assert "cannot fetch MODEL_DATA_URL" in missing
+    assert all("is not a safe model.tar.gz" in error for error in refused), refused
 
 
 def test_sigterm_while_busy_finishes_in_flight_work_and_exits_in_time(trained, tmp_path, sample):
