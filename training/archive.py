@@ -12,6 +12,7 @@ which Python 3.11.0-3.11.3 lack; where the filter exists it is applied as well.
 """
 
 import gzip
+import sys
 import tarfile
 import zlib
 from pathlib import Path, PurePosixPath
@@ -97,3 +98,18 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     if parsed.scheme != "s3" or not parsed.netloc:
         raise ValueError(f"not an s3://BUCKET/PREFIX URI: {uri!r}")
     return parsed.netloc, parsed.path.strip("/")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m training.archive pack MODEL_DIR ARCHIVE``: the packer from the training image, for a host
+    without this package (the EC2 training instance packs ``/opt/ml/model`` through its image so)."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 3 or args[0] != "pack":
+        print("usage: python -m training.archive pack MODEL_DIR ARCHIVE", file=sys.stderr)
+        return 2
+    pack(Path(args[1]), Path(args[2]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,12 +8,10 @@ instance profile through IMDSv2, as boto3 finds them on any instance.
 """
 
 import base64
-import gzip
 import json
 import os
 import subprocess
 import sys
-import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -168,18 +166,8 @@ def notice():
 
 
 def upload():
-    """``ml/model`` as ``model.tar.gz`` (the same bytes for the same files) to ``<output>/<job>/output/``."""
+    """``state/model.tar.gz`` (packed by the training image's ``training.archive``) to ``<output>/<job>/output/``."""
     archive = STATE / "model.tar.gz"
-    STATE.mkdir(parents=True, exist_ok=True)
-
-    def reproducible(info):
-        info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
-        return info
-
-    with open(archive, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as zipped, \
-            tarfile.open(fileobj=zipped, mode="w") as tar:
-        for path in sorted((ML / "model").iterdir()):
-            tar.add(str(path), arcname=path.name, filter=reproducible)
     bucket, prefix = _uri(ENV["DOGOPS_OUTPUT"])
     key = "/".join(filter(None, [prefix, ENV["DOGOPS_JOB"], "output", "model.tar.gz"]))
     _client("s3").upload_file(str(archive), bucket, key)

@@ -102,4 +102,13 @@ elif [ "$code" != 0 ]; then
     [ -s "$DOGOPS_EC2_ROOT/ml/output/failure" ] && say "failure: $(head -c 1024 "$DOGOPS_EC2_ROOT/ml/output/failure")"
     exit "$code"
 fi
+# model.tar.gz by the training code's own packer (training.archive: the same bytes for the same model), from the
+# image, or in the rehearsal from the venv of the host's `train`; paths relative to $DOGOPS_EC2_ROOT.
+if [ -n "${DOGOPS_TRAIN_ON_HOST:-}" ]; then
+    pack() { (cd "$DOGOPS_EC2_ROOT" && "${DOGOPS_TRAIN_ON_HOST%/*}/python" -m training.archive pack "$@"); }
+else
+    pack() { $DOCKER run --rm -v "$DOGOPS_EC2_ROOT:/ec2" -w /ec2 --entrypoint python "$DOGOPS_IMAGE" -m training.archive pack "$@"; }
+fi
+mkdir -p "$DOGOPS_EC2_ROOT/state"
+pack ml/model state/model.tar.gz || { say "packing the model failed"; exit 1; }
 helper upload || { say "model upload failed"; exit 1; }

@@ -2,7 +2,11 @@
 every hostile archive it refuses."""
 
 import io
+import os
+import subprocess
+import sys
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +114,14 @@ def test_s3_uris_split_into_bucket_and_prefix():
     assert archive.parse_s3_uri("s3://bucket") == ("bucket", "")
     with pytest.raises(ValueError, match="not an s3://"):
         archive.parse_s3_uri("https://bucket/x")
+
+
+def test_the_packer_runs_as_a_command_for_hosts_without_the_package(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "model.pth").write_bytes(b"weights")
+    result = subprocess.run([sys.executable, "-m", "training.archive", "pack", "model", "model.tar.gz"],
+                            cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(archive.__file__).parents[1])})
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "model.tar.gz").read_bytes() == archive.pack(tmp_path / "model", tmp_path / "x.tar.gz").read_bytes()
+    assert archive.main(["unpack", "a", "b"]) == 2
