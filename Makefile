@@ -105,6 +105,23 @@ clean:  ## stop the native stack; remove its state, data, model and logs, and tu
 	-$(BIN)/dogops down
 	rm -rf .dogops/stack tuning-jobs
 
+# The SageMaker Python SDKs, each in a venv of its own (never a dependency of dogops): .venv-sdk2 has
+# the newest 2.x, .venv-sdk3 the newest 3.x, each from its exact, hashed lock in examples/sagemaker-sdk/
+# (with nbclient + ipykernel to run the example notebooks headless). The SDK tests and examples use them.
+SDK_DIR := examples/sagemaker-sdk
+.venv-sdk%/.installed: $(SDK_DIR)/requirements-v%.txt $(BIN)/.installed
+	rm -rf .venv-sdk$*
+	$(PYTHON) -m venv .venv-sdk$*
+	$(BIN)/uv pip install --quiet --python .venv-sdk$*/bin/python --require-hashes -r $<
+	touch $@
+
+.PHONY: sdk-venvs sdk-lock
+sdk-venvs: .venv-sdk2/.installed .venv-sdk3/.installed  ## the SageMaker SDK venvs: .venv-sdk2 (SDK 2.x), .venv-sdk3 (SDK 3.x), from examples/sagemaker-sdk/requirements-v*.txt
+
+sdk-lock: $(BIN)/.installed  ## regenerate examples/sagemaker-sdk/requirements-v*.txt from their .in files (exact, hashed)
+	for v in 2 3; do $(BIN)/uv pip compile $(SDK_DIR)/requirements-v$$v.in --quiet --universal --python-version 3.11 \
+	  --generate-hashes --custom-compile-command 'make sdk-lock' -o $(SDK_DIR)/requirements-v$$v.txt || exit 1; done
+
 .PHONY: promote destroy
 STAGE ?= dev
 
