@@ -1,22 +1,37 @@
 """SageMaker endpoints on moto's server: ``UpdateEndpoint`` (moto answers 500), which rolls the endpoint to a
-new config in place (keeping its name and creation time; like moto's ``CreateEndpoint``, ``InService`` at once),
-needed to republish a retrained model; and the emulator's table of hosted endpoints: where the gateway sends ``InvokeEndpoint`` for an endpoint whose
-model runs in its own container (``services.hosting.endpoints``). In memory, like the rest of the emulator's state.
+new config in place (keeping its name and creation time), needed to republish a retrained model; hosting; and the
+emulator's table of hosted endpoints: where the gateway sends ``InvokeEndpoint``. In memory, like the rest of the
+emulator's state.
 
-    PUT    /_dogops/hosting/<region>/<endpoint>   {"url": ..., "container": ...}   register (replaces)
+Hosting (``DOGOPS_HOSTING``): with ``native``, every endpoint moto's backend creates, rolls or deletes (through
+the API, an SDK or a CloudFormation stack) is made real by ``services.hosting.reconciler``: a ``serve`` process
+per production variant, the endpoint ``Creating``/``Updating`` until they answer ``/ping``, then ``InService``
+with its routes in the table below (or ``Failed`` with the reason). With ``off`` (the default) an endpoint is only
+recorded, ``InService`` at once as in moto, and something else registers its route (``dogops promote apply``
+hosts it in a container: ``services.hosting.endpoints``).
+
+    PUT    /_dogops/hosting/<region>/<endpoint>   {"url": ..., "container": ..., "variants": {name: url}}
+                                                  register (replaces; without variants, every variant is at url)
     GET    /_dogops/hosting/<region>/<endpoint>   that entry, or 404 (also once the endpoint is deleted)
     DELETE /_dogops/hosting/<region>/<endpoint>   drop it
-    GET    /_dogops/hosting                       {"routes": [{"region", "endpoint", "url", "container"}]}
+    GET    /_dogops/hosting                       {"routes": [{"region", "endpoint", "url", "container", "variants"}]}
 """
 
 import json
+import os
 import threading
+from pathlib import Path
+from urllib.parse import urlparse
 
 from moto.core.responses import ActionResult
-from moto.sagemaker.models import FakeEndpoint
+from moto.core.utils import utcnow
+from moto.s3.models import s3_backends
+from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
+from moto.utilities.utils import get_partition
 from werkzeug.wrappers import Request, Response
 
+from ..hosting import reconciler
 from ..stack import settings
 
 PREFIX = settings.HOSTING_ROUTES
@@ -47,6 +62,93 @@ def _update_endpoint(self) -> ActionResult:
 SageMakerResponse.update_endpoint = _update_endpoint
 
 
+def hosting() -> str:
+    """``DOGOPS_HOSTING``: ``native`` (a ``serve`` per variant) or ``off`` (recorded only)."""
+    value = os.environ.get("DOGOPS_HOSTING", "off")
+    if value not in ("native", "off"):
+        raise ValueError(f"DOGOPS_HOSTING must be native or off, not {value!r}")
+    return value
+
+
+def _fetcher(account: str, region: str):
+    """``fetch(s3 url, path)``: an object of this emulator's S3 written to ``path`` (FileNotFoundError if none)."""
+    def fetch(url: str, path: Path) -> None:
+        parsed = urlparse(url)
+        try:
+            key = s3_backends[account][get_partition(region)].get_object(parsed.netloc, parsed.path.lstrip("/"))
+        except Exception as exc:  # noqa: BLE001 (moto's missing bucket or key errors)
+            raise FileNotFoundError(url) from exc
+        if key is None:
+            raise FileNotFoundError(url)
+        path.write_bytes(key.value)
+    return fetch
+
+
+def _variants(backend, config: str) -> list[reconciler.Variant]:
+    """The config's production variants, each with its model's primary container."""
+    found = []
+    for variant in backend.endpoint_configs[config].production_variants:
+        model = backend._models.get(variant.get("ModelName"))
+        container = (model.primary_container or (model.containers or [{}])[0]) if model else {}
+        found.append(reconciler.Variant(
+            variant["VariantName"], variant.get("ModelName", ""), container.get("ModelDataUrl", ""),
+            {str(k): str(v) for k, v in (container.get("Environment") or {}).items()},
+            _fetcher(backend.account_id, backend.region_name)))
+    return found
+
+
+def _publisher(region: str, name: str):
+    def publish(variants: dict[str, str] | None) -> None:
+        with _lock:
+            if variants is None:
+                _routes.pop((region, name), None)
+            else:
+                _routes[(region, name)] = {"url": next(iter(variants.values())), "container": "",
+                                           "variants": variants}
+    return publish
+
+
+def _reporter(backend, endpoint: FakeEndpoint, old: FakeEndpoint | None):
+    """``report(status, failure_reason, rolled_back)`` on ``endpoint``, while it is still the endpoint's current
+    state; a rolled-back update puts ``old`` back, in service, with the reason."""
+    def report(status: str, failure_reason: str | None = None, rolled_back: bool = False) -> None:
+        with _lock:
+            if backend.endpoints.get(endpoint.endpoint_name) is not endpoint:
+                return  # deleted, or updated again since
+            target = endpoint
+            if rolled_back and old is not None:
+                backend.endpoints[endpoint.endpoint_name] = target = old
+            target.endpoint_status, target.failure_reason = status, failure_reason
+            target.last_modified_time = utcnow()
+    return report
+
+
+_moto_create_endpoint = SageMakerModelBackend.create_endpoint
+_moto_delete_endpoint = SageMakerModelBackend.delete_endpoint
+
+
+def _create_endpoint(self, endpoint_name: str, endpoint_config_name: str, tags: list) -> FakeEndpoint:
+    """moto's ``create_endpoint`` (the API's, CloudFormation's, ``UpdateEndpoint``'s), then hosted natively."""
+    old = self.endpoints.get(endpoint_name)
+    endpoint = _moto_create_endpoint(self, endpoint_name, endpoint_config_name, tags)
+    if hosting() == "native":
+        endpoint.endpoint_status = "Updating" if old else "Creating"
+        reconciler.reconcile((self.account_id, self.region_name, endpoint_name),
+                             _variants(self, endpoint_config_name), _reporter(self, endpoint, old),
+                             _publisher(self.region_name, endpoint_name), updating=old is not None)
+    return endpoint
+
+
+def _delete_endpoint(self, endpoint_name: str) -> None:
+    _moto_delete_endpoint(self, endpoint_name)
+    reconciler.remove((self.account_id, self.region_name, endpoint_name),
+                      _publisher(self.region_name, endpoint_name))
+
+
+SageMakerModelBackend.create_endpoint = _create_endpoint
+SageMakerModelBackend.delete_endpoint = _delete_endpoint
+
+
 def _json(status: int, body: dict) -> Response:
     return Response(json.dumps(body), status, content_type="application/json")
 
@@ -73,7 +175,8 @@ def handle(request: Request) -> Response:
     if request.method == "PUT":
         try:
             entry = json.loads(request.get_data())
-            entry = {"url": str(entry["url"]).rstrip("/"), "container": str(entry.get("container", ""))}
+            entry = {"url": str(entry["url"]).rstrip("/"), "container": str(entry.get("container", "")),
+                     "variants": {str(k): str(v).rstrip("/") for k, v in (entry.get("variants") or {}).items()}}
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return _json(400, {"error": f"bad request: {exc!r}"})
         if not _endpoint_exists(*key):

@@ -10,6 +10,7 @@ Settings: ``DOGOPS_ENDPOINT_TIMEOUT`` (seconds the container may take, default 6
 """
 
 import os
+import random
 
 import requests
 import urllib3
@@ -59,15 +60,18 @@ def _lookup(region: str, name: str) -> dict:
         raise EndpointUnavailable(f"Endpoint {name} of account {settings.ACCOUNT} not found.") from None
 
 
-def serving_url(region: str, name: str) -> str:
-    """Where the endpoint's model answers: its hosted container, else the stack's serving (reused a moment)."""
-    return _routes.get((region, name), lambda: _hosted_route(region, name)) or settings.serving_url()
+def serving_url(region: str, name: str, variant: str) -> str:
+    """Where the variant's model answers: its hosted server, else the stack's serving (reused a moment)."""
+    entry = _routes.get((region, name), lambda: _hosted_route(region, name))
+    if not entry:
+        return settings.serving_url()
+    return entry.get("variants", {}).get(variant) or entry["url"]
 
 
-def _hosted_route(region: str, name: str) -> str | None:
+def _hosted_route(region: str, name: str) -> dict | None:
     answer = _session.get(f"{settings.emulator_url()}{settings.HOSTING_ROUTES}/{region}/{name}", timeout=10,
                           auth=RootAuth())
-    return answer.json()["url"] if answer.status_code == 200 else None
+    return answer.json() if answer.status_code == 200 else None
 
 
 def endpoint_arn(region: str, name: str) -> str:
@@ -76,14 +80,19 @@ def endpoint_arn(region: str, name: str) -> str:
 
 
 def invoked_variant(description: dict, target: str | None) -> str:
-    """The production variant that serves the request; raise ``EndpointUnavailable`` when none can."""
+    """The production variant that serves the request: ``target`` (``TargetVariant``), else one drawn by the
+    variants' current weights, as SageMaker splits traffic; raise ``EndpointUnavailable`` when none can."""
     name, status = description["EndpointName"], description.get("EndpointStatus")
     if status not in SERVING_STATES:
         raise EndpointUnavailable(f"Endpoint {name} of account {settings.ACCOUNT} is not in service (status {status}).")
-    variants = [v["VariantName"] for v in description.get("ProductionVariants") or []] or ["AllTraffic"]
-    if target and target not in variants:
-        raise EndpointUnavailable(f"Target variant {target} not found for endpoint {name}.")
-    return target or variants[0]
+    variants = description.get("ProductionVariants") or [{"VariantName": "AllTraffic"}]
+    names = [v["VariantName"] for v in variants]
+    if target:
+        if target not in names:
+            raise EndpointUnavailable(f"Target variant {target} not found for endpoint {name}.")
+        return target
+    weights = [max(float(v.get("CurrentWeight", 1.0)), 0.0) for v in variants]
+    return random.choices(names, weights)[0] if sum(weights) > 0 else names[0]
 
 
 def _read_body() -> bytes | None:
@@ -127,8 +136,8 @@ def invoke_endpoint(name: str) -> Response:
     headers = {key: request.headers[key] for key in FORWARDED if key in request.headers}
     timeout = float(os.environ.get("DOGOPS_ENDPOINT_TIMEOUT", "60"))
     try:
-        with _session.post(serving_url(region, name) + "/invocations", data=body, headers=headers, stream=True,
-                           timeout=(CONNECT_TIMEOUT, timeout)) as upstream:
+        with _session.post(serving_url(region, name, variant) + "/invocations", data=body, headers=headers,
+                           stream=True, timeout=(CONNECT_TIMEOUT, timeout)) as upstream:
             answer = upstream.raw.read(MAX_BODY + 1, decode_content=True)
     except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):
         return model_error(name, region, 0, TIMEOUT_MESSAGE)

@@ -1,0 +1,198 @@
+"""Native hosting (``DOGOPS_HOSTING=native``): endpoints created with boto3 on a real emulator are served by their
+own ``serve`` processes, reached through a real gateway's InvokeEndpoint. Each answers with ITS model (checked
+against the model run directly), a broken model fails the endpoint with a reason, variants split traffic by weight
+and honour TargetVariant, an update rolls to the new model, a delete stops the processes."""
+
+import io
+import json
+import os
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from botocore.exceptions import WaiterError
+
+from ..conftest import free_port
+from .processes import client, emulator, gateway
+
+ROLE = "arn:aws:iam::123456789012:role/sagemaker"
+IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5.1-cpu-py311-ubuntu22.04-sagemaker"
+ROWS = [[1.0, 2.0, 3.0], [-1.0, 0.5, 4.0]]
+FAST_WAIT = {"Delay": 1, "MaxAttempts": 240}
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit:FutureWarning")  # deprecated, yet what the toolkit loads
+
+
+def _net(seed: int) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return torch.nn.Linear(3, 2).eval()
+
+
+def _expected(net) -> list:
+    with torch.no_grad():
+        return net(torch.tensor(ROWS)).tolist()
+
+
+def _archive(files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+def _scripted(net) -> bytes:
+    buffer = io.BytesIO()
+    torch.jit.save(torch.jit.script(net), buffer)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    """An emulator hosting natively and a gateway whose DOGOPS_SERVING_URL answers nothing (no fallback can
+    answer); yields (emulator, gateway, hosting dir)."""
+    logs = tmp_path_factory.mktemp("native-hosting")
+    folder = logs / "hosting"
+    server = emulator(logs, DOGOPS_HOSTING="native", DOGOPS_HOSTING_DIR=folder, DOGOPS_HOSTING_TIMEOUT=120)
+    gw = gateway(logs, server.url, DOGOPS_SERVING_URL=f"http://127.0.0.1:{free_port()}")
+    client("s3", server.url).create_bucket(Bucket="models")
+    yield server, gw, folder
+    gw.stop()
+    server.stop()
+
+
+def _model(stack, name: str, files: dict[str, bytes], **container) -> None:
+    client("s3", stack[0].url).put_object(Bucket="models", Key=f"{name}/model.tar.gz", Body=_archive(files))
+    client("sagemaker", stack[0].url).create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={
+        "Image": IMAGE, "ModelDataUrl": f"s3://models/{name}/model.tar.gz", **container})
+
+
+def _config(stack, name: str, variants: dict[str, tuple[str, float]]) -> None:
+    client("sagemaker", stack[0].url).create_endpoint_config(EndpointConfigName=name, ProductionVariants=[
+        {"VariantName": variant, "ModelName": model, "InitialVariantWeight": weight, "InitialInstanceCount": 1,
+         "InstanceType": "ml.m5.large"} for variant, (model, weight) in variants.items()])
+
+
+def _invoke(stack, endpoint: str, **extra) -> tuple[str, list]:
+    answer = client("sagemaker-runtime", stack[1].url).invoke_endpoint(
+        EndpointName=endpoint, Body=json.dumps(ROWS), ContentType="application/json", Accept="application/json",
+        **extra)
+    return answer["InvokedProductionVariant"], json.loads(answer["Body"].read())
+
+
+def _close(got: list, want: list) -> bool:
+    return all(abs(a - b) < 1e-5 for row_a, row_b in zip(got, want) for a, b in zip(row_a, row_b))
+
+
+def _serving_processes(folder: Path) -> list[int]:
+    """The processes whose working directory is under ``folder`` (each ``serve`` runs in its variant's)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and Path(os.readlink(entry / "cwd")).is_relative_to(folder):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def _eventually(check, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
+def _gone(folder: Path, pids: set[int]) -> bool:
+    """Whether processes ``pids`` under ``folder`` are all gone within a minute."""
+    return _eventually(lambda: not pids & set(_serving_processes(folder)))
+
+
+@pytest.fixture(scope="module")
+def two_models(stack):
+    nets = {"alpha": _net(1), "beta": _net(2)}
+    for name, net in nets.items():
+        _model(stack, name, {"model.pt": _scripted(net)})
+    return {name: _expected(net) for name, net in nets.items()}
+
+
+def test_each_endpoint_serves_its_own_model_until_deleted(stack, two_models):
+    sagemaker = client("sagemaker", stack[0].url)
+    for name in two_models:
+        _config(stack, name, {"AllTraffic": (name, 1.0)})
+        sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
+        assert sagemaker.describe_endpoint(EndpointName=name)["EndpointStatus"] == "Creating"
+    with pytest.raises(client("sagemaker-runtime", stack[1].url).exceptions.ValidationError, match="not in service"):
+        _invoke(stack, "alpha")
+    for name in two_models:
+        sagemaker.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig=FAST_WAIT)
+    answers = {name: _invoke(stack, name) for name in two_models}
+    for name, want in two_models.items():
+        assert answers[name][0] == "AllTraffic" and _close(answers[name][1], want)
+    assert not _close(answers["alpha"][1], answers["beta"][1])
+    assert len(_serving_processes(stack[2])) >= 2
+
+    for name in two_models:
+        sagemaker.delete_endpoint(EndpointName=name)
+    assert _gone(stack[2], set(_serving_processes(stack[2])))
+    assert _eventually(lambda: not any(stack[2].iterdir())), "the models' files are left"
+    with pytest.raises(client("sagemaker-runtime", stack[1].url).exceptions.ValidationError, match="not found"):
+        _invoke(stack, "alpha")
+
+
+def test_variants_split_by_weight_and_target_variant_picks_one(stack, two_models):
+    sagemaker = client("sagemaker", stack[0].url)
+    _config(stack, "split", {"A": ("alpha", 1.0), "B": ("beta", 1.0)})
+    _config(stack, "only-b", {"A": ("alpha", 0.0), "B": ("beta", 1.0)})
+    sagemaker.create_endpoint(EndpointName="split", EndpointConfigName="split")
+    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName="split", WaiterConfig=FAST_WAIT)
+    seen = {}
+    for _ in range(30):
+        variant, answer = _invoke(stack, "split")
+        seen[variant] = answer
+    assert set(seen) == {"A", "B"}  # 1:1, 30 draws: both with probability 1 - 2**-29
+    assert _close(seen["A"], two_models["alpha"]) and _close(seen["B"], two_models["beta"])
+    for variant, model in (("A", "alpha"), ("B", "beta")):
+        got = _invoke(stack, "split", TargetVariant=variant)
+        assert got[0] == variant and _close(got[1], two_models[model])
+
+    before = set(_serving_processes(stack[2]))
+    sagemaker.update_endpoint(EndpointName="split", EndpointConfigName="only-b")
+    assert sagemaker.describe_endpoint(EndpointName="split")["EndpointStatus"] == "Updating"
+    assert _invoke(stack, "split")[0] in ("A", "B")  # the old servers answer meanwhile
+    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName="split", WaiterConfig=FAST_WAIT)
+    assert sagemaker.describe_endpoint(EndpointName="split")["EndpointConfigName"] == "only-b"
+    # the old servers go once the gateway's cached routes have expired, drained (SIGTERM)
+    assert _gone(stack[2], before), "the old servers still run"
+    assert {_invoke(stack, "split")[0] for _ in range(10)} == {"B"}  # weight 0: never drawn
+    assert _invoke(stack, "split", TargetVariant="A")[0] == "A"
+    sagemaker.delete_endpoint(EndpointName="split")
+
+
+def test_a_model_that_cannot_load_fails_the_endpoint_with_its_reason(stack):
+    sagemaker = client("sagemaker", stack[0].url)
+    _model(stack, "state-dict", {"model.pth": b"not a TorchScript archive"})
+    _config(stack, "state-dict", {"AllTraffic": ("state-dict", 1.0)})
+    sagemaker.create_model(ModelName="missing", ExecutionRoleArn=ROLE, PrimaryContainer={
+        "Image": IMAGE, "ModelDataUrl": "s3://models/nothing-here/model.tar.gz"})
+    _config(stack, "missing", {"AllTraffic": ("missing", 1.0)})
+    for name in ("state-dict", "missing"):
+        sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=name)
+        with pytest.raises(WaiterError):
+            sagemaker.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig=FAST_WAIT)
+    reason = sagemaker.describe_endpoint(EndpointName="state-dict")
+    assert reason["EndpointStatus"] == "Failed"
+    assert reason["FailureReason"].startswith("The primary container for production variant AllTraffic did not "
+                                              "pass the ping health check.")
+    assert "model.pth. Please ensure model is saved using torchscript." in reason["FailureReason"]
+    assert sagemaker.describe_endpoint(EndpointName="missing")["FailureReason"] == \
+        "Could not find model data at s3://models/nothing-here/model.tar.gz."
+    with pytest.raises(client("sagemaker-runtime", stack[1].url).exceptions.ValidationError, match="not in service"):
+        _invoke(stack, "state-dict")
+    for name in ("state-dict", "missing"):
+        sagemaker.delete_endpoint(EndpointName=name)
