@@ -73,7 +73,8 @@ def _native_env() -> dict[str, str]:
 def warm_worker() -> ForkServer | None:
     """A warm worker for native trials, or None where there cannot be one: forking it needs Linux, and
     ``train`` must be this environment's console script (its entry point is what the worker runs)."""
-    scripts = importlib.metadata.entry_points(group="console_scripts", name=TRAIN.name)
+    scripts = [s for s in importlib.metadata.entry_points(group="console_scripts", name=TRAIN.name)
+               if s.dist is not None and s.dist.name == "dogops"]  # not the training toolkit's own `train`
     if sys.platform != "linux" or not scripts or not TRAIN.exists():
         return None
     return ForkServer(TRAIN, next(iter(scripts)).value, "training.train:warm", _native_env())

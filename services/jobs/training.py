@@ -59,6 +59,8 @@ from training.sagemaker_env import resource_config, write_job_config
 
 from ..hosting.containers import docker, free_port, pull_missing
 from ..stack import settings
+from . import script_mode
+from .framework_images import pytorch_training
 from .sagemaker_s3 import download_prefix
 
 log = logging.getLogger(__name__)
@@ -180,6 +182,15 @@ def _session(region: str) -> boto3.Session:
                          region_name=region)
 
 
+def _torch_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torch")
+    except PackageNotFoundError:
+        return "(none installed)"
+
+
 def _spot_rehearsal() -> tuple[str, float] | None:
     """``DOGOPS_SPOT_INTERRUPT``: ``("epoch", N)`` or ``("after", S)``, or None."""
     raw = os.environ.get("DOGOPS_SPOT_INTERRUPT", "").strip()
@@ -221,6 +232,7 @@ class Run:
         self.stop_checked_at = 0.0  # when a remote runner last asked the emulator (_stop_asked)
         self.hosts: list[Host] = []
         self.metrics: dict[str, dict] = {}
+        self.notes: list[str] = []  # the runner's own lines at the head of algo-1's log
         self.lock = threading.Lock()
 
     # -- the job ---------------------------------------------------------------------------------------------
@@ -309,9 +321,14 @@ class Run:
                            "RecordWrapperType": channel.get("RecordWrapperType", "None"),
                            **({"ContentType": channel["ContentType"]} if channel.get("ContentType") else {})}
         checkpoint = job.get("CheckpointConfig")
+        self._script_mode(first.base / "code")
         for host in self.hosts:
             if host is not first and (first.base / "input" / "data").exists():
                 shutil.copytree(first.base / "input" / "data", host.base / "input" / "data", copy_function=os.link)
+            if host is not first and (first.base / "code").exists():
+                shutil.copytree(first.base / "code", host.base / "code")
+            if self.mode == "native" and self.scripted:
+                script_mode.job_python(host.base.parent / "venv")
             host.checkpoints.mkdir(parents=True, exist_ok=True)
             if checkpoint:
                 if checkpoint.get("LocalPath", "/opt/ml/checkpoints").rstrip("/") != "/opt/ml/checkpoints":
@@ -322,7 +339,31 @@ class Run:
             write_job_config(host.base, self.job.get("HyperParameters", {}), modes, resource_config(
                 host.name, [h.name for h in self.hosts], self.job["ResourceConfig"]["InstanceType"]))
         if self.mode == "docker":  # SageMaker pulls the image before Training
-            pull_missing(job["AlgorithmSpecification"]["TrainingImage"])
+            pull_missing(self.image)
+
+    def _script_mode(self, code_dir: Path) -> None:
+        """The user's code (``sagemaker_submit_directory``) into ``code_dir``; which image and torch run it."""
+        spec = self.job["AlgorithmSpecification"]
+        framework = pytorch_training(spec["TrainingImage"])
+        self.program = script_mode.program(self.job)
+        self.scripted = bool(self.program or spec.get("ContainerEntrypoint"))
+        self.image = spec["TrainingImage"]
+        if self.program:
+            script_mode.fetch_source(self.s3, self.job, code_dir)
+        if framework is None:
+            return
+        if not self.scripted:
+            raise ValueError(f"{framework.uri} is AWS's PyTorch training container: it runs the script a job names "
+                             "in the sagemaker_program hyperparameter (with sagemaker_submit_directory) or a "
+                             "ContainerEntrypoint, and this job names neither")
+        asked = f"PyTorch {framework.version} ({framework.processor}, {framework.python})" if framework.version \
+            else "PyTorch (version by digest)"
+        if self.mode == "docker":
+            self.image = os.environ.get("DOGOPS_FRAMEWORK_TRAINING_IMAGE", "dogops-training:dev")
+            runs = f"the image {self.image} (AWS's sagemaker-training toolkit) runs it"
+        else:
+            runs = f"torch {_torch_version()} of the stack's Python runs it natively"
+        self.notes = [f"dogops: {spec['TrainingImage']} asks for {asked}; {runs}"]
 
     # -- Training ----------------------------------------------------------------------------------------------
     def _command(self, host: Host, port: int) -> tuple[list[str], dict]:
@@ -334,16 +375,31 @@ class Run:
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // len(self.hosts)))
         args = spec.get("ContainerArguments") or ["train"]
         if self.mode == "native":
-            native = Path(sys.executable).parent / "train"
-            if spec.get("ContainerEntrypoint"):
-                raise ValueError("a ContainerEntrypoint runs only with DOGOPS_TRAINING_MODE=docker")
-            base = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_", "AWS_", "DOGOPS_"))}
-            return [str(native), *args], {**base, **env, "SAGEMAKER_BASE_DIR": str(host.base)}
+            return self._native(host, args, env)
+        hosts = [f"--add-host={h.name}:127.0.0.1" for h in self.hosts] if self.scripted else []
         entrypoint = ["--entrypoint", spec["ContainerEntrypoint"][0]] if spec.get("ContainerEntrypoint") else []
         extra = spec.get("ContainerEntrypoint", [])[1:]
         flags = [item for k, v in env.items() for item in ("-e", f"{k}={v}")]
         return ["docker", "run", "--rm", "--name", self._container(host), "--network", "host", *flags,
-                "-v", f"{host.base}:/opt/ml", *entrypoint, spec["TrainingImage"], *extra, *args], dict(os.environ)
+                "-v", f"{host.base}:/opt/ml", *hosts, *entrypoint, self.image, *extra, *args], dict(os.environ)
+
+    def _native(self, host: Host, args: list[str], env: dict) -> tuple[list[str], dict]:
+        """A host's process in this Python: dogops' ``train`` (which runs the toolkit for a named program) or a
+        ``ContainerEntrypoint`` with the tree at ``/opt/ml``; a script runs in the host's job-private venv."""
+        spec = self.job["AlgorithmSpecification"]
+        native = Path(sys.executable).parent / "train"
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_", "AWS_", "DOGOPS_"))}
+        if not self.scripted:
+            return [str(native), *args], {**base, **env, "SAGEMAKER_BASE_DIR": str(host.base)}
+        python = host.base.parent / "venv" / "bin" / "python"
+        base["PATH"] = f"{python.parent}{os.pathsep}{base.get('PATH', os.defpath)}"
+        if spec.get("ContainerEntrypoint"):  # as in the container: /opt/ml, no SAGEMAKER_BASE_DIR
+            return script_mode.mapped(host.base, [*spec["ContainerEntrypoint"], *(spec.get("ContainerArguments") or [])]), \
+                {**base, **env}
+        # the toolkit waits until every host's name resolves, which here none does: SageMaker Studio's local
+        # mode switch skips that wait (the hosts meet at MASTER_ADDR, loopback)
+        return [str(python), str(native), *args], {**base, **env, "SAGEMAKER_BASE_DIR": str(host.base),
+                                                   "SM_STUDIO_LOCAL_MODE": "true"}
 
     def _container(self, host: Host) -> str:
         return f"{self.name}-{host.name}"
@@ -360,6 +416,8 @@ class Run:
     def _train(self, max_runtime: float, interrupt: tuple[str, float] | None) -> int | str:
         """Run the hosts to their end: the exit code of the first failing host (else 0), or "interrupted"."""
         self.report("InProgress", "Training", "Training image download completed. Training in progress.")
+        now = int(time.time() * 1000)
+        self.hosts[0].pending.extend({"timestamp": now, "message": note} for note in self.notes)
         port = free_port()
         interrupted = threading.Event()
         readers = []
@@ -404,6 +462,8 @@ class Run:
         epoch = re.compile(rf"\bepoch={int(interrupt[1])}\b") if interrupt and interrupt[0] == "epoch" else None
         for line in host.proc.stdout:
             line = line.rstrip("\n")
+            if not line.strip():  # CloudWatch Logs takes no empty event (Docker's awslogs driver skips them)
+                continue
             now = datetime.now(timezone.utc)
             with self.lock:
                 host.pending.append({"timestamp": int(now.timestamp() * 1000), "message": line})

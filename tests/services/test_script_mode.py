@@ -1,0 +1,199 @@
+"""Script mode (services/jobs/script_mode.py, training/entry.py): boto3's CreateTrainingJob with an AWS PyTorch
+training container and the SageMaker Python SDK's hyperparameters runs the user's own script natively, through
+AWS's sagemaker-training toolkit: source from S3, requirements.txt into the job's own venv, the SM_* environment,
+--name value arguments, two hosts, model.tar.gz and output.tar.gz, metrics from the log, a failure's reason;
+and a ContainerEntrypoint runs with the host's tree at /opt/ml."""
+
+import base64
+import hashlib
+import io
+import json
+import sys
+import tarfile
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from .processes import Process, client
+
+BUCKET = "script-mode-test"
+DLC = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.3.0-cpu-py311-ubuntu20.04-sagemaker"
+ROLE = "arn:aws:iam::123456789012:role/dogops-dev-training"
+USER_CODE = Path(__file__).parent / "user_code"
+METRICS = [{"Name": "train:loss", "Regex": r"train_loss=([0-9.]+);"}]
+ENDED = ("Completed", "Failed", "Stopped")
+
+
+def _wheel() -> tuple[str, bytes]:
+    """A pure-Python wheel of one module (``tinydep.answer() == 42``), as pip builds one."""
+    name, files = "tinydep-1.0-py3-none-any.whl", {
+        "tinydep.py": b"def answer():\n    return 42\n",
+        "tinydep-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: tinydep\nVersion: 1.0\n",
+        "tinydep-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = "".join(f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},"
+                     f"{len(data)}\n" for path, data in files.items()) + "tinydep-1.0.dist-info/RECORD,,\n"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as wheel:
+        for path, data in {**files, "tinydep-1.0.dist-info/RECORD": record.encode()}.items():
+            wheel.writestr(path, data)
+    return name, buffer.getvalue()
+
+
+def sourcedir() -> bytes:
+    """The user's ``sourcedir.tar.gz`` as the SDK uploads it: the script, requirements.txt, the wheel it names."""
+    wheel, data = _wheel()
+    members = {"train.py": (USER_CODE / "train.py").read_bytes(), wheel: data,
+               "requirements.txt": f"./{wheel}\n".encode()}
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for path, content in members.items():
+            info = tarfile.TarInfo(path)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def sdk_hyperparameters(**user) -> dict:
+    """Hyperparameters as the SageMaker Python SDK v2's PyTorch estimator sends them (every value JSON-quoted)."""
+    return {k: json.dumps(v) for k, v in {
+        **user, "sagemaker_program": "train.py", "sagemaker_submit_directory": f"s3://{BUCKET}/code/sourcedir.tar.gz",
+        "sagemaker_container_log_level": 20, "sagemaker_region": "us-east-1"}.items()}
+
+
+def request(name: str, hyperparameters: dict, instances: int = 1, image: str = DLC, **spec) -> dict:
+    return {"TrainingJobName": name, "RoleArn": ROLE, "HyperParameters": hyperparameters,
+            "AlgorithmSpecification": {"TrainingImage": image, "TrainingInputMode": "File",
+                                       "MetricDefinitions": METRICS, **spec},
+            "InputDataConfig": [{"ChannelName": "training", "DataSource": {"S3DataSource": {
+                "S3DataType": "S3Prefix", "S3Uri": f"s3://{BUCKET}/data", "S3DataDistributionType": "FullyReplicated"}}}],
+            "OutputDataConfig": {"S3OutputPath": f"s3://{BUCKET}/output"},
+            "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": instances, "VolumeSizeInGB": 1},
+            "StoppingCondition": {"MaxRuntimeInSeconds": 600}}
+
+
+def wait(sm, name: str, timeout: float = 300) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = sm.describe_training_job(TrainingJobName=name)
+        if job["TrainingJobStatus"] in ENDED:
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"{name} still {job['TrainingJobStatus']} / {job['SecondaryStatus']}")
+
+
+def untar(s3, uri: str) -> dict[str, bytes]:
+    bucket, key = uri[5:].split("/", 1)
+    with tarfile.open(fileobj=io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read())) as tar:
+        return {m.name.removeprefix("./"): tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+
+
+def log_lines(logs, name: str, host: str) -> list[str]:
+    group = "/aws/sagemaker/TrainingJobs"
+    stream = logs.describe_log_streams(logGroupName=group, logStreamNamePrefix=f"{name}/{host}-")["logStreams"][0]
+    return [e["message"] for e in logs.get_log_events(logGroupName=group, logStreamName=stream["logStreamName"],
+                                                      startFromHead=True)["events"]]
+
+
+@pytest.fixture(scope="module")
+def aws(tmp_path_factory):
+    """An emulator with the user's data (three numbers) and source directory in its S3."""
+    server = Process("services.emulator", tmp_path_factory.mktemp("script-mode"))
+    s3 = client("s3", server.url)
+    s3.create_bucket(Bucket=BUCKET)
+    for i, value in enumerate(("1.5", "2.5", "4")):
+        s3.put_object(Bucket=BUCKET, Key=f"data/value-{i}.txt", Body=value.encode())
+    s3.put_object(Bucket=BUCKET, Key="code/sourcedir.tar.gz", Body=sourcedir())
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def jobs(aws) -> dict[str, dict]:
+    """Two hosts on the DLC; a failing script; a ContainerEntrypoint on the dogops image: created at once."""
+    sm = client("sagemaker", aws)
+    entrypoint = {"ContainerEntrypoint": ["/bin/bash"], "ContainerArguments": [
+        "-c", "set -e; cd /opt/ml/input/data/training; cat value-*.txt > /opt/ml/model/values.txt; "
+              "cp /opt/ml/input/config/resourceconfig.json /opt/ml/output/data/; echo entry_loss=0.5;"]}
+    requests = {
+        "two-hosts": request("two-hosts", sdk_hyperparameters(epochs=3, **{"learning-rate": 0.5}), instances=2),
+        "failing": request("failing", sdk_hyperparameters(fail="the data is not what I expected")),
+        "entrypoint": request("entrypoint", {}, image="dogops-training:dev", **entrypoint)}
+    for body in requests.values():
+        sm.create_training_job(**body)
+    return {name: wait(sm, name) for name in requests}
+
+
+def test_the_users_script_runs_on_two_hosts_with_the_toolkits_environment(aws, jobs):
+    job = jobs["two-hosts"]
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    s3 = client("s3", aws)
+    model = untar(s3, job["ModelArtifacts"]["S3ModelArtifacts"])
+    assert set(model) == {"model.txt", "seen-algo-1.json", "seen-algo-2.json"}
+    assert model["model.txt"] == b"7.000000\n"  # 8 * (1 - 0.5**3), the script's own computation
+    assert untar(s3, f"s3://{BUCKET}/output/two-hosts/output/output.tar.gz") == {"report.txt": b"3 values\n"}
+    metrics = {m["MetricName"]: m["Value"] for m in job["FinalMetricDataList"]}
+    assert metrics == {"train:loss": 1.0}
+    for host in ("algo-1", "algo-2"):
+        seen = json.loads(model[f"seen-{host}.json"])
+        env = seen["env"]
+        assert seen["argv"] == ["--epochs", "3", "--learning-rate", "0.5"]  # no sagemaker_* ones
+        assert json.loads(env["SM_USER_ARGS"]) == seen["argv"]
+        assert json.loads(env["SM_HPS"]) == {"epochs": 3, "learning-rate": 0.5}
+        assert json.loads(env["SM_HOSTS"]) == ["algo-1", "algo-2"] and env["SM_CURRENT_HOST"] == host
+        assert json.loads(env["SM_CHANNELS"]) == ["training"]
+        base = Path(env["SM_MODEL_DIR"]).parent
+        assert base.parts[-3:] == (host, "opt", "ml")
+        assert env["SM_CHANNEL_TRAINING"] == str(base / "input" / "data" / "training")
+        assert env["SM_OUTPUT_DATA_DIR"] == str(base / "output" / "data")
+        assert env["SM_MODULE_DIR"] == f"s3://{BUCKET}/code/sourcedir.tar.gz" and seen["cwd"] == str(base / "code")
+        assert int(env["SM_NUM_CPUS"]) >= 1 and env["SM_NUM_GPUS"] == "0"
+        training_env = json.loads(env["SM_TRAINING_ENV"])
+        assert training_env["current_host"] == host and training_env["user_entry_point"] == "train.py"
+        assert env["MASTER_ADDR"] == "127.0.0.1"
+        # requirements.txt went into the job's own venv, never the stack's; the stack's torch is seen
+        assert seen["answer"] == 42 and Path(seen["tinydep"]).is_relative_to(base.parent / "venv")
+        assert Path(seen["python"]).parent == base.parent / "venv" / "bin"
+        assert not any(Path(p, "tinydep.py").exists() for p in sys.path if p)
+        from importlib.metadata import version
+        assert seen["torch"] == version("torch")
+
+
+def test_the_log_says_which_pytorch_was_asked_for_and_which_runs(aws, jobs):
+    from importlib.metadata import version
+
+    lines = log_lines(client("logs", aws), "two-hosts", "algo-1")
+    assert lines[0] == (f"dogops: {DLC} asks for PyTorch 2.3.0 (cpu, py311); torch {version('torch')} of the "
+                        "stack's Python runs it natively")
+    assert "epoch=3 train_loss=1.0000;" in lines
+    assert not any(line.startswith("dogops:") for line in log_lines(client("logs", aws), "two-hosts", "algo-2"))
+
+
+def test_a_failing_script_fails_the_job_with_its_error(jobs):
+    job = jobs["failing"]
+    assert job["TrainingJobStatus"] == "Failed" and job["SecondaryStatus"] == "Failed"
+    reason = job["FailureReason"]
+    assert reason.startswith("AlgorithmError: ExecuteUserScriptError:\nExitCode 1\n"), reason
+    # the toolkit's ErrorMessage: the error lines of the script's stderr, as AWS's FailureReason shows them
+    message = reason.split('ErrorMessage "', 1)[1]
+    assert message.index("ValueError") < message.index("the data is not what I expected") < message.index("Command")
+    assert len(reason) <= 1024
+
+
+def test_a_container_entrypoint_runs_natively_with_its_tree_at_opt_ml(aws, jobs):
+    job = jobs["entrypoint"]
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    s3 = client("s3", aws)
+    assert untar(s3, job["ModelArtifacts"]["S3ModelArtifacts"]) == {"values.txt": b"1.52.54"}
+    output = untar(s3, f"s3://{BUCKET}/output/entrypoint/output/output.tar.gz")
+    assert json.loads(output["resourceconfig.json"])["hosts"] == ["algo-1"]
+    assert not Path("/opt/ml/model/values.txt").exists()  # the mapping stayed inside the job's process
+
+
+def test_the_dlc_without_a_script_or_entrypoint_fails_clearly(aws):
+    sm = client("sagemaker", aws)
+    sm.create_training_job(**request("no-script", {"epochs": "1"}))
+    job = wait(sm, "no-script")
+    assert job["TrainingJobStatus"] == "Failed"
+    assert "sagemaker_program" in job["FailureReason"] and "ContainerEntrypoint" in job["FailureReason"]
