@@ -8,6 +8,8 @@ import base64
 import hashlib
 import io
 import json
+import os
+import subprocess
 import sys
 import tarfile
 import time
@@ -16,7 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from .processes import Process, client
+from services.stack import settings
+
+from .processes import ROOT, Process, client
 
 BUCKET = "script-mode-test"
 DLC = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.3.0-cpu-py311-ubuntu20.04-sagemaker"
@@ -24,6 +28,7 @@ ROLE = "arn:aws:iam::123456789012:role/dogops-dev-training"
 USER_CODE = Path(__file__).parent / "user_code"
 METRICS = [{"Name": "train:loss", "Regex": r"train_loss=([0-9.]+);"}]
 ENDED = ("Completed", "Failed", "Stopped")
+SDK_VENV = ROOT / ".venv-sdk2" / "bin" / "python"
 
 
 def _wheel() -> tuple[str, bytes]:
@@ -41,11 +46,15 @@ def _wheel() -> tuple[str, bytes]:
     return name, buffer.getvalue()
 
 
-def sourcedir() -> bytes:
-    """The user's ``sourcedir.tar.gz`` as the SDK uploads it: the script, requirements.txt, the wheel it names."""
+def source_files() -> dict[str, bytes]:
+    """The user's source directory: the script, requirements.txt, the wheel it names."""
     wheel, data = _wheel()
-    members = {"train.py": (USER_CODE / "train.py").read_bytes(), wheel: data,
-               "requirements.txt": f"./{wheel}\n".encode()}
+    return {"train.py": (USER_CODE / "train.py").read_bytes(), wheel: data, "requirements.txt": f"./{wheel}\n".encode()}
+
+
+def sourcedir() -> bytes:
+    """The user's ``sourcedir.tar.gz`` as the SDK uploads it."""
+    members = source_files()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
         for path, content in members.items():
@@ -197,3 +206,48 @@ def test_the_dlc_without_a_script_or_entrypoint_fails_clearly(aws):
     job = wait(sm, "no-script")
     assert job["TrainingJobStatus"] == "Failed"
     assert "sagemaker_program" in job["FailureReason"] and "ContainerEntrypoint" in job["FailureReason"]
+
+
+@pytest.mark.skipif(not SDK_VENV.exists(), reason="needs the SDK v2 venv (make sdk-venvs)")
+def test_the_sdk_v2_pytorch_estimator_fits_the_users_script_on_two_instances(aws, tmp_path):
+    """The real SDK in its own venv: ``PyTorch(entry_point=..., source_dir=...).fit()``; then the same script run
+    directly, for the overhead of a training job (printed)."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name, content in source_files().items():
+        (source / name).write_bytes(content)
+    name = "sdk-v2-fit"
+    arguments = {"bucket": BUCKET, "data": f"s3://{BUCKET}/data", "image": DLC, "role": ROLE, "name": name,
+                 "source_dir": str(source)}
+    env = {**settings.emulator_env(), "AWS_ENDPOINT_URL": aws, "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
+           "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([str(SDK_VENV), str(USER_CODE / "fit_v2.py"), json.dumps(arguments)], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    sm, s3 = client("sagemaker", aws), client("s3", aws)
+    job = sm.describe_training_job(TrainingJobName=name)
+    assert job["TrainingJobStatus"] == "Completed" and report["model_data"] == job["ModelArtifacts"]["S3ModelArtifacts"]
+    assert job["HyperParameters"]["sagemaker_program"] == '"train.py"'
+    assert job["HyperParameters"]["sagemaker_submit_directory"] == f'"s3://{BUCKET}/{name}/source/sourcedir.tar.gz"'
+    model = untar(s3, report["model_data"])
+    assert model["model.txt"] == b"7.000000\n"
+    assert json.loads(model["seen-algo-2.json"])["argv"] == ["--epochs", "3", "--learning-rate", "0.5"]
+    assert {m["MetricName"]: m["Value"] for m in job["FinalMetricDataList"]} == {"train:loss": 1.0}
+
+    tree = tmp_path / "direct"
+    for sub in ("model", "output", "data"):
+        (tree / sub).mkdir(parents=True)
+    for i, value in enumerate(("1.5", "2.5", "4")):
+        (tree / "data" / f"value-{i}.txt").write_text(value)
+    direct_env = {**os.environ, "SM_MODEL_DIR": str(tree / "model"), "SM_OUTPUT_DATA_DIR": str(tree / "output"),
+                  "SM_CHANNEL_TRAINING": str(tree / "data"), "SM_CURRENT_HOST": "algo-1", "SM_HOSTS": '["algo-1"]',
+                  "PYTHONPATH": str(source / _wheel()[0])}  # a pure-Python wheel imports from the zip
+    started = time.monotonic()
+    subprocess.run([sys.executable, str(source / "train.py"), "--epochs", "3", "--learning-rate", "0.5"],
+                   env=direct_env, check=True, capture_output=True, timeout=120)
+    direct = time.monotonic() - started
+    assert (tree / "model" / "model.txt").read_text() == "7.000000\n"
+    print(f"script mode: fit() to Completed {report['fit_to_completed_s']:.2f} s on 2 instances, the script run "
+          f"directly {direct:.2f} s: {report['fit_to_completed_s'] / direct:.1f}x, "
+          f"{report['fit_to_completed_s'] - direct:.2f} s of job overhead")
