@@ -9,6 +9,8 @@ boto3 and the SDKs raise a ``ClientError`` with a code:
 - a path no route of a REST service takes (Lambda's code signing, ...): 404, the same codes;
 - a part of an action that moto does not do (a ``NotImplementedError`` from inside it): 501 ``NotImplemented``
   (S3's code for it), with moto's reason;
+- a request member moto cannot read as its shape's type (``"InstanceCount": "one"`` from a client that does not
+  validate): 400 ``SerializationException``, as AWS answers it;
 - any other failure: 500 ``InternalFailure`` (AWS's; botocore retries it as it retries AWS's), the traceback in
   the emulator's log.
 
@@ -16,7 +18,9 @@ Importing this module makes moto's ``call_action`` raise :class:`ActionNotImplem
 """
 
 import traceback
+from pathlib import Path
 
+from moto.core import parse as moto_parse
 from moto.core.responses import BaseResponse
 from moto.core.utils import camelcase_to_underscores, method_names_from_class
 from werkzeug.wrappers import Response
@@ -57,9 +61,17 @@ def failure(service: str, error: Exception) -> Response:
         return unknown(service, f"{service}:{error.action}")
     if isinstance(error, NotImplementedError):
         return refusals.error(service, 501, "NotImplemented", f"{error} (not implemented by the dogops emulator)")
+    if isinstance(error, (TypeError, ValueError)) and _raised_in(error, _PARSER):
+        return refusals.error(service, 400, "SerializationException", f"A request member is not of its type: {error}")
     traceback.print_exception(error)
     return refusals.error(service, 500, "InternalFailure", f"The emulator failed on this request: {error!r}")
 
 
+def _raised_in(error: Exception, path: Path) -> bool:
+    frames = traceback.extract_tb(error.__traceback__)
+    return bool(frames) and Path(frames[-1].filename) == path
+
+
+_PARSER = Path(moto_parse.__file__)  # moto's reader of request members
 _moto_call_action = BaseResponse.call_action
 BaseResponse.call_action = _call_action
