@@ -14,12 +14,15 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import optuna
 import yaml
 
-from training.hyperparameters import Hyperparameters
+from training.hyperparameters import Hyperparameters, is_platform_key
 from training.metrics import metric_definitions
+
+if TYPE_CHECKING:  # optuna is imported where a search runs: the emulator validates specs without it
+    import optuna
 
 DEFAULT_SPEC = Path(__file__).with_name("default-spec.yaml")
 STRATEGIES = ("Bayesian", "Random", "Hyperband", "Grid")
@@ -44,7 +47,7 @@ class Range:
     scaling: str = "Linear"  # after resolving Auto
     values: tuple[str, ...] = ()
 
-    def suggest(self, trial: optuna.Trial) -> str:
+    def suggest(self, trial: "optuna.Trial") -> str:
         """Sample this range in ``trial``; the value as ``hyperparameters.json`` holds it."""
         if self.kind == "categorical":
             return trial.suggest_categorical(self.name, list(self.values))
@@ -115,8 +118,15 @@ def _ranges(raw: dict) -> list[Range]:
     return ranges
 
 
-def parse_spec(raw: dict) -> TuningSpec:
-    """Validate a spec dict; every problem is a SpecError naming the field."""
+def _unquoted(text: str) -> str:
+    """A static value as the program reads it (SDK v2's framework estimators JSON-quote every string)."""
+    return json.loads(text) if len(text) >= 2 and text[0] == text[-1] == '"' else text
+
+
+def parse_spec(raw: dict, train_names: bool = True) -> TuningSpec:
+    """Validate a spec dict; every problem is a SpecError naming the field. With ``train_names``, every
+    hyperparameter must be one ``train`` knows (the keys SageMaker and its SDKs add, ``sagemaker_*``, always pass:
+    a user's own script takes what it likes)."""
     unknown = set(raw) - KNOWN_KEYS
     if unknown:
         raise SpecError(f"unknown spec key(s): {', '.join(sorted(unknown))}")
@@ -142,8 +152,8 @@ def parse_spec(raw: dict) -> TuningSpec:
         if clash:
             raise SpecError(f"{', '.join(sorted(clash))} is both static and tuned")
         known = {f.name for f in dataclasses.fields(Hyperparameters)}
-        strange = sorted(({r.name for r in ranges} | set(static)) - known)
-        if strange:
+        strange = sorted(n for n in ({r.name for r in ranges} | set(static)) - known if not is_platform_key(n))
+        if strange and train_names:
             raise SpecError(f"unknown hyperparameter(s) {', '.join(strange)}; train knows {', '.join(sorted(known))}")
         early = raw.get("TrainingJobEarlyStoppingType", "Off")
         if early not in ("Off", "Auto"):
@@ -160,7 +170,8 @@ def parse_spec(raw: dict) -> TuningSpec:
         hyperband = (raw.get("StrategyConfig") or {}).get("HyperbandStrategyConfig") or {}
         if strategy == "Hyperband" and early != "Off":
             raise SpecError("Hyperband does its own early stopping: TrainingJobEarlyStoppingType must be Off")
-        max_resource = int(hyperband.get("MaxResource", static.get("epochs", 0)))
+        max_resource = int(hyperband.get("MaxResource", 0)) or (
+            int(_unquoted(static.get("epochs", "0"))) if strategy == "Hyperband" else 0)
         if strategy == "Hyperband" and not max_resource:
             raise SpecError("Hyperband needs StrategyConfig.HyperbandStrategyConfig.MaxResource or a static epochs")
     except KeyError as exc:
@@ -189,8 +200,10 @@ def load_spec(path: Path | None = None) -> TuningSpec:
     return parse_spec(raw)
 
 
-def sampler_and_pruner(spec: TuningSpec) -> tuple[optuna.samplers.BaseSampler, optuna.pruners.BasePruner]:
+def sampler_and_pruner(spec: TuningSpec) -> tuple["optuna.samplers.BaseSampler", "optuna.pruners.BasePruner"]:
     """optuna's counterparts of the spec's strategy and early stopping."""
+    import optuna
+
     if spec.strategy == "Grid":
         sampler = optuna.samplers.GridSampler(spec.grid(), seed=spec.seed)
     elif spec.strategy == "Random":

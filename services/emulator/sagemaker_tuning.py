@@ -3,7 +3,9 @@
 moto 5 marks a tuning job ``Completed`` the moment it is created, with a made-up ``BestTrainingJob``, and has
 neither ``ListTrainingJobsForHyperParameterTuningJob`` nor ``StopHyperParameterTuningJob``. Here:
 
-- ``CreateHyperParameterTuningJob``: ``InProgress`` with no trial yet; the local tuner (``services.jobs.tuning``)
+- ``CreateHyperParameterTuningJob``: validated as the local tuner will run it (``services.jobs.tuning_request``:
+  either form of training job definition, ``HyperParameterTuningResourceConfig``, the search's spec), a problem
+  answered as AWS's ``ValidationException`` (400); then ``InProgress`` with no trial yet; the local tuner (``services.jobs.tuning``)
   runs it in a thread of the emulator, each trial a training job with the job's ``TuningJobArn``
   (``DOGOPS_TRAINING_RUNNER=host``: left to a runner on the host, as training jobs are; ``off``: to nobody);
 - the tuner reports through :func:`update` (status, ``TrainingJobStatusCounters``, ``ObjectiveStatusCounters``,
@@ -20,6 +22,7 @@ from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import sagemaker_backends
 from moto.sagemaker.responses import SageMakerResponse
 
+from ..jobs.tuning_request import RequestError, definitions
 from . import sagemaker_training
 from .sagemaker_lists import page
 
@@ -52,6 +55,10 @@ def update(account: str, region: str, name: str, status: str | None = None, seco
 
 
 def _create(self) -> ActionResult:
+    try:
+        definitions(self.params)
+    except RequestError as exc:
+        raise ValidationError(str(exc)) from None
     result = _original_create(self)
     name = self._get_param("HyperParameterTuningJobName")
     job = _job(self.current_account, self.region, name)

@@ -2,17 +2,20 @@
 
 ``services.emulator.sagemaker_tuning`` starts :func:`start` in a thread of the emulator for each ``CreateHyperParameterTuningJob``
 (where the emulator leaves jobs to the host, ``dogops promote tune`` claims it and runs it there:
-:func:`run_on_host`). The job's description is the tuner's spec, in the same vocabulary
-(``dogops.tuning.spec``): ``HyperParameterTuningJobConfig`` with the definition's ``StaticHyperParameters`` and
-``MetricDefinitions``. ``dogops.tuning.local.run_tuning_job`` searches as it does locally (the strategy's optuna
-sampler, early stopping's pruner, ``MaxParallelTrainingJobs`` at once), and each trial is a training job created
-on the emulator from the job's ``TrainingJobDefinition``: the static and sampled hyperparameters with
-``_tuning_objective_metric``, named ``<tuning job>-<NNN>-<8 hex>`` as SageMaker names them, with the tuning job's
-``TuningJobArn``, its checkpoints under ``<CheckpointConfig.S3Uri>/<trial>``; the training runner
-(``services.jobs.training``) runs it. The objective, each time a trial logs it, feeds early stopping: a pruned trial is
-stopped (``StopTrainingJob``). The tuning job's counters, trials and ``BestTrainingJob`` follow the trials; the
-results (``results.csv``, ``results.json``, ``objective.png``) land in ``DOGOPS_TUNING_DIR/<job>`` (default
-``<tmp>/dogops-tuning``).
+:func:`run_on_host`). The job's description gives the tuner one spec per training job definition
+(``services.jobs.tuning_request``: ``TrainingJobDefinition`` or ``TrainingJobDefinitions``, in the vocabulary of
+``dogops.tuning.spec``). ``dogops.tuning.local.run_tuning_job`` searches each as it does locally (the strategy's
+optuna sampler, early stopping's pruner, ``MaxParallelTrainingJobs`` at once), and each trial is a training job
+created on the emulator from its definition: the static hyperparameters as sent (the SDK's ``sagemaker_*`` keys
+too) and the sampled ones with ``_tuning_objective_metric``, the definition's ``ResourceConfig`` (or one from its
+``HyperParameterTuningResourceConfig``), named ``<tuning job>-<NNN>-<8 hex>`` as SageMaker names them, with the
+tuning job's ``TuningJobArn``, its checkpoints under ``<CheckpointConfig.S3Uri>/<trial>``; the training runner
+(``services.jobs.training``) runs it and reads the objective from its log with the definition's
+``MetricDefinitions``. The objective, each time a trial logs it, feeds early stopping: a pruned trial is
+stopped (``StopTrainingJob``). The tuning job's counters, trials (with ``TunedHyperParameters``, the
+objective, the definition's name) and ``BestTrainingJob`` follow the trials; the results (``results.csv``,
+``results.json``, ``objective.png``) land in ``DOGOPS_TUNING_DIR/<job>`` (``/<definition>`` for each of several;
+default ``<tmp>/dogops-tuning``).
 """
 
 import logging
@@ -24,13 +27,14 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 from dogops.tuning.local import run_tuning_job
-from dogops.tuning.spec import KNOWN_KEYS, TuningSpec, parse_spec
 from dogops.tuning.trial import TrialResult
 
 from . import training
+from .tuning_request import Definition, definitions
 
 log = logging.getLogger(__name__)
 
@@ -38,21 +42,12 @@ KIND = "HyperParameterTuningJob"
 ENDED = ("Completed", "Failed", "Stopped")
 POLL_S = 1.0
 COPIED = ("AlgorithmSpecification", "RoleArn", "InputDataConfig", "VpcConfig", "OutputDataConfig",
-          "StoppingCondition", "ResourceConfig", "EnableNetworkIsolation", "EnableInterContainerTrafficEncryption",
+          "StoppingCondition", "EnableNetworkIsolation", "EnableInterContainerTrafficEncryption",
           "EnableManagedSpotTraining", "RetryStrategy", "Environment")
 
 
 def tuning_dir() -> Path:
     return Path(os.environ.get("DOGOPS_TUNING_DIR") or Path(tempfile.gettempdir()) / "dogops-tuning")
-
-
-def spec_of(job: dict) -> TuningSpec:
-    """The tuner's spec of a described tuning job (a problem is the job's failure reason)."""
-    definition = job["TrainingJobDefinition"]
-    raw = {k: v for k, v in job["HyperParameterTuningJobConfig"].items() if k in KNOWN_KEYS}
-    raw["StaticHyperParameters"] = definition.get("StaticHyperParameters") or {}
-    raw["MetricDefinitions"] = definition["AlgorithmSpecification"].get("MetricDefinitions")
-    return parse_spec(raw)
 
 
 def start(name: str, region: str, emulator_url: str, report: training.Report, report_trial: Callable[..., None]) -> None:
@@ -90,11 +85,19 @@ class TuningRun:
         started, fields = time.monotonic(), {}
         try:
             self.job = self.sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=self.name)
-            self.spec = spec_of(self.job)
+            self.definitions = definitions(self.job, check_names=True)
+            self.minimize = self.definitions[0].spec.minimize
             folder = tuning_dir() / self.name
             shutil.rmtree(folder, ignore_errors=True)  # an earlier emulator's job of that name: not this one
-            run_tuning_job(self.spec, None, folder, stopping=self.stopping, runner=self.trial,
-                           trial_name=lambda number: f"{self.name}-{number + 1:03d}-{uuid.uuid4().hex[:8]}")
+            first = 1  # trials are numbered across definitions, as SageMaker numbers them
+            for definition in self.definitions:
+                if self.stopping.is_set():
+                    break
+                run_tuning_job(definition.spec, None, folder / definition.name if definition.name else folder,
+                               stopping=self.stopping, runner=partial(self.trial, definition),
+                               trial_name=lambda number, first=first:
+                               f"{self.name}-{first + number:03d}-{uuid.uuid4().hex[:8]}")
+                first += definition.spec.max_jobs
             log.info("tuning job %s: results in %s", self.name, folder)
             completed = any(t["TrainingJobStatus"] == "Completed" for t in self.trials.values())
             status = "Stopped" if self.stopping.is_set() else "Completed" if completed else "Failed"
@@ -116,7 +119,7 @@ class TuningRun:
         objectives = [t["ObjectiveStatus"] for t in trials]
         done = [t for t in trials if t["TrainingJobStatus"] == "Completed" and t["ObjectiveStatus"] == "Succeeded"]
         value = (lambda t: t["FinalHyperParameterTuningJobObjectiveMetric"]["Value"])
-        best = (min if self.spec.minimize else max)(done, key=value) if done else None
+        best = (min if self.minimize else max)(done, key=value) if done else None
         return {"trials": trials, "best_training_job": best,
                 "training_job_status_counters": {"Completed": statuses.count("Completed"),
                                                  "InProgress": statuses.count("InProgress") + statuses.count(
@@ -124,74 +127,78 @@ class TuningRun:
                                                  "NonRetryableError": len(failed), "Stopped": statuses.count("Stopped")},
                 "objective_status_counters": {k: objectives.count(k) for k in ("Succeeded", "Pending", "Failed")}}
 
-    def _summarize(self, job: dict, tuned: dict) -> None:
+    def _summarize(self, job: dict, tuned: dict, definition: Definition) -> None:
+        spec = definition.spec
         metrics = {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])}
         status = job["TrainingJobStatus"]
         objective = "Pending" if status in ("InProgress", "Stopping") else (
-            "Succeeded" if self.spec.objective in metrics else "Failed")
+            "Succeeded" if spec.objective in metrics else "Failed")
         summary = {"TrainingJobName": job["TrainingJobName"], "TrainingJobArn": job["TrainingJobArn"],
                    "TuningJobName": self.name, "CreationTime": job["CreationTime"], "TrainingJobStatus": status,
                    "TunedHyperParameters": tuned, "ObjectiveStatus": objective}
+        if definition.name:
+            summary["TrainingJobDefinitionName"] = definition.name
         for key in ("TrainingStartTime", "TrainingEndTime", "FailureReason"):
             if job.get(key):
                 summary[key] = job[key]
-        if self.spec.objective in metrics:
+        if spec.objective in metrics:
             summary["FinalHyperParameterTuningJobObjectiveMetric"] = {
-                "Type": "Minimize" if self.spec.minimize else "Maximize", "MetricName": self.spec.objective,
-                "Value": metrics[self.spec.objective]}
+                "Type": "Minimize" if spec.minimize else "Maximize", "MetricName": spec.objective,
+                "Value": metrics[spec.objective]}
         with self.lock:
             changed = self.trials.get(job["TrainingJobName"]) != summary
             self.trials[job["TrainingJobName"]] = summary
         if changed:
             self.report(**self._state())
 
-    def _request(self, name: str, hyperparameters: dict[str, str]) -> dict:
-        definition = self.job["TrainingJobDefinition"]
-        request = {"TrainingJobName": name, "HyperParameters": hyperparameters,
-                   **{k: definition[k] for k in COPIED if k in definition}}
-        if definition.get("CheckpointConfig"):
-            checkpoint = definition["CheckpointConfig"]
+    def _request(self, name: str, hyperparameters: dict[str, str], definition: Definition) -> dict:
+        request = {"TrainingJobName": name, "HyperParameters": hyperparameters, "ResourceConfig": definition.resources,
+                   **{k: definition.body[k] for k in COPIED if k in definition.body}}
+        if definition.body.get("CheckpointConfig"):
+            checkpoint = definition.body["CheckpointConfig"]
             request["CheckpointConfig"] = {**checkpoint, "S3Uri": f"{checkpoint['S3Uri'].rstrip('/')}/{name}"}
         tags = self.sm.list_tags(ResourceArn=self.job["HyperParameterTuningJobArn"]).get("Tags")
         if tags:
             request["Tags"] = tags
         return request
 
-    def trial(self, name: str, hyperparameters: dict[str, str], report, threads: int) -> TrialResult:
-        """Run one trial as a training job to its end (the local tuner's runner)."""
-        tuned = {r.name: hyperparameters[r.name] for r in self.spec.ranges}
+    def trial(self, definition: Definition, name: str, hyperparameters: dict[str, str], report,
+              threads: int) -> TrialResult:
+        """Run one trial of ``definition`` as a training job to its end (the local tuner's runner)."""
+        spec = definition.spec
+        tuned = {r.name: hyperparameters[r.name] for r in spec.ranges}
         steps, pruned = [0], threading.Event()
 
         def observe(metric: str, value: float) -> None:
-            if metric == self.spec.objective and not pruned.is_set():
+            if metric == spec.objective and not pruned.is_set():
                 steps[0] += 1
                 if report(value, steps[0]):
                     pruned.set()
 
         training.observe(name, observe)
         try:
-            self.sm.create_training_job(**self._request(name, hyperparameters))
+            self.sm.create_training_job(**self._request(name, hyperparameters, definition))
             if self.host is not None:
                 training.run_on_host(self.host, name)
             self.report_trial(name, tuning_job_arn=self.job["HyperParameterTuningJobArn"])
-            job = self._wait(name, tuned, pruned)
+            job = self._wait(name, tuned, definition, pruned)
         finally:
             training.observe(name, None)
         metrics = {m["MetricName"]: m["Value"] for m in job.get("FinalMetricDataList", [])}
-        value, seconds = metrics.get(self.spec.objective), float(job.get("TrainingTimeInSeconds", 0))
+        value, seconds = metrics.get(spec.objective), float(job.get("TrainingTimeInSeconds", 0))
         if job["TrainingJobStatus"] == "Stopped":
             return TrialResult("Stopped", metrics, value, "stopped early: worse than earlier trials"
                                if pruned.is_set() else "the tuning job was stopped", seconds)
         if job["TrainingJobStatus"] == "Failed" or value is None:
-            reason = job.get("FailureReason") or f"no {self.spec.objective} metric in the training job's log"
+            reason = job.get("FailureReason") or f"no {spec.objective} metric in the training job's log"
             return TrialResult("Failed", metrics, None, reason, seconds)
         return TrialResult("Completed", metrics, value, "", seconds)
 
-    def _wait(self, name: str, tuned: dict, pruned: threading.Event) -> dict:
+    def _wait(self, name: str, tuned: dict, definition: Definition, pruned: threading.Event) -> dict:
         stop_sent = False
         while True:
             job = self.sm.describe_training_job(TrainingJobName=name)
-            self._summarize(job, tuned)
+            self._summarize(job, tuned, definition)
             if job["TrainingJobStatus"] in ENDED:
                 return job
             status = self.sm.describe_hyper_parameter_tuning_job(

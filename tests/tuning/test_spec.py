@@ -43,6 +43,16 @@ def test_bad_specs_are_clear_errors(change, message):
         parse_spec(raw)
 
 
+def test_the_sdks_own_keys_pass_and_a_users_script_may_take_any_name():
+    raw = _raw()
+    raw["StaticHyperParameters"].update(sagemaker_program='"train.py"', sagemaker_container_log_level="20")
+    assert parse_spec(raw).static["sagemaker_program"] == '"train.py"'  # as sent: the trial reads it
+    raw["StaticHyperParameters"]["lr"] = "0.1"
+    assert parse_spec(raw, train_names=False).static["lr"] == "0.1"
+    raw["Strategy"], raw["StaticHyperParameters"]["epochs"] = "Hyperband", '"4"'  # JSON-quoted by SDK v2
+    assert parse_spec(raw, train_names=False).max_resource == 4
+
+
 @pytest.mark.parametrize("scaling", ["Linear", "Logarithmic", "ReverseLogarithmic", "Auto"])
 def test_samples_stay_in_range_for_every_scaling(scaling):
     raw = _raw()

@@ -1,0 +1,150 @@
+"""A ``CreateHyperParameterTuningJob`` request as the local tuner runs it: its training job definitions, each with
+the tuner's spec (``dogops.tuning.spec``) and the ``ResourceConfig`` of its trials.
+
+The request takes either form the API has, as the SageMaker SDKs send them:
+
+- ``TrainingJobDefinition``, one algorithm, searched by the job config's ``HyperParameterTuningJobObjective`` and
+  ``ParameterRanges``;
+- ``TrainingJobDefinitions`` (the SDK's ``HyperparameterTuner.create``), 1 to 10 named algorithms, each with its
+  own ``TuningObjective`` and ``HyperParameterRanges`` (the job config's when a definition has none). Locally the
+  ``MaxNumberOfTrainingJobs`` are shared out evenly, in the definitions' order, and the definitions are searched
+  one after another; the objectives must agree on ``Type`` so trials of all of them can be ranked.
+
+Each definition's trials get ``ResourceConfig`` as sent, or from ``HyperParameterTuningResourceConfig``: its
+instance type, count and volume, or the first of its ``InstanceConfigs`` (AWS picks among them by capacity; a
+local machine never runs short). ``StaticHyperParameters`` pass to every trial as sent, the SDK's ``sagemaker_*``
+keys (JSON-quoted) included. Only a definition that runs dogops' own ``train`` (no ``sagemaker_program``, no
+``ContainerEntrypoint``) is held to ``train``'s hyperparameter names, and only when the job runs.
+
+Every problem is a :class:`RequestError` whose message the emulator answers as a ``ValidationException``.
+"""
+
+import dataclasses
+
+from dogops.tuning.spec import KNOWN_KEYS, SpecError, TuningSpec, parse_spec
+
+VOLUME_GB = 30  # the SDK's default volume size, for a HyperParameterTuningResourceConfig that names none
+NOT_EMULATED = {"Autotune": "Autotune", "TuningJobCompletionCriteria":
+                "HyperParameterTuningJobConfig.TuningJobCompletionCriteria"}
+
+
+class RequestError(ValueError):
+    """The request is not one SageMaker (or the local tuner) takes."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Definition:
+    """One training job definition of a tuning job."""
+
+    name: str | None  # DefinitionName (TrainingJobDefinitions), None for a TrainingJobDefinition
+    body: dict  # the definition as sent
+    spec: TuningSpec
+    resources: dict  # its trials' ResourceConfig
+
+
+def runs_user_code(body: dict) -> bool:
+    """Whether the definition's trials run the user's code rather than dogops' own ``train``."""
+    return bool("sagemaker_program" in (body.get("StaticHyperParameters") or {})
+                or body.get("AlgorithmSpecification", {}).get("ContainerEntrypoint"))
+
+
+def resource_config(body: dict, where: str) -> dict:
+    """The ``ResourceConfig`` of the definition's trials."""
+    if ("ResourceConfig" in body) == ("HyperParameterTuningResourceConfig" in body):
+        raise RequestError(f"{where}: exactly one of ResourceConfig and HyperParameterTuningResourceConfig must be "
+                           "specified.")
+    if "ResourceConfig" in body:
+        return dict(body["ResourceConfig"])
+    config = body["HyperParameterTuningResourceConfig"]
+    instances = config.get("InstanceConfigs")
+    if instances is not None:
+        if not 1 <= len(instances) <= 6:
+            raise RequestError(f"{where}.HyperParameterTuningResourceConfig.InstanceConfigs must hold 1 to 6 "
+                               "instance configurations.")
+        if any(config.get(key) is not None for key in ("InstanceType", "InstanceCount", "VolumeSizeInGB")):
+            raise RequestError(f"{where}.HyperParameterTuningResourceConfig: InstanceConfigs cannot be specified "
+                               "together with InstanceType, InstanceCount or VolumeSizeInGB.")
+        for index, instance in enumerate(instances):
+            missing = [k for k in ("InstanceType", "InstanceCount", "VolumeSizeInGB") if instance.get(k) is None]
+            if missing:
+                raise RequestError(f"{where}.HyperParameterTuningResourceConfig.InstanceConfigs[{index}] must specify "
+                                   f"{', '.join(missing)}.")
+        chosen = instances[0]
+    elif config.get("InstanceType") and config.get("InstanceCount"):
+        chosen = config
+    else:
+        raise RequestError(f"{where}.HyperParameterTuningResourceConfig must specify either InstanceConfigs or "
+                           "InstanceType and InstanceCount.")
+    if int(chosen.get("InstanceCount", 0)) < 1:
+        raise RequestError(f"{where}.HyperParameterTuningResourceConfig: InstanceCount must be at least 1.")
+    resources = {"InstanceType": chosen["InstanceType"], "InstanceCount": int(chosen["InstanceCount"]),
+                 "VolumeSizeInGB": int(chosen.get("VolumeSizeInGB") or VOLUME_GB)}
+    if config.get("VolumeKmsKeyId"):
+        resources["VolumeKmsKeyId"] = config["VolumeKmsKeyId"]
+    return resources
+
+
+def _spec(config: dict, body: dict, max_jobs: int | None, where: str, check_names: bool) -> TuningSpec:
+    raw = {k: v for k, v in config.items() if k in KNOWN_KEYS}
+    if "TuningObjective" in body:
+        raw["HyperParameterTuningJobObjective"] = body["TuningObjective"]
+    if "HyperParameterRanges" in body:
+        raw["ParameterRanges"] = body["HyperParameterRanges"]
+    if "HyperParameterTuningJobObjective" not in raw:
+        raise RequestError(f"{where}: a TuningObjective (or the job config's HyperParameterTuningJobObjective) must "
+                           "be specified.")
+    if max_jobs is not None:
+        raw["ResourceLimits"] = {**raw["ResourceLimits"], "MaxNumberOfTrainingJobs": max_jobs}
+    raw["StaticHyperParameters"] = body.get("StaticHyperParameters") or {}
+    raw["MetricDefinitions"] = body.get("AlgorithmSpecification", {}).get("MetricDefinitions")
+    try:
+        return parse_spec(raw, train_names=check_names and not runs_user_code(body))
+    except SpecError as exc:
+        raise RequestError(f"{where}: {exc}") from None
+
+
+def definitions(request: dict, check_names: bool = False) -> list[Definition]:
+    """The request's training job definitions, validated (``check_names``: hold those that run dogops' ``train``
+    to its hyperparameter names too); those the shared-out ``MaxNumberOfTrainingJobs`` gives no trial are left out."""
+    try:
+        return _definitions(request, check_names)
+    except RequestError:
+        raise
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # a member of the wrong type or form
+        raise RequestError(f"The request is malformed: {type(exc).__name__}: {exc}") from None
+
+
+def _definitions(request: dict, check_names: bool) -> list[Definition]:
+    for key, name in NOT_EMULATED.items():
+        if key in request or key in request.get("HyperParameterTuningJobConfig", {}):
+            raise RequestError(f"{name} is not emulated by the local tuner; leave it out to run the job locally.")
+    config = request.get("HyperParameterTuningJobConfig")
+    if not isinstance(config, dict) or "Strategy" not in config or "ResourceLimits" not in config:
+        raise RequestError("HyperParameterTuningJobConfig with Strategy and ResourceLimits must be specified.")
+    single, several = request.get("TrainingJobDefinition"), request.get("TrainingJobDefinitions")
+    if (single is None) == (several is None):
+        raise RequestError("Exactly one of TrainingJobDefinition and TrainingJobDefinitions must be specified.")
+    if single is not None:
+        bodies, names = [single], [None]
+    else:
+        if not isinstance(several, list) or not 1 <= len(several) <= 10:
+            raise RequestError("TrainingJobDefinitions must hold 1 to 10 training job definitions.")
+        names = [body.get("DefinitionName") for body in several]
+        if not all(names) or len(set(names)) != len(names):
+            raise RequestError("Each of TrainingJobDefinitions needs a DefinitionName of its own.")
+        if config.get("Strategy") == "Grid" and len(several) > 1:
+            raise RequestError("The Grid strategy over several TrainingJobDefinitions is not emulated by the local "
+                               "tuner; tune each definition in a job of its own.")
+        bodies = several
+    total = config["ResourceLimits"].get("MaxNumberOfTrainingJobs")  # None: Grid's every combination
+    found = []
+    for index, (name, body) in enumerate(zip(names, bodies)):
+        where = "TrainingJobDefinition" if name is None else f"TrainingJobDefinitions[{name}]"
+        share = None if total is None else int(total) // len(bodies) + (index < int(total) % len(bodies))
+        if share == 0:
+            continue
+        found.append(Definition(name, body, _spec(config, body, share, where, check_names),
+                                resource_config(body, where)))
+    if len({d.spec.minimize for d in found}) > 1:
+        raise RequestError("The TuningObjective of every training job definition must have the same Type.")
+    return found
