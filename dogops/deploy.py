@@ -14,21 +14,21 @@ import os
 import boto3
 from botocore.exceptions import ClientError
 
+from services.stack import settings
+
 from .s3upload import parse_s3_uri
 from .target import LOCAL, check
 
 log = logging.getLogger(__name__)
 
-LOCAL_ROLE = "arn:aws:iam::123456789012:role/dogops-sagemaker-local"
-
 
 def execution_role(local: bool) -> str:
-    """``DOGOPS_SAGEMAKER_ROLE_ARN``; against the local stack a placeholder will do."""
+    """``DOGOPS_SAGEMAKER_ROLE_ARN``; against the local stack, the stack's SageMaker execution role."""
     role = os.environ.get("DOGOPS_SAGEMAKER_ROLE_ARN")
     if role:
         return role
     if local:
-        return LOCAL_ROLE
+        return settings.sagemaker_role_arn()
     raise ValueError("set DOGOPS_SAGEMAKER_ROLE_ARN to the SageMaker execution role to deploy to AWS")
 
 

@@ -38,16 +38,18 @@ def role_policy(endpoint_arn: str, log_group_arn: str) -> dict:
          "Resource": f"{log_group_arn}:*"}]}
 
 
-def ensure_role(name: str, policy: dict, iam=None) -> str:
-    """Create the execution role if needed, (re)write its inline policy; return its ARN."""
+def ensure_role(name: str, policy: dict, iam=None, trust: dict = TRUST_POLICY, policy_name: str = POLICY_NAME,
+                description: str = "dogops prediction function") -> str:
+    """Create the execution role if needed (trusting ``trust``'s service), (re)write its trust policy and inline
+    policy; return its ARN."""
     iam = iam or boto3.client("iam")
     try:
         arn = iam.get_role(RoleName=name)["Role"]["Arn"]
-        iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(TRUST_POLICY))
+        iam.update_assume_role_policy(RoleName=name, PolicyDocument=json.dumps(trust))
     except iam.exceptions.NoSuchEntityException:
-        arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
-                              Description="dogops prediction function")["Role"]["Arn"]
-    iam.put_role_policy(RoleName=name, PolicyName=POLICY_NAME, PolicyDocument=json.dumps(policy))
+        arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust),
+                              Description=description)["Role"]["Arn"]
+    iam.put_role_policy(RoleName=name, PolicyName=policy_name, PolicyDocument=json.dumps(policy))
     return arn
 
 

@@ -30,6 +30,7 @@ from services.stack.supervisor import (
     start_time,
 )
 
+from . import sdk_config
 from .commands import ExitWith, json_flag
 
 UP_TIMEOUT = 900.0  # seconds; a cold start trains a model
@@ -217,10 +218,12 @@ def aws_status(args) -> dict:
 
 
 def env_lines() -> list[str]:
-    """``export`` lines that point boto3 and the AWS CLI at the local stack (either mode)."""
+    """``export`` lines that point boto3, the AWS CLI and the SageMaker Python SDK (its configuration file,
+    ``sdk_config``) at the local stack (either mode)."""
     gateway = settings.gateway_url()
     values = {**settings.emulator_env(), "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": gateway,
-              "AWS_ENDPOINT_URL_LAMBDA": gateway, "DOGOPS_BUCKET": settings.BUCKET,
+              "AWS_ENDPOINT_URL_LAMBDA": gateway, sdk_config.ENV_VARIABLE: str(settings.sdk_config_path()),
+              "DOGOPS_BUCKET": settings.BUCKET,
               "DOGOPS_ENDPOINT_NAME": settings.ENDPOINT_NAME, "DOGOPS_FUNCTION_NAME": settings.FUNCTION_NAME,
               "DOGOPS_SAMPLES_URL": f"{gateway}/samples"}
     return [f"export {key}={shlex.quote(value)}" for key, value in values.items()]
@@ -246,6 +249,7 @@ def write_compose_env(folder: Path) -> None:
 def env(args) -> None:
     _own_secret()
     write_compose_env(Path.cwd())
+    sdk_config.write_sdk_config()
     print("\n".join(env_lines()))
 
 

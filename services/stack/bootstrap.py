@@ -4,7 +4,8 @@
     python -m services.stack.bootstrap publish --base-dir DIR --image IMAGE
     python -m services.stack.bootstrap samples --out DIR
 
-``seed`` creates the bucket, uploads the data set (generated unless given) and
+``seed`` creates the bucket and the SageMaker execution role (what the SDK's
+configuration from ``dogops env`` names), uploads the data set (generated unless given) and
 lays out a SageMaker ``/opt/ml`` tree under ``--base-dir`` (the training channel
 copied down from S3, the ``input/config`` files) that ``train`` runs on.
 ``publish`` packs the trained ``model/`` as SageMaker does, uploads it, and
@@ -58,10 +59,46 @@ def _ensure_bucket(s3) -> None:
         pass
 
 
+def sagemaker_role_policy(region: str, account: str) -> dict:
+    """What a SageMaker training job or model of the stack may do, and no more: AWS's SDK v3 role policy for
+    training and serving (sagemaker.core.helper.iam_policies), with S3 narrowed to the stack's bucket and the logs
+    to SageMaker's log groups. SDK v3 checks the wildcard actions (ECR token, metrics, the network interfaces of a
+    job in a VPC) with iam:SimulatePrincipalPolicy before it trains or deploys."""
+    bucket = f"arn:aws:s3:::{settings.BUCKET}"
+    return {"Version": "2012-10-17", "Statement": [
+        {"Sid": "TheStacksBucket", "Effect": "Allow",
+         "Action": ["s3:GetObject", "s3:PutObject", "s3:ListBucket", "s3:GetBucketLocation"],
+         "Resource": [bucket, f"{bucket}/*"]},
+        {"Sid": "PullImages", "Effect": "Allow", "Action": "ecr:GetAuthorizationToken", "Resource": "*"},
+        {"Sid": "PullImageLayers", "Effect": "Allow",
+         "Action": ["ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage", "ecr:BatchCheckLayerAvailability"],
+         "Resource": "arn:aws:ecr:*:*:repository/*"},
+        {"Sid": "SageMakerLogs", "Effect": "Allow",
+         "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+         "Resource": f"arn:aws:logs:{region}:{account}:log-group:/aws/sagemaker/*"},
+        {"Sid": "JobMetrics", "Effect": "Allow", "Action": "cloudwatch:PutMetricData", "Resource": "*"},
+        {"Sid": "JobsInAVpc", "Effect": "Allow", "Resource": "*", "Action": [
+            "ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission", "ec2:DeleteNetworkInterface",
+            "ec2:DeleteNetworkInterfacePermission", "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs",
+            "ec2:DescribeDhcpOptions", "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups"]}]}
+
+
+SAGEMAKER_TRUST = {"Version": "2012-10-17", "Statement": [{
+    "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+
+
+def ensure_sagemaker_role() -> str:
+    """The stack's SageMaker execution role (``settings.SAGEMAKER_ROLE``), made or brought up to date; its ARN."""
+    return lambda_deploy.ensure_role(settings.SAGEMAKER_ROLE, sagemaker_role_policy(settings.REGION, settings.ACCOUNT),
+                                     trust=SAGEMAKER_TRUST, policy_name="training-jobs-and-models",
+                                     description="dogops: SageMaker training jobs and models on the local stack")
+
+
 def seed(base_dir: Path, data_dir: Path | None = None) -> None:
-    """Bucket, data in S3, and the SageMaker tree under ``base_dir`` that ``train`` runs on."""
+    """Bucket, execution role, data in S3, and the SageMaker tree under ``base_dir`` that ``train`` runs on."""
     s3 = boto3.client("s3")
     _ensure_bucket(s3)
+    ensure_sagemaker_role()
     if data_dir is None:
         data_dir = base_dir / "data"
         generate(data_dir, classes=10, per_class=30, size=64, seed=0)

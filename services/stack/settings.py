@@ -29,6 +29,8 @@ FUNCTION_NAME = _get("DOGOPS_FUNCTION_NAME", "dogops-predict")
 # and how long the gateway reuses an answer from it (an old server must outlive that).
 HOSTING_ROUTES = "/_dogops/hosting"
 HOSTING_CACHE_SECONDS = 2.0
+# The SageMaker execution role of training jobs and models (``bootstrap seed`` makes it; the SDK's config names it).
+SAGEMAKER_ROLE = "dogops-sagemaker-local"
 
 
 def emulator_url() -> str:
@@ -56,6 +58,15 @@ def function_url_base() -> str:
 def state_dir() -> Path:
     """Where the native stack keeps its files, and the stack its secret (``DOGOPS_STATE_DIR``)."""
     return Path(os.environ.get("DOGOPS_STATE_DIR") or ".dogops/stack").absolute()
+
+
+def sagemaker_role_arn() -> str:
+    return f"arn:aws:iam::{ACCOUNT}:role/{SAGEMAKER_ROLE}"
+
+
+def sdk_config_path() -> Path:
+    """Where ``dogops env`` writes the SageMaker Python SDK's configuration for the stack (no secret in it)."""
+    return state_dir() / "sagemaker-sdk" / "config.yaml"
 
 
 def root_secret() -> str:

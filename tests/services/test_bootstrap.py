@@ -251,3 +251,31 @@ def test_the_published_function_reports_what_the_model_refuses_as_bad_input(lamb
     assert status == 400 and "169.254.169.254" in body["message"]
     status, body = invoke(lambda_client, {"image": base64.b64encode(b"not an image").decode()})
     assert status == 400 and body["message"]
+
+
+def test_seed_makes_the_sagemaker_execution_role_least_privilege(base_dir, client):
+    """The role the SDK's configuration names: SageMaker may assume it; it reaches the stack's bucket, images, logs
+    and metrics (the actions SDK v3 checks before training), and nothing else, as IAM's simulator judges it."""
+    iam = client("iam")
+    role = iam.get_role(RoleName=settings.SAGEMAKER_ROLE)["Role"]
+    assert role["Arn"] == settings.sagemaker_role_arn()
+    [trust] = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "sagemaker.amazonaws.com"} and trust["Action"] == "sts:AssumeRole"
+
+    def decision(action: str, resource: str) -> str:
+        [result] = iam.simulate_principal_policy(PolicySourceArn=role["Arn"], ActionNames=[action],
+                                                 ResourceArns=[resource])["EvaluationResults"]
+        return result["EvalDecision"]
+
+    bucket = f"arn:aws:s3:::{settings.BUCKET}"
+    logs = f"arn:aws:logs:{settings.REGION}:{settings.ACCOUNT}:log-group:/aws/sagemaker/TrainingJobs:log-stream:x"
+    for action, resource in [("s3:GetObject", f"{bucket}/data/x.jpg"), ("s3:PutObject", f"{bucket}/job/model.tar.gz"),
+                             ("s3:ListBucket", bucket), ("ecr:GetAuthorizationToken", "*"),
+                             ("ecr:BatchGetImage", f"arn:aws:ecr:{settings.REGION}:763104351884:repository/pytorch"),
+                             ("logs:PutLogEvents", logs), ("cloudwatch:PutMetricData", "*"),
+                             ("ec2:CreateNetworkInterface", "*")]:
+        assert decision(action, resource) == "allowed", action
+    for action, resource in [("s3:GetObject", "arn:aws:s3:::another-bucket/x"), ("s3:DeleteObject", f"{bucket}/x"),
+                             ("sagemaker:CreateTrainingJob", "*"), ("iam:PassRole", role["Arn"]),
+                             ("lambda:InvokeFunction", "*"), ("logs:PutLogEvents", logs.replace("sagemaker", "lambda"))]:
+        assert decision(action, resource) == "implicitDeny", action
