@@ -29,6 +29,7 @@ USER_CODE = Path(__file__).parent / "user_code"
 METRICS = [{"Name": "train:loss", "Regex": r"train_loss=([0-9.]+);"}]
 ENDED = ("Completed", "Failed", "Stopped")
 SDK_VENV = ROOT / ".venv-sdk2" / "bin" / "python"
+SDK3_VENV = ROOT / ".venv-sdk3" / "bin" / "python"
 
 
 def _wheel() -> tuple[str, bytes]:
@@ -208,23 +209,28 @@ def test_the_dlc_without_a_script_or_entrypoint_fails_clearly(aws):
     assert "sagemaker_program" in job["FailureReason"] and "ContainerEntrypoint" in job["FailureReason"]
 
 
+def sdk(venv: Path, script: str, tmp_path: Path, aws: str, **arguments) -> dict:
+    """``script`` (in user_code/) run by the SDK venv's Python against the emulator; its last line's report."""
+    source = tmp_path / "source"
+    source.mkdir(exist_ok=True)
+    for name, content in source_files().items():
+        (source / name).write_bytes(content)
+    arguments = {"bucket": BUCKET, "data": f"s3://{BUCKET}/data", "role": ROLE, "source_dir": str(source),
+                 **arguments}
+    env = {**settings.emulator_env(), "AWS_ENDPOINT_URL": aws, "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
+           "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([str(venv), str(USER_CODE / script), json.dumps(arguments)], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.skipif(not SDK_VENV.exists(), reason="needs the SDK v2 venv (make sdk-venvs)")
 def test_the_sdk_v2_pytorch_estimator_fits_the_users_script_on_two_instances(aws, tmp_path):
     """The real SDK in its own venv: ``PyTorch(entry_point=..., source_dir=...).fit()``; then the same script run
     directly, for the overhead of a training job (printed)."""
-    source = tmp_path / "source"
-    source.mkdir()
-    for name, content in source_files().items():
-        (source / name).write_bytes(content)
     name = "sdk-v2-fit"
-    arguments = {"bucket": BUCKET, "data": f"s3://{BUCKET}/data", "image": DLC, "role": ROLE, "name": name,
-                 "source_dir": str(source)}
-    env = {**settings.emulator_env(), "AWS_ENDPOINT_URL": aws, "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
-           "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([str(SDK_VENV), str(USER_CODE / "fit_v2.py"), json.dumps(arguments)], env=env,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    report = sdk(SDK_VENV, "fit_v2.py", tmp_path, aws, image=DLC, name=name)
     sm, s3 = client("sagemaker", aws), client("s3", aws)
     job = sm.describe_training_job(TrainingJobName=name)
     assert job["TrainingJobStatus"] == "Completed" and report["model_data"] == job["ModelArtifacts"]["S3ModelArtifacts"]
@@ -242,12 +248,38 @@ def test_the_sdk_v2_pytorch_estimator_fits_the_users_script_on_two_instances(aws
         (tree / "data" / f"value-{i}.txt").write_text(value)
     direct_env = {**os.environ, "SM_MODEL_DIR": str(tree / "model"), "SM_OUTPUT_DATA_DIR": str(tree / "output"),
                   "SM_CHANNEL_TRAINING": str(tree / "data"), "SM_CURRENT_HOST": "algo-1", "SM_HOSTS": '["algo-1"]',
-                  "PYTHONPATH": str(source / _wheel()[0])}  # a pure-Python wheel imports from the zip
+                  "PYTHONPATH": str(tmp_path / "source" / _wheel()[0])}  # a pure-Python wheel imports from the zip
     started = time.monotonic()
-    subprocess.run([sys.executable, str(source / "train.py"), "--epochs", "3", "--learning-rate", "0.5"],
+    subprocess.run([sys.executable, str(tmp_path / "source" / "train.py"), "--epochs", "3", "--learning-rate", "0.5"],
                    env=direct_env, check=True, capture_output=True, timeout=120)
     direct = time.monotonic() - started
     assert (tree / "model" / "model.txt").read_text() == "7.000000\n"
     print(f"script mode: fit() to Completed {report['fit_to_completed_s']:.2f} s on 2 instances, the script run "
           f"directly {direct:.2f} s: {report['fit_to_completed_s'] / direct:.1f}x, "
           f"{report['fit_to_completed_s'] - direct:.2f} s of job overhead")
+
+
+@pytest.mark.skipif(not SDK3_VENV.exists(), reason="needs the SDK v3 venv (make sdk-venvs)")
+def test_the_sdk_v3_model_trainer_runs_its_drivers_natively_with_opt_ml_mapped(aws, tmp_path):
+    """The real SDK v3: ``ModelTrainer(source_code=SourceCode(...)).train()`` sends a ContainerEntrypoint that runs
+    its sm_drivers' sm_train.sh, which reads and writes /opt/ml: here the job's own tree."""
+    iam = client("iam", aws)  # v3 checks its role's trust and permissions (SimulatePrincipalPolicy) first
+    role = iam.create_role(RoleName="script-mode-v3", AssumeRolePolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"},
+                                                "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
+    iam.put_role_policy(RoleName="script-mode-v3", PolicyName="all", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    report = sdk(SDK3_VENV, "train_v3.py", tmp_path, aws, image=DLC, name="sdk-v3", role=role)
+    sm, s3 = client("sagemaker", aws), client("s3", aws)
+    job = sm.describe_training_job(TrainingJobName=report["job"])
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    assert job["AlgorithmSpecification"]["ContainerEntrypoint"] == ["/bin/bash"]
+    assert {c["ChannelName"] for c in job["InputDataConfig"]} == {"training", "code", "sm_drivers"}
+    model = untar(s3, job["ModelArtifacts"]["S3ModelArtifacts"])
+    assert model["model.txt"] == b"6.000000\n"  # 8 * (1 - 0.5**2)
+    seen = json.loads(model["seen-algo-1.json"])
+    assert seen["env"]["SM_MODEL_DIR"] == "/opt/ml/model" and seen["cwd"] == "/opt/ml/input/data/code"
+    assert seen["argv"] == ["--epochs", "2", "--learning-rate", "0.5"] and seen["answer"] == 42
+    assert Path(seen["python"]).parent.name == "bin" and Path(seen["python"]).parent.parent.name == "venv"
+    lines = log_lines(client("logs", aws), report["job"], "algo-1")
+    assert lines[0].startswith(f"dogops: {DLC} asks for PyTorch 2.3.0") and "epoch=2 train_loss=2.0000;" in lines
