@@ -6,8 +6,9 @@
   job with the definition's resources, hyperparameters as sent and its ``TunedHyperParameters``; the best trial, the
   counters and the paged trial list follow the trials' logged objective;
 - a request SageMaker refuses is a 400 ``ValidationException`` naming the problem, never a 500;
-- the SDK itself, in its own venv (``make sdk-venvs``): ``fit()``, ``wait()``, ``best_training_job()``,
-  ``best_estimator()`` and the analytics dataframe (about 25 s).
+- the SDKs themselves, each in its own venv (``make sdk-venvs``): v2's ``HyperparameterTuner`` over a ``PyTorch``
+  estimator (``fit()``, ``wait()``, ``best_training_job()``, ``best_estimator()``) and v3's over a ``ModelTrainer``
+  (``tune()``, ``best_training_job()``), each with the analytics dataframe (``slow``: 20-50 s each).
 """
 
 import json
@@ -26,7 +27,8 @@ from services.jobs.tuning_request import definitions
 from services.stack import settings
 
 from ..conftest import tarball
-from .processes import ROOT, client, emulator
+from ..sdk_venvs import sdk_python
+from .processes import client, emulator
 
 BUCKET = "sdk-tuning"
 DATA = f"s3://{BUCKET}/data"
@@ -43,7 +45,6 @@ SDK_KEYS = {"sagemaker_submit_directory": f'"s3://{BUCKET}/cap/source/sourcedir.
 RANGES = {"ContinuousParameterRanges": [{"Name": "learning_rate", "MinValue": "0.001", "MaxValue": "0.01",
                                          "ScalingType": "Auto"}],
           "CategoricalParameterRanges": [], "IntegerParameterRanges": []}
-SDK_VENV = ROOT / ".venv-sdk2" / "bin" / "python"
 SOURCE = Path(__file__).with_name("sdk") / "source"  # the user's train_user.py
 
 
@@ -243,20 +244,35 @@ def test_a_malformed_request_from_a_client_that_does_not_validate_is_a_400(aws):
         "VolumeSizeInGB.")
 
 
-@pytest.mark.skipif(not SDK_VENV.exists(), reason="needs the SDK v2 venv: make sdk-venvs")
-def test_the_sdk_v2_tuner_fits_waits_and_reads_the_best_job_and_the_analytics(aws, tmp_path):
-    """The real SDK in its own venv: PyTorch estimator, two trials; what it reads is what the trials logged."""
+@pytest.fixture(scope="module")
+def sdk_role(aws) -> str:
+    """An execution role with what SDK v3 checks a training role for (through iam:SimulatePrincipalPolicy)."""
+    iam = client("iam", aws)
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {
+        "Service": "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+    arn = iam.create_role(RoleName="sdk-tuning", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    iam.put_role_policy(RoleName="sdk-tuning", PolicyName="training", PolicyDocument=json.dumps({
+        "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+    return arn
+
+
+@pytest.mark.slow  # 20-50 s each, with the SDK's import and its polling
+@pytest.mark.parametrize("major", [2, 3])
+def test_the_sdks_tuner_fits_waits_and_reads_the_best_job_and_the_analytics(aws, sdk_role, tmp_path, major):
+    """The real SDK in its own venv (v2: a PyTorch estimator; v3: a ModelTrainer with SourceCode), two trials of
+    the user's script; what it reads is what the trials logged."""
+    python = sdk_python(major)
     sm = client("sagemaker", aws)
-    name = "sdk-v2-tuner"
-    arguments = {"bucket": BUCKET, "data": DATA, "image": IMAGE, "role": ROLE, "name": name,
+    name = f"sdk-v{major}-tuner"
+    arguments = {"bucket": BUCKET, "data": DATA, "image": IMAGE, "role": sdk_role, "name": name,
                  "static": {k: json.loads(v) for k, v in STATIC.items()}}  # as a notebook writes them
     env = {**settings.emulator_env(), "AWS_ENDPOINT_URL": aws, "SAGEMAKER_SUPPRESS_V2_WARNING": "1",
            "HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([str(SDK_VENV), str(Path(__file__).with_name("sdk") / "tuner_v2.py"),
+    result = subprocess.run([str(python), str(Path(__file__).with_name("sdk") / f"tuner_v{major}.py"),
                              json.dumps(arguments)], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    print(f"SDK v2 tuning job of 2 trials, fit() to Completed: {report['fit_to_completed_s']} s")
+    print(f"SDK v{major} tuning job of 2 trials, fit() to Completed: {report['fit_to_completed_s']} s")
 
     job = sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=name)
     assert job["HyperParameterTuningJobStatus"] == "Completed"
@@ -265,9 +281,10 @@ def test_the_sdk_v2_tuner_fits_waits_and_reads_the_best_job_and_the_analytics(aw
         HyperParameterTuningJobName=name) for t in p["TrainingJobSummaries"]]
     values = {t["TrainingJobName"]: objective(sm, t["TrainingJobName"]) for t in trials}
     assert report["best"] == job["BestTrainingJob"]["TrainingJobName"] == min(values, key=values.get)
-    assert report["best_model"] == f"s3://{BUCKET}/output/{report['best']}/output/model.tar.gz"
     assert report["ranges"] == {"learning_rate": {"Name": "learning_rate", "MinValue": "0.001", "MaxValue": "0.01",
                                                   "ScalingType": "Logarithmic"}}
+    if major == 2:
+        assert report["best_model"] == f"s3://{BUCKET}/output/{report['best']}/output/model.tar.gz"
 
     rows = {row["TrainingJobName"]: row for row in report["rows"]}
     assert set(rows) == set(values) and len(rows) == 2
@@ -282,11 +299,15 @@ def test_the_sdk_v2_tuner_fits_waits_and_reads_the_best_job_and_the_analytics(aw
         assert 0.001 <= row["learning_rate"] <= 0.01
         assert row["TrainingElapsedTimeSeconds"] == pytest.approx(
             (training["TrainingEndTime"] - training["TrainingStartTime"]).total_seconds(), abs=0.01)
-        hyperparameters = training["HyperParameters"]
-        assert hyperparameters["sagemaker_program"] == '"train_user.py"'
-        assert hyperparameters["sagemaker_job_name"] == f'"{name}"'
-        assert hyperparameters["sagemaker_estimator_class_name"] == '"PyTorch"'
-        source = hyperparameters["sagemaker_submit_directory"]
-        assert source == f'"s3://{BUCKET}/{name}/source/sourcedir.tar.gz"'
-        client("s3", aws).head_object(Bucket=BUCKET, Key=f"{name}/source/sourcedir.tar.gz")
         assert training["ResourceConfig"] == {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30}
+        hyperparameters, quote = training["HyperParameters"], '"' if major == 2 else ""  # v2 JSON-quotes them
+        assert hyperparameters["sagemaker_program"] == f"{quote}train_user.py{quote}"
+        source = json.loads(hyperparameters["sagemaker_submit_directory"]) if major == 2 else hyperparameters[
+            "sagemaker_submit_directory"]
+        assert source.startswith(f"s3://{BUCKET}/") and source.endswith("/sourcedir.tar.gz")
+        client("s3", aws).head_object(Bucket=BUCKET, Key=source.split("/", 3)[3])
+        if major == 2:
+            assert hyperparameters["sagemaker_job_name"] == f'"{name}"'
+            assert hyperparameters["sagemaker_estimator_class_name"] == '"PyTorch"'
+        else:  # v3's own driver channel travels with the data
+            assert [c["ChannelName"] for c in training["InputDataConfig"]] == ["training", "sm_drivers"]
