@@ -72,12 +72,14 @@ def _native_env() -> dict[str, str]:
 
 def warm_worker() -> ForkServer | None:
     """A warm worker for native trials, or None where there cannot be one: forking it needs Linux, and
-    ``train`` must be this environment's console script (its entry point is what the worker runs)."""
+    ``train`` must be this environment's dogops console script. Its entry (``training.entry``) runs a named
+    user script or dogops' training; a trial never names a script, so the worker runs dogops' training,
+    ``training.train:main``, directly: torch is imported before the worker counts its threads."""
     scripts = [s for s in importlib.metadata.entry_points(group="console_scripts", name=TRAIN.name)
                if s.dist is not None and s.dist.name == "dogops"]  # not the training toolkit's own `train`
     if sys.platform != "linux" or not scripts or not TRAIN.exists():
         return None
-    return ForkServer(TRAIN, next(iter(scripts)).value, "training.train:warm", _native_env())
+    return ForkServer(TRAIN, "training.train:main", "training.train:warm", _native_env())
 
 
 def command(root: Path, name: str, cache_dir: Path, image: str | None, data_dir: Path,
