@@ -14,8 +14,9 @@ the empty ``VpcConfig`` moto adds to a model.
   ``CompressionType: GZIP``, each channel's ``CompressionType``/``RecordWrapperType`` ``None`` and
   ``S3DataDistributionType`` ``FullyReplicated``, ``EnableSageMakerMetricsTimeSeries`` and the ``Enable*`` flags
   false, ``DebugHookConfig.CollectionConfigurations: []``, ``ProfilerConfig.DisableProfiler: false`` with
-  ``ProfilingStatus``; a tuning job's ``TrainingJobEarlyStoppingType: Off`` and its three kinds of
-  ``ParameterRanges``, empty lists where none are asked for; a model's containers ``Mode:
+  ``ProfilingStatus``; a tuning job's ``TrainingJobEarlyStoppingType: Off``, its three kinds of
+  ``ParameterRanges`` (empty lists where none are asked for) and the ``_tuning_objective_metric`` AWS adds to each
+  definition's ``StaticHyperParameters`` (``HyperparameterTuner.attach`` removes it); a model's containers ``Mode:
   SingleModel``, ``Environment: {}`` and the ``ModelDataSource`` of their ``ModelDataUrl``; a variant's
   ``InitialVariantWeight: 1.0``, and an endpoint's variants their ``CurrentWeight``/``DesiredWeight`` and
   ``DeployedImages``.
@@ -61,6 +62,13 @@ def _training_job(answer: dict, _self) -> None:
 def _tuning_job(answer: dict, _self) -> None:
     config = answer["HyperParameterTuningJobConfig"]
     _defaults(config, {"TrainingJobEarlyStoppingType": "Off"})
+    definitions = [answer["TrainingJobDefinition"]] if "TrainingJobDefinition" in answer else answer.get(
+        "TrainingJobDefinitions", [])
+    for definition in definitions:
+        objective = definition.get("TuningObjective") or config.get("HyperParameterTuningJobObjective") or {}
+        if "MetricName" in objective:
+            definition["StaticHyperParameters"] = {**definition.get("StaticHyperParameters", {}),
+                                                   "_tuning_objective_metric": objective["MetricName"]}
     if "ParameterRanges" in config:
         _defaults(config["ParameterRanges"], {"IntegerParameterRanges": [], "ContinuousParameterRanges": [],
                                               "CategoricalParameterRanges": []})

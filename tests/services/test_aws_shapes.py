@@ -157,7 +157,8 @@ def test_tuning_job_as_aws_describes_it(sm):
     assert described["TrainingJobEarlyStoppingType"] == "Off"  # HyperparameterTuner.attach reads it
     assert described["ParameterRanges"] == {**config["ParameterRanges"], "IntegerParameterRanges": [],
                                             "CategoricalParameterRanges": []}
-    assert job["TrainingJobDefinition"]["StaticHyperParameters"] == HYPERPARAMETERS
+    assert job["TrainingJobDefinition"]["StaticHyperParameters"] == {**HYPERPARAMETERS,
+                                                                     "_tuning_objective_metric": "accuracy"}
     assert job["TrainingJobDefinition"]["AlgorithmSpecification"] == definition["AlgorithmSpecification"]
 
 
