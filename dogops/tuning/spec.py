@@ -27,6 +27,7 @@ if TYPE_CHECKING:  # optuna is imported where a search runs: the emulator valida
 DEFAULT_SPEC = Path(__file__).with_name("default-spec.yaml")
 STRATEGIES = ("Bayesian", "Random", "Hyperband", "Grid")
 SCALINGS = ("Auto", "Linear", "Logarithmic", "ReverseLogarithmic")
+EPOCH_KEYS = ("epochs", "numepochs", "n-epochs", "n_epochs", "num_epochs")  # Hyperband's MaxResource, as AWS infers it
 KNOWN_KEYS = {"Strategy", "HyperParameterTuningJobObjective", "ResourceLimits", "ParameterRanges",
               "TrainingJobEarlyStoppingType", "StrategyConfig", "RandomSeed", "StaticHyperParameters",
               "MetricDefinitions"}
@@ -170,10 +171,11 @@ def parse_spec(raw: dict, train_names: bool = True) -> TuningSpec:
         hyperband = (raw.get("StrategyConfig") or {}).get("HyperbandStrategyConfig") or {}
         if strategy == "Hyperband" and early != "Off":
             raise SpecError("Hyperband does its own early stopping: TrainingJobEarlyStoppingType must be Off")
-        max_resource = int(hyperband.get("MaxResource", 0)) or (
-            int(_unquoted(static.get("epochs", "0"))) if strategy == "Hyperband" else 0)
+        inferred = next((static[k] for k in EPOCH_KEYS if k in static), "0") if strategy == "Hyperband" else "0"
+        max_resource = int(hyperband.get("MaxResource", 0)) or int(_unquoted(inferred))
         if strategy == "Hyperband" and not max_resource:
-            raise SpecError("Hyperband needs StrategyConfig.HyperbandStrategyConfig.MaxResource or a static epochs")
+            raise SpecError("MaxResource parameter is not provided and could not be inferred from provided static "
+                            f"hyperparameters ({', '.join(EPOCH_KEYS)}) of TrainingJobDefinition")
     except KeyError as exc:
         raise SpecError(f"missing spec field {exc}") from None
     except (TypeError, ValueError) as exc:

@@ -51,6 +51,11 @@ def test_the_sdks_own_keys_pass_and_a_users_script_may_take_any_name():
     assert parse_spec(raw, train_names=False).static["lr"] == "0.1"
     raw["Strategy"], raw["StaticHyperParameters"]["epochs"] = "Hyperband", '"4"'  # JSON-quoted by SDK v2
     assert parse_spec(raw, train_names=False).max_resource == 4
+    raw["StaticHyperParameters"]["num_epochs"] = raw["StaticHyperParameters"].pop("epochs")  # as AWS infers it
+    assert parse_spec(raw, train_names=False).max_resource == 4
+    del raw["StaticHyperParameters"]["num_epochs"]
+    with pytest.raises(SpecError, match="MaxResource parameter is not provided and could not be inferred"):
+        parse_spec(raw, train_names=False)
 
 
 @pytest.mark.parametrize("scaling", ["Linear", "Logarithmic", "ReverseLogarithmic", "Auto"])
