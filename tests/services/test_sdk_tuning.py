@@ -14,6 +14,7 @@
 import json
 import math
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -178,6 +179,24 @@ def test_every_strategy_the_sdk_sends_is_searched_as_sagemaker_does(changes, sam
     assert [type(p).__name__ for p in sampler_and_pruner(taken.spec)] == [sampler, pruner]
     assert taken.spec.static == {**STATIC, **SDK_KEYS}  # passed on as sent, the SDK's keys included
     assert taken.resources == {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30}
+
+
+def test_the_emulator_validates_without_the_tuners_libraries():
+    """Compose's emulator image has the stack's lock only (no optuna, torch or matplotlib): validating a request at
+    CreateHyperParameterTuningJob must not need them."""
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('optuna', 'torch', 'matplotlib'):\n"
+            "            raise ImportError(name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "import services.emulator.server\n"
+            "from services.jobs.tuning_request import definitions\n"
+            "print(definitions(__import__('json').loads(sys.argv[1]))[0].spec.strategy)\n")
+    request = {"HyperParameterTuningJobConfig": config(), "TrainingJobDefinition": definition()}
+    result = subprocess.run([sys.executable, "-c", code, json.dumps(request)], capture_output=True, text=True,
+                            timeout=120, cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 0 and result.stdout.strip() == "Random", result.stderr[-2000:]
 
 
 def _refused(sm, code: str = "ValidationException", **request) -> str:
