@@ -17,6 +17,9 @@ for role in "${roles[@]}"; do
     download --require-hashes -r "requirements/${lock[$role]}.txt"
 done
 download $(python3 -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"])')
+# A lock's sdist without pyproject.toml (sagemaker-training, built into a wheel in the training image's first
+# stage) builds with pip's default backend for setup.py, which wants setuptools and wheel.
+download setuptools wheel
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 python3 -m http.server --bind 127.0.0.1 --directory "$wheels" "$port" >/dev/null 2>&1 &
 server=$!
