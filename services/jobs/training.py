@@ -10,11 +10,16 @@ tree under a temporary folder):
 - ``Training``: ``train`` with ``SAGEMAKER_BASE_DIR`` (native; ``DOGOPS_TRAINING_MODE=docker`` or no ``train``
   script: ``docker run IMAGE train`` with the tree at ``/opt/ml``, the image pulled by digest from the registry
   the emulator's ECR names when it is not here), N hosts joined over loopback
-  (``MASTER_ADDR=127.0.0.1``: the only adaptation; SageMaker resolves ``algo-1`` instead). Each host's output
+  (``MASTER_ADDR=127.0.0.1``: the only adaptation; SageMaker resolves ``algo-1`` instead). A job that names a
+  user script (``sagemaker_program`` with ``sagemaker_submit_directory``) or a ``ContainerEntrypoint``, on
+  dogops' image or AWS's PyTorch training container (``framework_images``), runs in script mode
+  (``script_mode``: the source in ``code/``, natively a job-private venv per host, the entrypoint with the
+  tree at ``/opt/ml``; in Docker the DLC is the dogops image). Each host's output
   goes to CloudWatch Logs (``/aws/sagemaker/TrainingJobs``, stream ``<job>/<host>-<epoch seconds>``) and
   through the job's ``MetricDefinitions``; checkpoints are synced to S3 as they change;
 - ``Uploading``: the hosts' ``model/`` merged and packed (reproducibly) to
-  ``<S3OutputPath>/<job>/output/model.tar.gz``; then ``Completed`` with ``ModelArtifacts``,
+  ``<S3OutputPath>/<job>/output/model.tar.gz`` (and the first host's ``output/data``, if any, to
+  ``output.tar.gz`` beside it); then ``Completed`` with ``ModelArtifacts``,
   ``FinalMetricDataList``, ``TrainingTimeInSeconds`` and ``BillableTimeInSeconds``. A non-zero exit is
   ``Failed`` with ``output/failure`` as ``FailureReason``; ``StopTrainingJob`` and ``MaxRuntimeInSeconds``
   SIGTERM the hosts (SIGKILL after 120 s) and end ``Stopped``.
