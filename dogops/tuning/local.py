@@ -114,7 +114,8 @@ TrialRunner = Callable[[str, dict[str, str], Callable[[float, int], bool], int],
 
 def run_tuning_job(spec: TuningSpec, data_dir: Path | None, job_dir: Path, image: str | None = None,
                    stopping: threading.Event | None = None, runner: TrialRunner | None = None,
-                   trial_name: Callable[[int], str] | None = None, warm: bool = True) -> optuna.Study:
+                   trial_name: Callable[[int], str] | None = None, warm: bool = True,
+                   complete: Callable[[], bool] | None = None) -> optuna.Study:
     """Run (or resume) the tuning job in ``job_dir`` until ``MaxNumberOfTrainingJobs`` trials have ended.
 
     Setting ``stopping`` (the CLI does on SIGTERM/SIGINT, after signalling the trials)
@@ -122,6 +123,7 @@ def run_tuning_job(spec: TuningSpec, data_dir: Path | None, job_dir: Path, image
     ``runner`` runs each trial (default: ``train`` here, or ``image``, on ``data_dir``; the local stack's
     SageMaker runs each as a training job), named ``trial_name(number)`` (default ``<job>-<NNN>``).
     Native trials fork from a warm worker unless ``warm`` is false (then each starts a fresh ``train``).
+    Once ``complete()`` says so after a trial, no new trial starts (a tuning job's completion criteria).
     """
     stopping = stopping or threading.Event()
     job_dir.mkdir(parents=True, exist_ok=True)
@@ -179,6 +181,8 @@ def run_tuning_job(spec: TuningSpec, data_dir: Path | None, job_dir: Path, image
     def after_trial(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         with lock:
             write_results(job_dir, results_rows(study, spec))
+        if complete is not None and complete():
+            study.stop()
 
     cores = os.cpu_count() or 1
     threads = [cores]  # torch threads per trial: all cores alone, a share of them in parallel

@@ -22,7 +22,7 @@ from moto.sagemaker.exceptions import ValidationError
 from moto.sagemaker.models import sagemaker_backends
 from moto.sagemaker.responses import SageMakerResponse
 
-from ..jobs.tuning_request import RequestError, definitions
+from ..jobs.tuning_request import RequestError, read
 from . import sagemaker_training
 from .sagemaker_lists import page
 
@@ -56,7 +56,7 @@ def update(account: str, region: str, name: str, status: str | None = None, seco
 
 def _create(self) -> ActionResult:
     try:
-        definitions(self.params)
+        read(self.params)
     except RequestError as exc:
         raise ValidationError(str(exc)) from None
     result = _original_create(self)

@@ -13,7 +13,8 @@ tuning job's ``TuningJobArn``, its checkpoints under ``<CheckpointConfig.S3Uri>/
 (``services.jobs.training``) runs it and reads the objective from its log with the definition's
 ``MetricDefinitions``. The objective, each time a trial logs it, feeds early stopping: a pruned trial is
 stopped (``StopTrainingJob``). The tuning job's counters, trials (with ``TunedHyperParameters``, the
-objective, the definition's name) and ``BestTrainingJob`` follow the trials; the results (``results.csv``,
+objective, the definition's name) and ``BestTrainingJob`` follow the trials; no new trial starts once the
+job's ``TuningJobCompletionCriteria`` are met; the results (``results.csv``,
 ``results.json``, ``objective.png``) land in ``DOGOPS_TUNING_DIR/<job>`` (``/<definition>`` for each of several;
 default ``<tmp>/dogops-tuning``).
 """
@@ -34,7 +35,7 @@ from dogops.tuning.local import run_tuning_job
 from dogops.tuning.trial import TrialResult
 
 from . import training
-from .tuning_request import Definition, definitions
+from .tuning_request import Definition, read
 
 log = logging.getLogger(__name__)
 
@@ -85,19 +86,22 @@ class TuningRun:
         started, fields = time.monotonic(), {}
         try:
             self.job = self.sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName=self.name)
-            self.definitions = definitions(self.job, check_names=True)
-            self.minimize = self.definitions[0].spec.minimize
+            self.definitions, self.completion = read(self.job, check_names=True)
+            self.minimize = self.completion.minimize
             folder = tuning_dir() / self.name
             shutil.rmtree(folder, ignore_errors=True)  # an earlier emulator's job of that name: not this one
             first = 1  # trials are numbered across definitions, as SageMaker numbers them
             for definition in self.definitions:
-                if self.stopping.is_set():
+                if self.stopping.is_set() or self.completion.reached:
                     break
                 run_tuning_job(definition.spec, None, folder / definition.name if definition.name else folder,
                                stopping=self.stopping, runner=partial(self.trial, definition),
                                trial_name=lambda number, first=first:
-                               f"{self.name}-{first + number:03d}-{uuid.uuid4().hex[:8]}")
+                               f"{self.name}-{first + number:03d}-{uuid.uuid4().hex[:8]}",
+                               complete=lambda: self.completion.reached)
                 first += definition.spec.max_jobs
+            fields["tuning_job_completion_details"] = {
+                "NumberOfTrainingJobsObjectiveNotImproving": self.completion.not_improving}
             log.info("tuning job %s: results in %s", self.name, folder)
             completed = any(t["TrainingJobStatus"] == "Completed" for t in self.trials.values())
             status = "Stopped" if self.stopping.is_set() else "Completed" if completed else "Failed"
@@ -192,6 +196,8 @@ class TuningRun:
         if job["TrainingJobStatus"] == "Failed" or value is None:
             reason = job.get("FailureReason") or f"no {spec.objective} metric in the training job's log"
             return TrialResult("Failed", metrics, None, reason, seconds)
+        with self.lock:
+            self.completion.record(value)
         return TrialResult("Completed", metrics, value, "", seconds)
 
     def _wait(self, name: str, tuned: dict, definition: Definition, pruned: threading.Event) -> dict:

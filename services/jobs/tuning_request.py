@@ -16,6 +16,10 @@ local machine never runs short). ``StaticHyperParameters`` pass to every trial a
 keys (JSON-quoted) included. Only a definition that runs dogops' own ``train`` (no ``sagemaker_program``, no
 ``ContainerEntrypoint``) is held to ``train``'s hyperparameter names, and only when the job runs.
 
+``TuningJobCompletionCriteria`` end the search early (:class:`Completion`): ``TargetObjectiveMetricValue`` once a
+trial reaches it, ``BestObjectiveNotImproving`` after that many trials in a row improve the best objective by less
+than 1%, as AWS counts them; ``ConvergenceDetected`` (AWS's own judgement) is not emulated.
+
 Every problem is a :class:`RequestError` whose message the emulator answers as a ``ValidationException``.
 """
 
@@ -24,8 +28,8 @@ import dataclasses
 from dogops.tuning.spec import KNOWN_KEYS, SpecError, TuningSpec, parse_spec
 
 VOLUME_GB = 30  # the SDK's default volume size, for a HyperParameterTuningResourceConfig that names none
-NOT_EMULATED = {"Autotune": "Autotune", "TuningJobCompletionCriteria":
-                "HyperParameterTuningJobConfig.TuningJobCompletionCriteria"}
+NOT_EMULATED = {"Autotune": "Autotune"}
+IMPROVEMENT = 0.01  # what BestObjectiveNotImproving counts as an improvement (AWS: 1% or more)
 
 
 class RequestError(ValueError):
@@ -40,6 +44,44 @@ class Definition:
     body: dict  # the definition as sent
     spec: TuningSpec
     resources: dict  # its trials' ResourceConfig
+
+
+@dataclasses.dataclass
+class Completion:
+    """``TuningJobCompletionCriteria``, followed trial by trial (in the order trials end)."""
+
+    minimize: bool
+    target: float | None = None  # TargetObjectiveMetricValue
+    patience: int | None = None  # BestObjectiveNotImproving.MaxNumberOfTrainingJobsNotImproving
+    best: float | None = None
+    not_improving: int = 0  # trials in a row that did not improve the best by IMPROVEMENT
+    reached: bool = False
+
+    def record(self, value: float) -> None:
+        """A trial ended with objective ``value``."""
+        gain = None if self.best is None else (self.best - value if self.minimize else value - self.best)
+        self.not_improving = 0 if gain is None or (gain > 0 and gain >= IMPROVEMENT * abs(self.best)) else (
+            self.not_improving + 1)
+        if gain is None or gain > 0:
+            self.best = value
+        target_met = self.target is not None and (value <= self.target if self.minimize else value >= self.target)
+        self.reached = self.reached or target_met or (self.patience is not None and self.not_improving >= self.patience)
+
+
+def completion(request: dict, minimize: bool) -> Completion:
+    """The request's ``TuningJobCompletionCriteria`` (none: a criterion that is never reached)."""
+    criteria = request["HyperParameterTuningJobConfig"].get("TuningJobCompletionCriteria") or {}
+    if not isinstance(criteria, dict):
+        raise RequestError("HyperParameterTuningJobConfig.TuningJobCompletionCriteria must be a structure.")
+    if (criteria.get("ConvergenceDetected") or {}).get("CompleteOnConvergence") == "Enabled":
+        raise RequestError("TuningJobCompletionCriteria.ConvergenceDetected (CompleteOnConvergence Enabled) is not "
+                           "emulated by the local tuner; leave it out or set it Disabled to run the job locally.")
+    patience = (criteria.get("BestObjectiveNotImproving") or {}).get("MaxNumberOfTrainingJobsNotImproving")
+    if patience is not None and int(patience) < 3:
+        raise RequestError("TuningJobCompletionCriteria.BestObjectiveNotImproving.MaxNumberOfTrainingJobsNotImproving"
+                           " must be at least 3.")
+    target = criteria.get("TargetObjectiveMetricValue")
+    return Completion(minimize, None if target is None else float(target), None if patience is None else int(patience))
 
 
 def runs_user_code(body: dict) -> bool:
@@ -103,11 +145,13 @@ def _spec(config: dict, body: dict, max_jobs: int | None, where: str, check_name
         raise RequestError(f"{where}: {exc}") from None
 
 
-def definitions(request: dict, check_names: bool = False) -> list[Definition]:
-    """The request's training job definitions, validated (``check_names``: hold those that run dogops' ``train``
-    to its hyperparameter names too); those the shared-out ``MaxNumberOfTrainingJobs`` gives no trial are left out."""
+def read(request: dict, check_names: bool = False) -> tuple[list[Definition], Completion]:
+    """The request's training job definitions and completion criteria, validated (``check_names``: hold the
+    definitions that run dogops' ``train`` to its hyperparameter names too); definitions the shared-out
+    ``MaxNumberOfTrainingJobs`` gives no trial are left out."""
     try:
-        return _definitions(request, check_names)
+        found = _definitions(request, check_names)
+        return found, completion(request, found[0].spec.minimize)
     except RequestError:
         raise
     except (AttributeError, KeyError, TypeError, ValueError) as exc:  # a member of the wrong type or form

@@ -24,7 +24,7 @@ from botocore.exceptions import ClientError
 from dogops.s3upload import upload_dir
 from dogops.synthetic import generate
 from dogops.tuning.spec import sampler_and_pruner
-from services.jobs.tuning_request import definitions
+from services.jobs.tuning_request import Completion, read
 from services.stack import settings
 
 from ..conftest import tarball
@@ -174,11 +174,40 @@ def test_the_sdk_multi_algorithm_form_runs_every_definition_with_its_resources_a
      "GridSampler", "NopPruner", 3),
 ])
 def test_every_strategy_the_sdk_sends_is_searched_as_sagemaker_does(changes, sampler, pruner, jobs):
-    [taken] = definitions({"HyperParameterTuningJobConfig": config(**changes), "TrainingJobDefinition": definition()})
+    [taken], _ = read({"HyperParameterTuningJobConfig": config(**changes), "TrainingJobDefinition": definition()})
     assert taken.spec.strategy == changes["Strategy"] and taken.spec.max_jobs == jobs
     assert [type(p).__name__ for p in sampler_and_pruner(taken.spec)] == [sampler, pruner]
     assert taken.spec.static == {**STATIC, **SDK_KEYS}  # passed on as sent, the SDK's keys included
     assert taken.resources == {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30}
+
+
+def test_a_tuning_job_that_reaches_its_target_objective_starts_no_more_trials(aws):
+    """TuningJobCompletionCriteria.TargetObjectiveMetricValue: the user's script's first trial meets it."""
+    sm = client("sagemaker", aws)
+    sm.create_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName="target", TrainingJobDefinition=definition(), HyperParameterTuningJobConfig=config(
+            ResourceLimits={"MaxNumberOfTrainingJobs": 4, "MaxParallelTrainingJobs": 1},
+            TuningJobCompletionCriteria={"TargetObjectiveMetricValue": 1.5}))  # every trial logs less than 1.3
+    job = wait_for(sm, "target")
+    assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
+    assert job["TrainingJobStatusCounters"]["Completed"] == 1 and job["ObjectiveStatusCounters"]["Succeeded"] == 1
+    assert job["TuningJobCompletionDetails"] == {"NumberOfTrainingJobsObjectiveNotImproving": 0}
+    assert job["BestTrainingJob"]["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] == pytest.approx(
+        user_loss(job["BestTrainingJob"]["TunedHyperParameters"]["learning_rate"]), abs=1e-6)
+
+
+@pytest.mark.parametrize("minimize, values, not_improving, reached", [
+    (True, [1.0, 0.995, 0.999, 0.9999], 3, True),  # less than 1% better is no improvement, as AWS counts it
+    (True, [1.0, 0.98, 0.99, 0.96, 0.97], 1, False),
+    (False, [0.5, 0.6, 0.601, 0.7, 0.7, 0.69], 2, False),
+    (False, [0.0, 0.0, 0.0, 0.1], 0, False),
+])
+def test_best_objective_not_improving_counts_trials_in_a_row_below_one_percent(minimize, values, not_improving,
+                                                                                reached):
+    criteria = Completion(minimize, patience=3)
+    for value in values:
+        criteria.record(value)
+    assert (criteria.not_improving, criteria.reached) == (not_improving, reached)
 
 
 def test_the_emulator_validates_without_the_tuners_libraries():
@@ -191,8 +220,8 @@ def test_the_emulator_validates_without_the_tuners_libraries():
             "            raise ImportError(name)\n"
             "sys.meta_path.insert(0, Block())\n"
             "import services.emulator.server\n"
-            "from services.jobs.tuning_request import definitions\n"
-            "print(definitions(__import__('json').loads(sys.argv[1]))[0].spec.strategy)\n")
+            "from services.jobs.tuning_request import read\n"
+            "print(read(__import__('json').loads(sys.argv[1]))[0][0].spec.strategy)\n")
     request = {"HyperParameterTuningJobConfig": config(), "TrainingJobDefinition": definition()}
     result = subprocess.run([sys.executable, "-c", code, json.dumps(request)], capture_output=True, text=True,
                             timeout=120, cwd=Path(__file__).resolve().parents[2])
@@ -232,7 +261,9 @@ def _refused(sm, code: str = "ValidationException", **request) -> str:
                    HyperParameterRanges=RANGES)], "config": {"HyperParameterTuningJobObjective": None}},
      "same Type"),
     ({"TrainingJobDefinition": definition(), "config": {"TuningJobCompletionCriteria": {
-        "TargetObjectiveMetricValue": 0.1}}}, "TuningJobCompletionCriteria is not emulated"),
+        "ConvergenceDetected": {"CompleteOnConvergence": "Enabled"}}}}, "ConvergenceDetected (CompleteOnConvergence "
+                                                                          "Enabled) is not emulated"),
+    ({"TrainingJobDefinition": definition(), "Autotune": {"Mode": "Enabled"}}, "Autotune is not emulated"),
     ({"TrainingJobDefinition": definition(), "config": {"Strategy": "Anneal"}}, "Strategy must be one of"),
     ({"TrainingJobDefinition": definition(), "config": {"Strategy": "Hyperband",
                                                         "TrainingJobEarlyStoppingType": "Auto"}},
@@ -257,6 +288,8 @@ def test_a_malformed_request_from_a_client_that_does_not_validate_is_a_400(aws):
                        TrainingJobDefinition=definition(HyperParameterTuningResourceConfig={"InstanceConfigs": [
                            {"InstanceType": "ml.m5.large", "InstanceCount": "one", "VolumeSizeInGB": 30}]}))
     assert "'one'" in message
+    assert "must be at least 3" in _refused(sm, TrainingJobDefinition=definition(), HyperParameterTuningJobConfig=config(
+        TuningJobCompletionCriteria={"BestObjectiveNotImproving": {"MaxNumberOfTrainingJobsNotImproving": 2}}))
     assert _refused(sm, HyperParameterTuningJobConfig=config(), TrainingJobDefinition=definition(
         HyperParameterTuningResourceConfig={"InstanceConfigs": [{"InstanceType": "ml.m5.large"}]})) == (
         "TrainingJobDefinition.HyperParameterTuningResourceConfig.InstanceConfigs[0] must specify InstanceCount, "
