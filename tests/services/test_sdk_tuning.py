@@ -196,6 +196,34 @@ def test_a_tuning_job_that_reaches_its_target_objective_starts_no_more_trials(aw
         user_loss(job["BestTrainingJob"]["TunedHyperParameters"]["learning_rate"]), abs=1e-6)
 
 
+def test_a_stopped_tuning_job_stops_its_running_trial_and_starts_no_more(aws):
+    """StopHyperParameterTuningJob (the SDK's tuner.stop_tuning_job()) while the first trial runs."""
+    sm = client("sagemaker", aws)
+    sm.create_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName="stopped", TrainingJobDefinition=definition(), HyperParameterTuningJobConfig=config(
+            ResourceLimits={"MaxNumberOfTrainingJobs": 4, "MaxParallelTrainingJobs": 1}))
+    deadline = time.monotonic() + 60
+    while not sm.list_training_jobs_for_hyper_parameter_tuning_job(HyperParameterTuningJobName="stopped")[
+            "TrainingJobSummaries"]:
+        assert time.monotonic() < deadline, "no trial started"
+        time.sleep(0.2)
+    sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName="stopped")
+    assert sm.describe_hyper_parameter_tuning_job(HyperParameterTuningJobName="stopped")[
+        "HyperParameterTuningJobStatus"] in ("Stopping", "Stopped")
+    job = wait_for(sm, "stopped")
+    assert job["HyperParameterTuningJobStatus"] == "Stopped" and "HyperParameterTuningEndTime" in job
+    [trial] = sm.list_training_jobs_for_hyper_parameter_tuning_job(HyperParameterTuningJobName="stopped")[
+        "TrainingJobSummaries"]
+    assert trial["TrainingJobStatus"] in ("Stopped", "Completed")  # a trial as quick as the stop may finish first
+    assert job["TrainingJobStatusCounters"][trial["TrainingJobStatus"]] == 1
+    assert sum(job["TrainingJobStatusCounters"].values()) == 1
+    print("the stopped job's trial:", trial["TrainingJobStatus"])
+    assert sm.describe_training_job(TrainingJobName=trial["TrainingJobName"])["TrainingJobStatus"] == trial[
+        "TrainingJobStatus"]
+    with pytest.raises(ClientError, match="in status Stopped"):
+        sm.stop_hyper_parameter_tuning_job(HyperParameterTuningJobName="stopped")
+
+
 @pytest.mark.parametrize("minimize, values, not_improving, reached", [
     (True, [1.0, 0.995, 0.999, 0.9999], 3, True),  # less than 1% better is no improvement, as AWS counts it
     (True, [1.0, 0.98, 0.99, 0.96, 0.97], 1, False),
