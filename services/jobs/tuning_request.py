@@ -28,7 +28,6 @@ import dataclasses
 from dogops.tuning.spec import KNOWN_KEYS, SpecError, TuningSpec, parse_spec
 
 VOLUME_GB = 30  # the SDK's default volume size, for a HyperParameterTuningResourceConfig that names none
-NOT_EMULATED = {"Autotune": "Autotune"}
 IMPROVEMENT = 0.01  # what BestObjectiveNotImproving counts as an improvement (AWS: 1% or more)
 
 
@@ -154,14 +153,13 @@ def read(request: dict, check_names: bool = False) -> tuple[list[Definition], Co
         return found, completion(request, found[0].spec.minimize)
     except RequestError:
         raise
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:  # a member of the wrong type or form
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:  # a member of the wrong form
         raise RequestError(f"The request is malformed: {type(exc).__name__}: {exc}") from None
 
 
 def _definitions(request: dict, check_names: bool) -> list[Definition]:
-    for key, name in NOT_EMULATED.items():
-        if key in request or key in request.get("HyperParameterTuningJobConfig", {}):
-            raise RequestError(f"{name} is not emulated by the local tuner; leave it out to run the job locally.")
+    if "Autotune" in request:
+        raise RequestError("Autotune is not emulated by the local tuner; leave it out to run the job locally.")
     config = request.get("HyperParameterTuningJobConfig")
     if not isinstance(config, dict) or "Strategy" not in config or "ResourceLimits" not in config:
         raise RequestError("HyperParameterTuningJobConfig with Strategy and ResourceLimits must be specified.")
@@ -181,6 +179,8 @@ def _definitions(request: dict, check_names: bool) -> list[Definition]:
                                "tuner; tune each definition in a job of its own.")
         bodies = several
     total = config["ResourceLimits"].get("MaxNumberOfTrainingJobs")  # None: Grid's every combination
+    if total is not None and int(total) < 1:
+        raise RequestError("ResourceLimits.MaxNumberOfTrainingJobs must be at least 1.")
     found = []
     for index, (name, body) in enumerate(zip(names, bodies)):
         where = "TrainingJobDefinition" if name is None else f"TrainingJobDefinitions[{name}]"

@@ -316,6 +316,9 @@ def test_a_malformed_request_from_a_client_that_does_not_validate_is_a_400(aws):
                        TrainingJobDefinition=definition(HyperParameterTuningResourceConfig={"InstanceConfigs": [
                            {"InstanceType": "ml.m5.large", "InstanceCount": "one", "VolumeSizeInGB": 30}]}))
     assert "'one'" in message
+    assert "MaxNumberOfTrainingJobs must be at least 1" in _refused(sm, TrainingJobDefinition=definition(),
+                                                                   HyperParameterTuningJobConfig=config(
+        ResourceLimits={"MaxNumberOfTrainingJobs": 0, "MaxParallelTrainingJobs": 1}))
     assert "must be at least 3" in _refused(sm, TrainingJobDefinition=definition(), HyperParameterTuningJobConfig=config(
         TuningJobCompletionCriteria={"BestObjectiveNotImproving": {"MaxNumberOfTrainingJobsNotImproving": 2}}))
     assert _refused(sm, HyperParameterTuningJobConfig=config(), TrainingJobDefinition=definition(
