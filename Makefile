@@ -27,10 +27,12 @@ setup: $(BIN)/.installed $(VENV)/preflight/.installed  ## create .venv from the 
 
 # One lock per role (pyproject's extras), resolved by uv for Python 3.11 on every platform, with the
 # hashes of every file. dev.txt first: each role's lock takes its versions, so images and tests agree.
-# Versions already locked are kept; UPGRADE=1 takes the newest each range allows.
+# Versions already locked are kept; UPGRADE=1 takes the newest each range allows. One version per package
+# for every Python (--fork-strategy fewest): a library whose newest release needs a newer Python (scipy)
+# would otherwise be pinned twice.
 ROLES   := serve train tune stack promote
 COMPILE  = $(BIN)/uv pip compile pyproject.toml --quiet --universal --python-version 3.11 --generate-hashes \
-           --custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
+           --fork-strategy fewest --custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
 
 lock: $(BIN)/.installed  ## regenerate requirements/*.txt (the exact, hashed versions) from pyproject.toml's ranges; UPGRADE=1
 	$(COMPILE) --extra dev -o requirements/dev.txt
