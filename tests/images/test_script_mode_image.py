@@ -1,6 +1,7 @@
 """Script mode in the training image: a job on AWS's PyTorch training container URI, run by the emulator in
 docker mode, runs the user's script in dogops-training:dev through the image's own sagemaker-training toolkit
-(dogops' `train` dispatching to it), on two hosts that resolve each other's names."""
+(dogops' `train` dispatching to it), on two hosts that resolve each other's names; a ContainerEntrypoint runs
+in the image as it would in AWS's."""
 
 import json
 import os
@@ -25,7 +26,14 @@ def test_a_script_mode_job_runs_in_the_training_image(tmp_path):
         sm.create_training_job(**request("in-image", sdk_hyperparameters(epochs=3, **{"learning-rate": 0.5}),
                                          instances=2))
         sm.create_training_job(**request("in-image-failing", sdk_hyperparameters(fail="bad data")))
+        sm.create_training_job(**request("in-image-entrypoint", {}, ContainerEntrypoint=["/bin/bash"], ContainerArguments=[
+            "-c", "cat /opt/ml/input/data/training/value-*.txt > /opt/ml/model/values.txt; command -v python3 pip3 "
+                  "> /opt/ml/output/data/tools.txt"]))
         job, failing = wait(sm, "in-image", timeout=600), wait(sm, "in-image-failing", timeout=600)
+        entrypoint = wait(sm, "in-image-entrypoint", timeout=600)
+        entry_model = untar(s3, entrypoint["ModelArtifacts"]["S3ModelArtifacts"]) if "ModelArtifacts" in entrypoint \
+            else {}
+        entry_output = untar(s3, f"s3://{BUCKET}/output/in-image-entrypoint/output/output.tar.gz") if entry_model else {}
         lines = log_lines(client("logs", server.url), "in-image", "algo-1")
         model = untar(s3, job["ModelArtifacts"]["S3ModelArtifacts"]) if "ModelArtifacts" in job else {}
         output = untar(s3, f"s3://{BUCKET}/output/in-image/output/output.tar.gz") if model else {}
@@ -46,3 +54,6 @@ def test_a_script_mode_job_runs_in_the_training_image(tmp_path):
     assert failing["TrainingJobStatus"] == "Failed"
     assert failing["FailureReason"].startswith("AlgorithmError: ExecuteUserScriptError:\nExitCode 1\n")
     assert "bad data" in failing["FailureReason"]
+    assert entrypoint["TrainingJobStatus"] == "Completed", entrypoint.get("FailureReason")
+    assert entry_model == {"values.txt": b"1.52.54"}
+    assert entry_output == {"tools.txt": b"/opt/venv/bin/python3\n/opt/venv/bin/pip3\n"}
