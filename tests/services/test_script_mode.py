@@ -20,7 +20,8 @@ import pytest
 
 from services.stack import settings
 
-from .processes import ROOT, Process, client
+from ..sdk_venvs import sdk_python
+from .processes import Process, client
 
 BUCKET = "script-mode-test"
 DLC = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.3.0-cpu-py311-ubuntu20.04-sagemaker"
@@ -28,8 +29,6 @@ ROLE = "arn:aws:iam::123456789012:role/dogops-dev-training"
 USER_CODE = Path(__file__).parent / "user_code"
 METRICS = [{"Name": "train:loss", "Regex": r"train_loss=([0-9.]+);"}]
 ENDED = ("Completed", "Failed", "Stopped")
-SDK_VENV = ROOT / ".venv-sdk2" / "bin" / "python"
-SDK3_VENV = ROOT / ".venv-sdk3" / "bin" / "python"
 
 
 def _wheel() -> tuple[str, bytes]:
@@ -225,12 +224,11 @@ def sdk(venv: Path, script: str, tmp_path: Path, aws: str, **arguments) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.skipif(not SDK_VENV.exists(), reason="needs the SDK v2 venv (make sdk-venvs)")
 def test_the_sdk_v2_pytorch_estimator_fits_the_users_script_on_two_instances(aws, tmp_path):
     """The real SDK in its own venv: ``PyTorch(entry_point=..., source_dir=...).fit()``; then the same script run
     directly, for the overhead of a training job (printed)."""
     name = "sdk-v2-fit"
-    report = sdk(SDK_VENV, "fit_v2.py", tmp_path, aws, image=DLC, name=name)
+    report = sdk(sdk_python(2), "fit_v2.py", tmp_path, aws, image=DLC, name=name)
     sm, s3 = client("sagemaker", aws), client("s3", aws)
     job = sm.describe_training_job(TrainingJobName=name)
     assert job["TrainingJobStatus"] == "Completed" and report["model_data"] == job["ModelArtifacts"]["S3ModelArtifacts"]
@@ -254,12 +252,11 @@ def test_the_sdk_v2_pytorch_estimator_fits_the_users_script_on_two_instances(aws
                    env=direct_env, check=True, capture_output=True, timeout=120)
     direct = time.monotonic() - started
     assert (tree / "model" / "model.txt").read_text() == "7.000000\n"
-    print(f"script mode: fit() to Completed {report['fit_to_completed_s']:.2f} s on 2 instances, the script run "
-          f"directly {direct:.2f} s: {report['fit_to_completed_s'] / direct:.1f}x, "
-          f"{report['fit_to_completed_s'] - direct:.2f} s of job overhead")
+    created_to_end = (job["TrainingEndTime"] - job["CreationTime"]).total_seconds()
+    print(f"script mode, 2 instances: fit() to Completed {report['fit_to_completed_s']:.2f} s (the SDK polls every "
+          f"5 s), CreateTrainingJob to TrainingEndTime {created_to_end:.2f} s; the script run directly {direct:.2f} s")
 
 
-@pytest.mark.skipif(not SDK3_VENV.exists(), reason="needs the SDK v3 venv (make sdk-venvs)")
 def test_the_sdk_v3_model_trainer_runs_its_drivers_natively_with_opt_ml_mapped(aws, tmp_path):
     """The real SDK v3: ``ModelTrainer(source_code=SourceCode(...)).train()`` sends a ContainerEntrypoint that runs
     its sm_drivers' sm_train.sh, which reads and writes /opt/ml: here the job's own tree."""
@@ -269,7 +266,7 @@ def test_the_sdk_v3_model_trainer_runs_its_drivers_natively_with_opt_ml_mapped(a
                                                 "Action": "sts:AssumeRole"}]}))["Role"]["Arn"]
     iam.put_role_policy(RoleName="script-mode-v3", PolicyName="all", PolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
-    report = sdk(SDK3_VENV, "train_v3.py", tmp_path, aws, image=DLC, name="sdk-v3", role=role)
+    report = sdk(sdk_python(3), "train_v3.py", tmp_path, aws, image=DLC, name="sdk-v3", role=role)
     sm, s3 = client("sagemaker", aws), client("s3", aws)
     job = sm.describe_training_job(TrainingJobName=report["job"])
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
