@@ -46,4 +46,4 @@ def test_train_runs_the_named_script_through_the_toolkit(tmp_path):
     result = run_script("train", env=script_env(SAGEMAKER_BASE_DIR=base, SM_STUDIO_LOCAL_MODE="true"), timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f'ARGS ["--epochs", "2"] {base / "model"}' in result.stdout
-    assert (base / "code" / "show.py").exists() and "Reporting training SUCCESS" in result.stdout
+    assert (base / "code" / "show.py").exists() and "Reporting training SUCCESS" in result.stderr
