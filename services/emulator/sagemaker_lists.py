@@ -28,8 +28,11 @@ def page(items: list, key: str, max_results: int | None, token: str | None) -> d
 
 
 def _list_models(self) -> ActionResult:
-    """moto lists every model at once; AWS newest first, a page at a time."""
-    models = sorted(self.sagemaker_backend.list_models(), key=lambda m: m.creation_time, reverse=True)
+    """moto lists every model at once, whatever ``NameContains`` asks; AWS the models whose name contains it,
+    newest first, a page at a time."""
+    part = self._get_param("NameContains") or ""
+    models = sorted((m for m in self.sagemaker_backend.list_models() if part in m.model_name),
+                    key=lambda m: m.creation_time, reverse=True)
     return ActionResult(page([m.response_object for m in models], "Models", self._get_param("MaxResults"),
                              self._get_param("NextToken")))
 

@@ -84,3 +84,7 @@ def test_endpoints_models_and_training_jobs_list_ten_at_a_time_as_on_aws(session
         assert sum(len(p[key]) for p in sm.get_paginator(operation).paginate()) == 12, operation
     newest = sm.list_models(MaxResults=1)["Models"][0]["ModelName"]
     assert newest == "m11"  # newest first, as AWS lists models
+    for operation, key in (("list_models", "Models"), ("list_endpoint_configs", "EndpointConfigs"),
+                           ("list_endpoints", "Endpoints")):
+        assert len(getattr(sm, operation)(NameContains="11")[key]) == 1, operation
+    assert [m["ModelName"] for m in sm.list_models(NameContains="m1")["Models"]] == ["m11", "m10"]
