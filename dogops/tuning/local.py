@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import optuna
@@ -51,10 +51,30 @@ def _interrupted(study: optuna.Study) -> set[int]:
     return {int(k.split("_")[1]) for k in study.user_attrs if k.startswith("interrupted_")}
 
 
+def _trials(study: optuna.Study, states=None) -> list[optuna.trial.FrozenTrial]:
+    """The job's own trials (not those a warm start added)."""
+    return [t for t in study.get_trials(deepcopy=False, states=states) if not t.user_attrs.get("warm_start")]
+
+
+def warm_start(study: optuna.Study, spec: TuningSpec, earlier: Sequence[tuple[dict[str, str], float]]) -> int:
+    """Add earlier tuning jobs' completed trials (their tuned hyperparameters and objective) to a new study, so the
+    sampler starts from what they learned (SageMaker's warm start); those this search could not have drawn are
+    left out. How many were added."""
+    added = 0
+    for hyperparameters, value in earlier:
+        seen = [r.observed(hyperparameters[r.name]) if r.name in hyperparameters else None for r in spec.ranges]
+        if all(seen):
+            study.add_trial(optuna.trial.create_trial(
+                params={name: v for name, _, v in seen}, distributions={name: d for name, d, _ in seen}, value=value,
+                user_attrs={"warm_start": True}))
+            added += 1
+    return added
+
+
 def results_rows(study: optuna.Study, spec: TuningSpec) -> list[dict]:
     """One row per trial: name, status, hyperparameters, objective, final metrics, failure reason."""
     rows, interrupted = [], _interrupted(study)
-    for trial in study.get_trials(deepcopy=False):
+    for trial in _trials(study):
         status = "Interrupted" if trial.number in interrupted else STATUS[trial.state]
         row = {"trial": trial.user_attrs.get("name", f"trial-{trial.number:03d}"), "status": status,
                **{r.name: trial.user_attrs.get("hyperparameters", {}).get(r.name, "") for r in spec.ranges},
@@ -115,7 +135,8 @@ TrialRunner = Callable[[str, dict[str, str], Callable[[float, int], bool], int],
 def run_tuning_job(spec: TuningSpec, data_dir: Path | None, job_dir: Path, image: str | None = None,
                    stopping: threading.Event | None = None, runner: TrialRunner | None = None,
                    trial_name: Callable[[int], str] | None = None, warm: bool = True,
-                   complete: Callable[[], bool] | None = None) -> optuna.Study:
+                   complete: Callable[[], bool] | None = None,
+                   earlier: Sequence[tuple[dict[str, str], float]] = ()) -> optuna.Study:
     """Run (or resume) the tuning job in ``job_dir`` until ``MaxNumberOfTrainingJobs`` trials have ended.
 
     Setting ``stopping`` (the CLI does on SIGTERM/SIGINT, after signalling the trials)
@@ -124,14 +145,18 @@ def run_tuning_job(spec: TuningSpec, data_dir: Path | None, job_dir: Path, image
     SageMaker runs each as a training job), named ``trial_name(number)`` (default ``<job>-<NNN>``).
     Native trials fork from a warm worker unless ``warm`` is false (then each starts a fresh ``train``).
     Once ``complete()`` says so after a trial, no new trial starts (a tuning job's completion criteria).
+    ``earlier`` (hyperparameters, objective) warm-starts a new job's search (not Grid's: it has its combinations).
     """
     stopping = stopping or threading.Event()
     job_dir.mkdir(parents=True, exist_ok=True)
     name = job_dir.name
     study = _study(job_dir, name, spec)
+    if earlier and spec.strategy != "Grid" and not study.get_trials(deepcopy=False):
+        log.info("tuning job %s: warm start from %d earlier trials", name, warm_start(study, spec, earlier))
+    offset = len(study.get_trials(deepcopy=False)) - len(_trials(study))  # warm-start trials come first
     interrupted = _interrupted(study)
-    ended = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED,
-                                                                TrialState.FAIL)) if t.number not in interrupted]
+    ended = [t for t in _trials(study, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+             if t.number not in interrupted]
     remaining = spec.max_jobs - len(ended)
     if ended or interrupted:
         log.info("resuming tuning job %s: %d trials ended, %d to run", name, len(ended), max(0, remaining))
@@ -141,7 +166,7 @@ def run_tuning_job(spec: TuningSpec, data_dir: Path | None, job_dir: Path, image
     def objective(trial: optuna.Trial) -> float:
         hyperparameters = {**spec.static, **{r.name: r.suggest(trial) for r in spec.ranges},
                            "_tuning_objective_metric": spec.objective}
-        this = (trial_name or (lambda number: f"{name}-{number:03d}"))(trial.number)
+        this = (trial_name or (lambda number: f"{name}-{number:03d}"))(trial.number - offset)
         trial.set_user_attr("name", this)
         trial.set_user_attr("hyperparameters", hyperparameters)
         log.info("trial %s started (%s)", this, ", ".join(f"{r.name}={hyperparameters[r.name]}"

@@ -60,6 +60,27 @@ class Range:
             return repr(1 - y)
         return repr(trial.suggest_float(self.name, self.low, self.high, log=self.scaling == "Logarithmic"))
 
+    def observed(self, value: str) -> tuple[str, "optuna.distributions.BaseDistribution", object] | None:
+        """``value`` as :meth:`suggest` would have recorded it (parameter, distribution, internal value), for a
+        warm start's earlier trials; None when this range could not have drawn it."""
+        from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+        if self.kind == "categorical":
+            return (self.name, CategoricalDistribution(list(self.values)), value) if value in self.values else None
+        try:
+            number = float(_unquoted(value))
+        except ValueError:
+            return None
+        if not self.low <= number <= self.high or (self.kind == "integer" and not number.is_integer()):
+            return None
+        if self.kind == "integer":
+            return self.name, IntDistribution(int(self.low), int(self.high), log=self.scaling == "Logarithmic"), int(
+                number)
+        if self.scaling == "ReverseLogarithmic":
+            low, high = 1 - self.high, 1 - self.low
+            return f"{self.name}__one_minus", FloatDistribution(low, high, log=True), min(max(1 - number, low), high)
+        return self.name, FloatDistribution(self.low, self.high, log=self.scaling == "Logarithmic"), number
+
 
 @dataclasses.dataclass(frozen=True)
 class TuningSpec:

@@ -4,9 +4,10 @@ moto 5 marks a tuning job ``Completed`` the moment it is created, with a made-up
 neither ``ListTrainingJobsForHyperParameterTuningJob`` nor ``StopHyperParameterTuningJob``. Here:
 
 - ``CreateHyperParameterTuningJob``: validated as the local tuner will run it (``services.jobs.tuning_request``:
-  either form of training job definition, ``HyperParameterTuningResourceConfig``, the search's spec), a problem
-  answered as AWS's ``ValidationException`` (400); then ``InProgress`` with no trial yet; the local tuner (``services.jobs.tuning``)
-  runs it in a thread of the emulator, each trial a training job with the job's ``TuningJobArn``
+  either form of training job definition, ``HyperParameterTuningResourceConfig``, the search's spec, a warm start's
+  parents), a problem answered as AWS's ``ValidationException`` (400); then ``InProgress`` with no trial yet; the
+  local tuner (``services.jobs.tuning``) runs it in a thread of the emulator, each trial a training job with the
+  job's ``TuningJobArn``
   (``DOGOPS_TRAINING_RUNNER=host``: left to a runner on the host, as training jobs are; ``off``: to nobody);
 - the tuner reports through :func:`update` (status, ``TrainingJobStatusCounters``, ``ObjectiveStatusCounters``,
   ``BestTrainingJob``, the trials' summaries, end time, consumed seconds, failure reason);
@@ -59,6 +60,8 @@ def _create(self) -> ActionResult:
         read(self.params)
     except RequestError as exc:
         raise ValidationError(str(exc)) from None
+    for parent in self.params.get("WarmStartConfig", {}).get("ParentHyperParameterTuningJobs", []):
+        _job(self.current_account, self.region, parent.get("HyperParameterTuningJobName"))  # one that exists
     result = _original_create(self)
     name = self._get_param("HyperParameterTuningJobName")
     job = _job(self.current_account, self.region, name)

@@ -14,9 +14,9 @@ tuning job's ``TuningJobArn``, its checkpoints under ``<CheckpointConfig.S3Uri>/
 ``MetricDefinitions``. The objective, each time a trial logs it, feeds early stopping: a pruned trial is
 stopped (``StopTrainingJob``). The tuning job's counters, trials (with ``TunedHyperParameters``, the
 objective, the definition's name) and ``BestTrainingJob`` follow the trials; no new trial starts once the
-job's ``TuningJobCompletionCriteria`` are met; the results (``results.csv``,
-``results.json``, ``objective.png``) land in ``DOGOPS_TUNING_DIR/<job>`` (``/<definition>`` for each of several;
-default ``<tmp>/dogops-tuning``).
+job's ``TuningJobCompletionCriteria`` are met; a ``WarmStartConfig``'s parents' completed trials seed the search;
+the results (``results.csv``, ``results.json``, ``objective.png``) land in ``DOGOPS_TUNING_DIR/<job>``
+(``/<definition>`` for each of several; default ``<tmp>/dogops-tuning``).
 """
 
 import logging
@@ -98,7 +98,7 @@ class TuningRun:
                                stopping=self.stopping, runner=partial(self.trial, definition),
                                trial_name=lambda number, first=first:
                                f"{self.name}-{first + number:03d}-{uuid.uuid4().hex[:8]}",
-                               complete=lambda: self.completion.reached)
+                               complete=lambda: self.completion.reached, earlier=self._earlier(definition))
                 first += definition.spec.max_jobs
             fields["tuning_job_completion_details"] = {
                 "NumberOfTrainingJobsObjectiveNotImproving": self.completion.not_improving}
@@ -113,6 +113,21 @@ class TuningRun:
         self.report(status, hyper_parameter_tuning_end_time=datetime.now(timezone.utc),
                     consumed_resources={"RuntimeInSeconds": int(time.monotonic() - started)}, **self._state(),
                     **fields)
+
+    def _earlier(self, definition: Definition) -> list[tuple[dict[str, str], float]]:
+        """The completed trials of the job's WarmStartConfig parents with this definition's objective (and name,
+        where both have one): their tuned hyperparameters and objective values."""
+        found = []
+        for parent in self.job.get("WarmStartConfig", {}).get("ParentHyperParameterTuningJobs", []):
+            pages = self.sm.get_paginator("list_training_jobs_for_hyper_parameter_tuning_job").paginate(
+                HyperParameterTuningJobName=parent["HyperParameterTuningJobName"], StatusEquals="Completed")
+            for trial in (t for page in pages for t in page["TrainingJobSummaries"]):
+                objective = trial.get("FinalHyperParameterTuningJobObjectiveMetric", {})
+                named = trial.get("TrainingJobDefinitionName")
+                if objective.get("MetricName") == definition.spec.objective and (
+                        named is None or definition.name is None or named == definition.name):
+                    found.append((trial["TunedHyperParameters"], objective["Value"]))
+        return found
 
     def _state(self) -> dict:
         """Counters, trials and the best trial, as ``DescribeHyperParameterTuningJob`` has them."""

@@ -16,7 +16,8 @@ local machine never runs short). ``StaticHyperParameters`` pass to every trial a
 keys (JSON-quoted) included. Only a definition that runs dogops' own ``train`` (no ``sagemaker_program``, no
 ``ContainerEntrypoint``) is held to ``train``'s hyperparameter names, and only when the job runs.
 
-``TuningJobCompletionCriteria`` end the search early (:class:`Completion`): ``TargetObjectiveMetricValue`` once a
+A ``WarmStartConfig`` names 1 to 5 parent jobs whose completed trials seed the search (either type: locally
+both reuse what the parents learned). ``TuningJobCompletionCriteria`` end the search early (:class:`Completion`): ``TargetObjectiveMetricValue`` once a
 trial reaches it, ``BestObjectiveNotImproving`` after that many trials in a row improve the best objective by less
 than 1%, as AWS counts them; ``ConvergenceDetected`` (AWS's own judgement) is not emulated.
 
@@ -29,6 +30,7 @@ from dogops.tuning.spec import KNOWN_KEYS, SpecError, TuningSpec, parse_spec
 
 VOLUME_GB = 30  # the SDK's default volume size, for a HyperParameterTuningResourceConfig that names none
 IMPROVEMENT = 0.01  # what BestObjectiveNotImproving counts as an improvement (AWS: 1% or more)
+WARM_START_TYPES = ("IdenticalDataAndAlgorithm", "TransferLearning")
 
 
 class RequestError(ValueError):
@@ -160,6 +162,11 @@ def read(request: dict, check_names: bool = False) -> tuple[list[Definition], Co
 def _definitions(request: dict, check_names: bool) -> list[Definition]:
     if "Autotune" in request:
         raise RequestError("Autotune is not emulated by the local tuner; leave it out to run the job locally.")
+    warm = request.get("WarmStartConfig")
+    if warm is not None and (warm.get("WarmStartType") not in WARM_START_TYPES
+                             or not 1 <= len(warm.get("ParentHyperParameterTuningJobs") or []) <= 5):
+        raise RequestError(f"WarmStartConfig needs a WarmStartType ({' or '.join(WARM_START_TYPES)}) and 1 to 5 "
+                           "ParentHyperParameterTuningJobs.")
     config = request.get("HyperParameterTuningJobConfig")
     if not isinstance(config, dict) or "Strategy" not in config or "ResourceLimits" not in config:
         raise RequestError("HyperParameterTuningJobConfig with Strategy and ResourceLimits must be specified.")

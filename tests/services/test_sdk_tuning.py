@@ -80,8 +80,9 @@ def config(**changes) -> dict:
 
 
 @pytest.fixture(scope="module")
-def aws(tmp_path_factory):
-    """An emulator that runs tuning jobs natively, with a bucket of generated data (5 breeds, 48 px)."""
+def stack(tmp_path_factory):
+    """An emulator that runs tuning jobs natively, with a bucket of generated data (5 breeds, 48 px); its URL and
+    the folder of its tuning jobs' results."""
     logs = tmp_path_factory.mktemp("sdk-tuning")
     server = emulator(logs, DOGOPS_TUNING_DIR=logs / "tuning")
     data = tmp_path_factory.mktemp("sdk-tuning-data")
@@ -90,8 +91,13 @@ def aws(tmp_path_factory):
     s3.create_bucket(Bucket=BUCKET)
     upload_dir(data, DATA, client=s3)
     s3.put_object(Bucket=BUCKET, Key="cap/source/sourcedir.tar.gz", Body=tarball(SOURCE))  # as the SDK uploads it
-    yield server.url
+    yield server.url, logs / "tuning"
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def aws(stack) -> str:
+    return stack[0]
 
 
 def wait_for(sm, name: str, timeout: float = 240) -> dict:
@@ -194,6 +200,46 @@ def test_a_tuning_job_that_reaches_its_target_objective_starts_no_more_trials(aw
     assert job["TuningJobCompletionDetails"] == {"NumberOfTrainingJobsObjectiveNotImproving": 0}
     assert job["BestTrainingJob"]["FinalHyperParameterTuningJobObjectiveMetric"]["Value"] == pytest.approx(
         user_loss(job["BestTrainingJob"]["TunedHyperParameters"]["learning_rate"]), abs=1e-6)
+
+
+def test_a_warm_started_job_searches_from_its_parents_completed_trials(stack):
+    """WarmStartConfig (the SDK's identical_dataset_and_algorithm_tuner()): the parent's trials seed the child's
+    study (its journal holds them, with the parent's objective values); the child's own trials are its results."""
+    url, tuning_dir = stack
+    sm = client("sagemaker", url)
+    sm.create_hyper_parameter_tuning_job(HyperParameterTuningJobName="parent", TrainingJobDefinition=definition(),
+                                         HyperParameterTuningJobConfig=config())
+    assert wait_for(sm, "parent")["HyperParameterTuningJobStatus"] == "Completed"
+    parent = {t["TunedHyperParameters"]["learning_rate"]: t["FinalHyperParameterTuningJobObjectiveMetric"]["Value"]
+              for t in sm.list_training_jobs_for_hyper_parameter_tuning_job(HyperParameterTuningJobName="parent")[
+                  "TrainingJobSummaries"]}
+    assert len(parent) == 2
+    with pytest.raises(ClientError, match="Could not find hyper parameter tuning job 'nobody'"):
+        sm.create_hyper_parameter_tuning_job(
+            HyperParameterTuningJobName="orphan", TrainingJobDefinition=definition(), HyperParameterTuningJobConfig=
+            config(), WarmStartConfig={"ParentHyperParameterTuningJobs": [{"HyperParameterTuningJobName": "nobody"}],
+                                       "WarmStartType": "IdenticalDataAndAlgorithm"})
+    sm.create_hyper_parameter_tuning_job(
+        HyperParameterTuningJobName="child", TrainingJobDefinition=definition(), HyperParameterTuningJobConfig=config(
+            Strategy="Bayesian", ResourceLimits={"MaxNumberOfTrainingJobs": 1, "MaxParallelTrainingJobs": 1}),
+        WarmStartConfig={"ParentHyperParameterTuningJobs": [{"HyperParameterTuningJobName": "parent"}],
+                         "WarmStartType": "IdenticalDataAndAlgorithm"})
+    job = wait_for(sm, "child")
+    assert job["HyperParameterTuningJobStatus"] == "Completed", job.get("FailureReason")
+    [trial] = sm.list_training_jobs_for_hyper_parameter_tuning_job(HyperParameterTuningJobName="child")[
+        "TrainingJobSummaries"]
+    assert trial["TrainingJobName"].startswith("child-001-") and job["TrainingJobStatusCounters"]["Completed"] == 1
+
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    study = optuna.load_study(study_name="child", storage=JournalStorage(JournalFileBackend(
+        str(tuning_dir / "child" / "study.journal"))))
+    seeded = {repr(t.params["learning_rate"]): t.value for t in study.trials if t.user_attrs.get("warm_start")}
+    assert seeded == pytest.approx(parent)
+    rows = json.loads((tuning_dir / "child" / "results.json").read_text())
+    assert [r["trial"] for r in rows] == [trial["TrainingJobName"]]
 
 
 def test_a_stopped_tuning_job_stops_its_running_trial_and_starts_no_more(aws):

@@ -58,6 +58,26 @@ def test_the_sdks_own_keys_pass_and_a_users_script_may_take_any_name():
         parse_spec(raw, train_names=False)
 
 
+@pytest.mark.parametrize("scaling", ["Linear", "Logarithmic", "ReverseLogarithmic"])
+def test_a_value_a_range_drew_is_recorded_as_its_sample_was(scaling):
+    """A warm start's earlier trials enter the study as the range's own samples would have."""
+    raw = _raw()
+    raw["ParameterRanges"]["ContinuousParameterRanges"][0].update(ScalingType=scaling, MinValue="0.001",
+                                                                  MaxValue="0.5")
+    raw["ParameterRanges"]["IntegerParameterRanges"] = [{"Name": "epochs", "MinValue": "2", "MaxValue": "9"}]
+    raw["StaticHyperParameters"].pop("epochs")
+    spec = parse_spec(raw)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    drawn = {r.name: r.suggest(trial) for r in spec.ranges}
+    for r in spec.ranges:
+        name, distribution, value = r.observed(drawn[r.name])
+        assert distribution == trial.distributions[name] and value == pytest.approx(trial.params[name])
+    lr, epochs, batch_size = spec.ranges
+    assert lr.observed("0.9") is None and epochs.observed("2.5") is None and epochs.observed("10") is None
+    assert batch_size.observed("1024") is None and batch_size.observed("64")[2] == "64"
+
+
 @pytest.mark.parametrize("scaling", ["Linear", "Logarithmic", "ReverseLogarithmic", "Auto"])
 def test_samples_stay_in_range_for_every_scaling(scaling):
     raw = _raw()
