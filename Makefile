@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 ML     := .dogops/stack/ml
 PORT   ?= 8080
 
-.PHONY: help setup lock demo up down serve tune test test-slow test-all images test-images bench-train bench-serve bench-stack bench-tune clean
+.PHONY: help setup lock demo up down serve tune test test-slow test-all images test-images bench-train bench-serve bench-stack bench-hosting bench-tune clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -99,6 +99,9 @@ bench-serve: setup  ## serve's p50/p99 latency and throughput as ratios to the r
 
 bench-stack: setup  ## the native stack's cold start; Lambda -> gateway -> endpoint against /invocations directly
 	$(BIN)/python benchmarks/bench_stack.py
+
+bench-hosting: setup  ## native hosting: CreateEndpoint to InService, and the memory of 1, 2 and 4 endpoints
+	$(BIN)/python benchmarks/bench_hosting.py
 
 bench-tune: setup  ## 8 trials: with vs without the feature cache, warm vs cold trials, 2-parallel vs sequential
 	$(BIN)/python benchmarks/bench_tune.py

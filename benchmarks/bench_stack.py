@@ -25,6 +25,7 @@ import requests
 from botocore.config import Config
 
 from services.stack import settings
+from services.stack.supervisor import endpoint_url
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,14 +60,14 @@ def main() -> None:
     print(f"cold start (dogops up -> first prediction): {seconds:.1f} s")
 
     body = json.dumps({"url": settings.gateway_url() + "/samples/dog.jpg"}).encode()
-    direct = requests.Session()
+    direct, served_at = requests.Session(), endpoint_url()  # the endpoint's serve, from the emulator's routes
     credentials = {"aws_access_key_id": settings.ACCESS_KEY, "aws_secret_access_key": settings.root_secret(),
                    "region_name": settings.REGION, "config": Config(retries={"max_attempts": 0})}
     runtime = boto3.client("sagemaker-runtime", endpoint_url=settings.gateway_url(), **credentials)
     function = boto3.client("lambda", endpoint_url=settings.gateway_url(), **credentials)
 
     def call_direct():
-        direct.post(settings.serving_url() + "/invocations", data=body, timeout=70,
+        direct.post(served_at + "/invocations", data=body, timeout=70,
                     headers={"Content-Type": "application/json"}).raise_for_status()
 
     def call_runtime():

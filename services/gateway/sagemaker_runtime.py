@@ -1,7 +1,9 @@
-"""SageMaker Runtime ``InvokeEndpoint``: the endpoint is looked up on the emulator, the request goes to the
-serving container's ``/invocations`` (the endpoint's own container when ``services.hosting.endpoints`` runs one, as the
-emulator's route table says; else the stack's serving), and the answer comes back as AWS gives it (contracts §A.9.6). The caller
-must be allowed ``sagemaker:InvokeEndpoint`` on the endpoint's ARN (``iam``) before anything else happens.
+"""SageMaker Runtime ``InvokeEndpoint``: the endpoint is looked up on the emulator, a production variant chosen
+(``TargetVariant``, else by weight), the request goes to that variant's model server's ``/invocations`` (where the
+emulator's route table says: a ``serve`` of ``services.hosting.reconciler`` or a container of
+``services.hosting.endpoints``; an endpoint with none is not in service), and the answer comes back as AWS gives it
+(contracts §A.9.6). The caller must be allowed ``sagemaker:InvokeEndpoint`` on the endpoint's ARN (``iam``) before
+anything else happens.
 
     POST /endpoints/<name>/invocations
 
@@ -61,10 +63,12 @@ def _lookup(region: str, name: str) -> dict:
 
 
 def serving_url(region: str, name: str, variant: str) -> str:
-    """Where the variant's model answers: its hosted server, else the stack's serving (reused a moment)."""
+    """Where the variant's model server answers (the emulator's route table, reused a moment); an endpoint that no
+    server hosts is not in service: no other model ever answers for it."""
     entry = _routes.get((region, name), lambda: _hosted_route(region, name))
     if not entry:
-        return settings.serving_url()
+        raise EndpointUnavailable(f"Endpoint {name} of account {settings.ACCOUNT} is not in service: no model "
+                                  f"server hosts it on this stack.")
     return entry.get("variants", {}).get(variant) or entry["url"]
 
 
@@ -128,6 +132,7 @@ def invoke_endpoint(name: str) -> Response:
         return denied
     try:
         variant = invoked_variant(_describe(region, name), request.headers.get("X-Amzn-SageMaker-Target-Variant"))
+        url = serving_url(region, name, variant)
     except EndpointUnavailable as exc:
         return aws_error(400, "ValidationError", str(exc))
     body = _read_body()
@@ -136,7 +141,7 @@ def invoke_endpoint(name: str) -> Response:
     headers = {key: request.headers[key] for key in FORWARDED if key in request.headers}
     timeout = float(os.environ.get("DOGOPS_ENDPOINT_TIMEOUT", "60"))
     try:
-        with _session.post(serving_url(region, name, variant) + "/invocations", data=body, headers=headers,
+        with _session.post(url + "/invocations", data=body, headers=headers,
                            stream=True, timeout=(CONNECT_TIMEOUT, timeout)) as upstream:
             answer = upstream.raw.read(MAX_BODY + 1, decode_content=True)
     except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):

@@ -78,18 +78,27 @@ def _containers(endpoint: str) -> list[dict]:
             for c in json.loads(docker("inspect", *ids).stdout)]
 
 
+def routes_url(emulator_url: str, region: str, endpoint: str) -> str:
+    """The endpoint's entry in the emulator's route table."""
+    return f"{emulator_url.rstrip('/')}{settings.HOSTING_ROUTES}/{region}/{endpoint}"
+
+
 def _routes_url(session, endpoint: str) -> str:
     sagemaker = session.client("sagemaker")
-    region = sagemaker.meta.region_name or settings.REGION
-    return f"{sagemaker.meta.endpoint_url}{settings.HOSTING_ROUTES}/{region}/{endpoint}"
+    return routes_url(sagemaker.meta.endpoint_url, sagemaker.meta.region_name or settings.REGION, endpoint)
+
+
+def register_route(routes_url: str, url: str, container: str = "") -> None:
+    """Route ``InvokeEndpoint`` for an endpoint to the model server at ``url``: ``routes_url`` is its entry in the
+    emulator's route table (``<emulator>/_dogops/hosting/<region>/<endpoint>``)."""
+    answer = requests.put(routes_url, timeout=10, auth=RootAuth(), json={"url": url, "container": container})
+    if answer.status_code != 200:
+        raise HostingError(f"the emulator did not take the route {routes_url}: {answer.status_code} "
+                           f"{answer.text[:500]}")
 
 
 def _register(session, hosted: Hosted) -> None:
-    answer = requests.put(_routes_url(session, hosted.endpoint), timeout=10, auth=RootAuth(),
-                          json={"url": hosted.route, "container": hosted.container})
-    if answer.status_code != 200:
-        raise HostingError(f"the emulator did not take the route of {hosted.endpoint}: {answer.status_code} "
-                           f"{answer.text[:500]}")
+    register_route(_routes_url(session, hosted.endpoint), hosted.route, hosted.container)
 
 
 def _model_of(session, endpoint: str) -> tuple[str, dict]:
@@ -172,7 +181,28 @@ def unhost_endpoint(name: str, session) -> None:
         _discard(container)
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m services.hosting.endpoints route ENDPOINT URL``: route the endpoint (on the emulator at
+    ``AWS_ENDPOINT_URL``, region ``AWS_DEFAULT_REGION``) to the model server at URL, as the gateway reaches it."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m services.hosting.endpoints", description=main.__doc__)
+    steps = parser.add_subparsers(dest="step", required=True)
+    route = steps.add_parser("route", help="route an endpoint's InvokeEndpoint to a running model server")
+    route.add_argument("endpoint")
+    route.add_argument("url")
+    args = parser.parse_args(argv)
+    register_route(routes_url(settings.emulator_url(), os.environ.get("AWS_DEFAULT_REGION") or settings.REGION,
+                              args.endpoint), args.url)
+    print(f"{args.endpoint} -> {args.url}")
+    return 0
+
+
 def hosted_endpoints() -> list[str]:
     """The endpoints that have containers on this Docker engine."""
     names = docker("ps", "-a", "--filter", f"label={LABEL}", "--format", f'{{{{.Label "{LABEL}"}}}}').stdout
     return sorted(set(names.split()))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

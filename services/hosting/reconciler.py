@@ -16,7 +16,9 @@ deleted. Here, in a thread of the emulator, like the training runner:
   old config, with the reason), as SageMaker rolls back;
 - an update starts the new servers first, switches the routes, and stops the old ones once the gateway can no
   longer be using them (no downtime); a delete stops the servers (SIGTERM, SIGKILL after 30 s, as SageMaker
-  stops a container) and removes their files.
+  stops a container) and removes their files;
+- a server that exits while its endpoint is in service is replaced by a new one on the same model, as SageMaker
+  replaces a failed instance.
 
 ``SAGEMAKER_MODEL_SERVER_WORKERS`` (default 1 per variant) sizes each server unless the model's ``Environment``
 sets it. The emulator's exit stops every server.
@@ -48,6 +50,7 @@ log = logging.getLogger(__name__)
 SERVE = Path(sys.executable).parent / "serve"
 STOP_GRACE_S = 30  # SageMaker stops a model container with SIGTERM, then SIGKILL after 30 s
 MAX_REASON = 1024
+WATCH_S = 1.0  # how often a hosted endpoint's servers are checked
 
 Report = Callable[..., None]  # report(status, failure_reason=None, rolled_back=False)
 Publish = Callable[[dict[str, str] | None], None]  # publish({variant: url}) or publish(None): drop the routes
@@ -68,10 +71,14 @@ class Variant:
 class Server:
     """A running ``serve`` for one variant."""
 
-    variant: str
+    spec: Variant
     folder: Path
     proc: subprocess.Popen
     url: str
+
+    @property
+    def variant(self) -> str:
+        return self.spec.name
 
     @property
     def log_path(self) -> Path:
@@ -156,8 +163,10 @@ def _reconcile(key, hosted: _Hosted, generation: int, variants: list[Variant], r
                 stop(server)
             if hosted.generation == generation:
                 log.warning("endpoint %s: %s", key[-1], failed)
-                report("InService" if updating and hosted.servers else "Failed", str(failed)[:MAX_REASON],
-                       rolled_back=updating and bool(hosted.servers))
+                rolled_back = updating and bool(hosted.servers)  # the old servers keep serving, watched again
+                report("InService" if rolled_back else "Failed", str(failed)[:MAX_REASON], rolled_back=rolled_back)
+                if rolled_back:
+                    threading.Thread(target=_watch, args=(hosted, generation, publish), daemon=True).start()
             return
         except BaseException:
             for server in started:
@@ -170,10 +179,36 @@ def _reconcile(key, hosted: _Hosted, generation: int, variants: list[Variant], r
         old, hosted.servers = hosted.servers, started
         publish({server.variant: server.url for server in started})
         report("InService")
+        threading.Thread(target=_watch, args=(hosted, generation, publish), name=f"hosting-watch-{key[-1]}",
+                         daemon=True).start()
     if old:
         time.sleep(settings.HOSTING_CACHE_SECONDS + 0.5)  # the gateway may still send to the old ones that long
         for server in old:
             stop(server)
+
+
+def _watch(hosted: _Hosted, generation: int, publish: Publish) -> None:
+    """While the endpoint stays as it is: a server that exits is replaced by a new one on the same model, as
+    SageMaker replaces a failed instance (the variant answers ModelError meanwhile)."""
+    while True:
+        time.sleep(WATCH_S)
+        with hosted.lock:
+            if hosted.generation != generation:
+                return
+            for index, server in enumerate(hosted.servers):
+                if server.proc.poll() is None:
+                    continue
+                log.warning("variant %s: serve pid %d exited with %s; starting another", server.variant,
+                            server.proc.pid, server.proc.returncode)
+                stop(server)
+                try:
+                    hosted.servers[index] = replacement = start(server.spec, server.folder)
+                    wait_ready(replacement, server.spec, lambda: hosted.generation != generation)
+                except VariantFailed as failed:
+                    log.warning("variant %s: %s", server.variant, failed)
+                    continue  # tried again on the next round
+                if hosted.generation == generation:
+                    publish({s.variant: s.url for s in hosted.servers})
 
 
 def start(variant: Variant, folder: Path) -> Server:
@@ -197,7 +232,7 @@ def start(variant: Variant, folder: Path) -> Server:
                                 stderr=subprocess.STDOUT, start_new_session=True)
     _started.add(proc)
     log.info("variant %s (model %s): serve pid %d on 127.0.0.1:%d", variant.name, variant.model, proc.pid, port)
-    return Server(variant.name, folder, proc, f"http://127.0.0.1:{port}")
+    return Server(variant, folder, proc, f"http://127.0.0.1:{port}")
 
 
 def _unpack(variant: Variant, folder: Path, model_dir: Path) -> None:

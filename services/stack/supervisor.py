@@ -1,25 +1,31 @@
 """``python -m services.stack.supervisor``: the native stack's parent process, which ``dogops up`` starts.
 
-The compose stack's steps as host processes, in the same order: the emulator;
-``seed``, ``train`` and ``publish`` (skipping training when the model on disk
-was trained on the same data and hyperparameters); then ``serve`` and the
-gateway. While it runs it restarts serving or the gateway when either exits
-(with backoff), brings a dead emulator back and bootstraps it again, and keeps
-``state.json`` current (each pid with its start time, so ``dogops down`` never
-signals a later process that reused one). SIGTERM or SIGINT stops every child:
-SIGTERM to its process group, SIGKILL after a grace period.
+The compose stack's steps as host processes, in the same order: the emulator,
+which hosts endpoints natively (``DOGOPS_HOSTING=native``: a ``serve`` per
+variant, ``services.hosting.reconciler``); ``seed``, ``train`` and ``publish``
+(skipping training when the model on disk was trained on the same data and
+hyperparameters), whose ``CreateEndpoint`` makes the emulator host the stack's
+endpoint like any other; once it is ``InService``, the gateway. While it runs
+it restarts the gateway when it exits (with backoff; the emulator replaces a
+dead ``serve`` itself), brings a dead emulator back and bootstraps it again,
+and keeps ``state.json`` current (each pid with its start time, the stack
+endpoint's ``serve`` as ``serving``, so ``dogops down`` never signals a later
+process that reused one). SIGTERM or SIGINT stops every child: SIGTERM to its
+process group, SIGKILL after a grace period.
 
     python -m services.stack.supervisor [--state-dir DIR] [--data DIR] [--retrain]
 
 The state folder (``$DOGOPS_STATE_DIR``, default ``.dogops/stack``) holds
 ``state.json``, ``logs/<service>.log``, the SageMaker tree ``ml/``, the
-gateway's ``samples/``, the feature cache and serving's unpacked models.
+gateway's ``samples/``, the feature cache and ``hosting/``: each hosted
+variant's unpacked model and ``serve.log``.
 """
 
 import argparse
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -29,6 +35,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from ..hosting.endpoints import routes_url
 from . import settings
 
 log = logging.getLogger("supervisor")
@@ -36,8 +43,9 @@ log = logging.getLogger("supervisor")
 SERVING_IMAGE = "dogops-serving:dev"  # recorded in the SageMaker model; natively, `serve` runs instead
 BIN = Path(sys.executable).parent
 GRACE = 10.0  # seconds between SIGTERM and SIGKILL
-HEALTH_TIMEOUT = {"emulator": 60, "serving": 180, "gateway": 60}
-RESTARTED = ("serving", "gateway")
+HEALTH_TIMEOUT = {"emulator": 60, "gateway": 60}
+HOSTING_TIMEOUT = 300  # seconds from CreateEndpoint to InService for the stack's endpoint
+RESTARTED = ("gateway",)
 MAX_BACKOFF = 30.0
 STABLE = 60.0  # a service up this long before it exits restarts without backoff
 
@@ -57,6 +65,7 @@ class Layout:
         self.samples = self.root / "samples"
         self.cache = self.root / "feature-cache"
         self.tmp = self.root / "tmp"
+        self.hosting = self.root / "hosting"
 
     def read_state(self) -> dict | None:
         try:
@@ -66,9 +75,43 @@ class Layout:
 
 
 def service_urls() -> dict[str, str]:
-    """Each service's health URL (the same ports in both modes)."""
-    return {"emulator": settings.emulator_url() + "/_dogops/health", "serving": settings.serving_url() + "/ping",
+    """Each service's health URL: the emulator's and the gateway's (the same ports in both modes), and the ``/ping``
+    of the server that hosts the stack's endpoint (where the emulator's route table says; compose: ``serving``)."""
+    return {"emulator": settings.emulator_url() + "/_dogops/health", "serving": endpoint_url() + "/ping",
             "gateway": settings.gateway_url() + "/_dogops/health"}
+
+
+def endpoint_url() -> str:
+    """Where the stack's endpoint is served: its route in the emulator, else ``settings.serving_url()``."""
+    import requests
+
+    from ..security.sigv4 import RootAuth
+
+    try:
+        answer = requests.get(routes_url(settings.emulator_url(), settings.REGION, settings.ENDPOINT_NAME),
+                              auth=RootAuth(), timeout=2)
+        if answer.status_code == 200:
+            return answer.json()["url"]
+    except (requests.RequestException, ValueError, KeyError):
+        pass
+    return settings.serving_url()
+
+
+def hosted_processes(root: Path, endpoint: str | None = None) -> list[int]:
+    """The processes running in a hosted variant's folder under ``root`` (each ``serve`` and its workers), or only
+    those of ``endpoint``'s."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = Path(os.readlink(entry / "cwd"))
+        except OSError:
+            continue
+        if cwd.is_relative_to(root) and (endpoint is None or re.fullmatch(f"{re.escape(endpoint)}-[0-9a-f]{{8}}",
+                                                                          cwd.parent.name)):
+            found.append(int(entry.name))
+    return sorted(found)
 
 
 def healthy(url: str, timeout: float = 2.0) -> bool:
@@ -121,6 +164,13 @@ def live_in_groups(groups: set[int]) -> list[int]:
             if fields[0] != "Z" and int(fields[2]) in groups:
                 found.append(int(entry.name))
     return sorted(found)
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def kill_group(pid: int, sig: int) -> None:
@@ -207,17 +257,18 @@ class Supervisor:
         self.children: dict[str, Child] = {}
         self.state = {"mode": "native", "supervisor": os.getpid(), "phase": "starting", "error": None,
                       "started_at": time.time(), "ready_after_s": None, "state_dir": str(layout.root),
-                      "ports": {"emulator": settings.EMULATOR_PORT, "serving": settings.SERVING_PORT,
-                                "gateway": settings.GATEWAY_PORT},
-                      "urls": {"emulator": settings.emulator_url(), "serving": settings.serving_url(),
-                               "gateway": settings.gateway_url()},
+                      "ports": {"emulator": settings.EMULATOR_PORT, "gateway": settings.GATEWAY_PORT},
+                      "urls": {"emulator": settings.emulator_url(), "gateway": settings.gateway_url()},
                       "children": {}, "restarts": {}}
+        self.serving: int | None = None  # the pid of the stack endpoint's serve (the emulator's child)
 
     # state ----------------------------------------------------------------------------------------------
     def write_state(self, **changes) -> None:
         self.state.update(changes)
         self.state["children"] = {name: child.proc.pid for name, child in self.children.items()
                                   if child.proc is not None and child.running}
+        if self.serving:
+            self.state["children"]["serving"] = self.serving
         self.state["start_times"] = {str(pid): start_time(pid)
                                      for pid in (self.state["supervisor"], *self.state["children"].values())}
         tmp = self.layout.state.with_suffix(".tmp")
@@ -234,18 +285,14 @@ class Supervisor:
         if name == "emulator":
             argv = [sys.executable, "-m", "services.emulator", "--host", "127.0.0.1", "--port",
                     str(settings.EMULATOR_PORT)]
-            env.update(DOGOPS_FUNCTION_URL_BASE=settings.function_url_base())  # the FunctionUrl a host user calls
-        elif name == "serving":
-            from .bootstrap import model_data_url
-
-            argv = [str(BIN / "serve")]
-            env.update(MODEL_DATA_URL=model_data_url(), SAGEMAKER_BIND_TO_PORT=str(settings.SERVING_PORT),
-                       DOGOPS_BIND_HOST="127.0.0.1", DOGOPS_FETCH_ALLOW=f"127.0.0.1:{settings.GATEWAY_PORT}",
-                       SAGEMAKER_MODEL_SERVER_WORKERS=os.environ.get("SAGEMAKER_MODEL_SERVER_WORKERS", "2"),
-                       TMPDIR=str(self.layout.tmp))  # where serve unpacks MODEL_DATA_URL
+            env.update(DOGOPS_FUNCTION_URL_BASE=settings.function_url_base(),  # the FunctionUrl a host user calls
+                       DOGOPS_HOSTING="native", DOGOPS_HOSTING_DIR=str(self.layout.hosting),
+                       DOGOPS_GATEWAY_URL=settings.gateway_url())  # the models may fetch the gateway's samples
+            if os.environ.get("SAGEMAKER_MODEL_SERVER_WORKERS"):  # each variant's workers (default 1)
+                env["SAGEMAKER_MODEL_SERVER_WORKERS"] = os.environ["SAGEMAKER_MODEL_SERVER_WORKERS"]
         else:
             argv = [sys.executable, "-m", "services.gateway", "--host", "127.0.0.1", "--port", str(settings.GATEWAY_PORT)]
-            env.update(DOGOPS_EMULATOR_URL=settings.emulator_url(), DOGOPS_SERVING_URL=settings.serving_url(),
+            env.update(DOGOPS_EMULATOR_URL=settings.emulator_url(),
                        DOGOPS_GATEWAY_URL=settings.gateway_url(), DOGOPS_SAMPLES_DIR=str(self.layout.samples),
                        DOGOPS_LOG_DIR=str(self.layout.logs))
         return Child(name, argv, env, self.layout.logs / f"{name}.log")
@@ -309,9 +356,47 @@ class Supervisor:
                      "(dogops up --retrain trains anyway)", ml / "model")
         self.step("publish", [*boot, "publish", "--base-dir", str(ml), "--image", SERVING_IMAGE])
         self.step("samples", [*boot, "samples", "--out", str(self.layout.samples)])
+        self.wait_hosted()
         for name in RESTARTED:
             if not (name in self.children and self.children[name].running):
                 self.start_service(name)
+
+    def wait_hosted(self) -> None:
+        """Until the emulator serves the stack's endpoint (``InService``); its FailureReason if it fails."""
+        import boto3
+
+        if self.stopping.is_set():
+            return
+        self.phase("serving")
+        sagemaker = boto3.client("sagemaker", endpoint_url=settings.emulator_url(), region_name=settings.REGION,
+                                 aws_access_key_id=settings.ACCESS_KEY, aws_secret_access_key=settings.root_secret())
+        deadline = time.monotonic() + HOSTING_TIMEOUT
+        while not self.stopping.wait(0.3):
+            endpoint = sagemaker.describe_endpoint(EndpointName=settings.ENDPOINT_NAME)
+            if endpoint["EndpointStatus"] == "InService":
+                self.refresh_serving()
+                return
+            if endpoint["EndpointStatus"] == "Failed":
+                raise BootstrapError(f"endpoint {settings.ENDPOINT_NAME} failed: {endpoint.get('FailureReason')} "
+                                     f"(its server's log: {self.layout.hosting}/{settings.ENDPOINT_NAME}-*/*/serve.log)")
+            if time.monotonic() > deadline:
+                raise BootstrapError(f"endpoint {settings.ENDPOINT_NAME} not in service after {HOSTING_TIMEOUT} s "
+                                     f"(status {endpoint['EndpointStatus']})")
+
+    def refresh_serving(self) -> None:
+        """Record the pid of the stack endpoint's ``serve`` (the emulator replaces one that dies)."""
+        emulator = self.children.get("emulator")
+        masters = [pid for pid in hosted_processes(self.layout.hosting, settings.ENDPOINT_NAME)
+                   if emulator and emulator.proc and _parent(pid) == emulator.proc.pid]
+        pid = masters[0] if masters else None
+        if pid != self.serving:
+            self.serving = pid
+            self.write_state()
+
+    def kill_hosted(self) -> None:
+        """SIGKILL any model server left under ``hosting/`` (a dead emulator's: it could not stop them)."""
+        for pid in hosted_processes(self.layout.hosting):
+            kill_group(pid, signal.SIGKILL)
 
     def watch(self) -> None:
         """Restart serving or the gateway when it exits; bootstrap a dead emulator again."""
@@ -326,9 +411,11 @@ class Supervisor:
             if code is not None:
                 log.error("the emulator exited with code %s: its state is gone; starting it and bootstrapping again",
                           code)
+                self.kill_hosted()
                 self.phase("recovering")
                 self.bootstrap()
                 self.phase("ready")
+            self.refresh_serving()
             for name in RESTARTED:
                 child = self.children[name]
                 if name in due:
@@ -355,10 +442,14 @@ class Supervisor:
             if child.proc is not None:
                 log.info("stopping %s (pid %d)", child.name, child.proc.pid)
                 child.stop()
+        self.kill_hosted()  # the emulator stops its servers as it exits; any it could not
+        self.serving = None
 
     def run(self) -> int:
         self.layout.logs.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(self.layout.tmp, ignore_errors=True)  # models unpacked by earlier serve processes
+        self.kill_hosted()  # an earlier stack's, killed with its supervisor
+        shutil.rmtree(self.layout.tmp, ignore_errors=True)
+        shutil.rmtree(self.layout.hosting, ignore_errors=True)  # models unpacked for earlier servers
         error = None
         try:
             self.bootstrap()

@@ -59,10 +59,18 @@ def emulator(log_dir: Path, **env) -> Process:
 
 def gateway(log_dir: Path, emulator_url: str, port: int | None = None, **env) -> Process:
     """A gateway that finds the control plane at ``emulator_url``, on ``port`` (default: a free one); ``env`` adds
-    settings (DOGOPS_SERVING_URL, ...)."""
+    settings (DOGOPS_ENDPOINT_TIMEOUT, ...)."""
     port = port or free_port()
     return Process("services.gateway", log_dir, port, DOGOPS_EMULATOR_URL=emulator_url,
                    DOGOPS_GATEWAY_URL=f"http://127.0.0.1:{port}", **env)
+
+
+def route(emulator_url: str, endpoint: str, server_url: str, region: str = settings.REGION) -> None:
+    """Route the gateway's InvokeEndpoint for ``endpoint`` to the model server at ``server_url``, through the
+    emulator's route table (as hosting does)."""
+    from services.hosting.endpoints import register_route, routes_url
+
+    register_route(routes_url(emulator_url, region, endpoint), server_url)
 
 
 def client(service: str, url: str, region: str = settings.REGION, **config):

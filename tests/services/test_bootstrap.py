@@ -225,7 +225,8 @@ def test_the_bootstrap_needs_no_torch():
 def lambda_client(published, base_dir, emulator):
     """A Lambda client on a gateway whose endpoint is ``serve`` on the trained model."""
     server = Server(base_dir).wait_ready()
-    gateway = processes.gateway(emulator.log.parent, emulator.url, DOGOPS_SERVING_URL=server.url)
+    processes.route(emulator.url, settings.ENDPOINT_NAME, server.url)
+    gateway = processes.gateway(emulator.log.parent, emulator.url)
     yield processes.client("lambda", gateway.url, retries={"total_max_attempts": 1})
     gateway.stop()
     server.stop()

@@ -40,11 +40,12 @@ def emulator(tmp_path_factory):
 
 
 @contextmanager
-def serving_gateway(emulator, **env):
-    """A gateway on ``emulator`` whose endpoints all answer with the request's body (``env``: its settings)."""
+def serving_gateway(emulator, endpoints=("ep-a", "ep-b"), **env):
+    """A gateway on ``emulator`` whose ``endpoints`` all answer with the request's body (``env``: its settings)."""
     backend = Backend()
-    proc = processes.gateway(emulator.log.parent, emulator.url, DOGOPS_SERVING_URL=backend.url,
-                             DOGOPS_LOG_DIR=emulator.log.parent, **env)
+    for name in endpoints:
+        processes.route(emulator.url, name, backend.url)
+    proc = processes.gateway(emulator.log.parent, emulator.url, DOGOPS_LOG_DIR=emulator.log.parent, **env)
     try:
         yield proc
     finally:

@@ -253,7 +253,7 @@ def test_the_root_key_does_everything(emulator, gateway):
 def test_enforcement_can_be_switched_off(tmp_path):
     proc = processes.Process("services.emulator", tmp_path, DOGOPS_IAM_ENFORCE=0)
     try:
-        with serving_gateway(proc, DOGOPS_IAM_ENFORCE=0) as off:
+        with serving_gateway(proc, (), DOGOPS_IAM_ENFORCE=0) as off:
             create_endpoint(proc.url, "ep-a")
             processes.deploy_function(proc.url, "other", ECHO)
             make = user(proc, "nobody")

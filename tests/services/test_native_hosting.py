@@ -6,6 +6,7 @@ and honour TargetVariant, an update rolls to the new model, a delete stops the p
 import io
 import json
 import os
+import signal
 import tarfile
 import time
 from pathlib import Path
@@ -14,7 +15,6 @@ import pytest
 import torch
 from botocore.exceptions import WaiterError
 
-from ..conftest import free_port
 from .processes import client, emulator, gateway
 
 ROLE = "arn:aws:iam::123456789012:role/sagemaker"
@@ -52,12 +52,11 @@ def _scripted(net) -> bytes:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    """An emulator hosting natively and a gateway whose DOGOPS_SERVING_URL answers nothing (no fallback can
-    answer); yields (emulator, gateway, hosting dir)."""
+    """An emulator hosting natively and a gateway; yields (emulator, gateway, hosting dir)."""
     logs = tmp_path_factory.mktemp("native-hosting")
     folder = logs / "hosting"
     server = emulator(logs, DOGOPS_HOSTING="native", DOGOPS_HOSTING_DIR=folder, DOGOPS_HOSTING_TIMEOUT=120)
-    gw = gateway(logs, server.url, DOGOPS_SERVING_URL=f"http://127.0.0.1:{free_port()}")
+    gw = gateway(logs, server.url)
     client("s3", server.url).create_bucket(Bucket="models")
     yield server, gw, folder
     gw.stop()
@@ -113,6 +112,27 @@ def _gone(folder: Path, pids: set[int]) -> bool:
     return _eventually(lambda: not pids & set(_serving_processes(folder)))
 
 
+def _master(stack, endpoint: str) -> int | None:
+    """The pid of the endpoint's ``serve`` (gunicorn's master, the emulator's child), or None."""
+    for pid in _serving_processes(stack[2]):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
+        except OSError:
+            continue
+        if int(stat[1]) == stack[0].proc.pid and cwd.parent.name.startswith(f"{endpoint}-"):
+            return pid
+    return None
+
+
+def _answers(stack, endpoint: str) -> bool:
+    try:
+        _invoke(stack, endpoint)
+        return True
+    except Exception:  # noqa: BLE001 (ModelError while no server answers)
+        return False
+
+
 @pytest.fixture(scope="module")
 def two_models(stack):
     nets = {"alpha": _net(1), "beta": _net(2)}
@@ -136,6 +156,13 @@ def test_each_endpoint_serves_its_own_model_until_deleted(stack, two_models):
         assert answers[name][0] == "AllTraffic" and _close(answers[name][1], want)
     assert not _close(answers["alpha"][1], answers["beta"][1])
     assert len(_serving_processes(stack[2])) >= 2
+
+    master = _master(stack, "alpha")  # killed as an out-of-memory kill would: a new server takes its place
+    os.killpg(master, signal.SIGKILL)
+    assert _eventually(lambda: _master(stack, "alpha") not in (None, master)), "no new server"
+    assert _eventually(lambda: _answers(stack, "alpha")), "the new server does not answer"
+    assert _close(_invoke(stack, "alpha")[1], two_models["alpha"])
+    assert client("sagemaker", stack[0].url).describe_endpoint(EndpointName="alpha")["EndpointStatus"] == "InService"
 
     for name in two_models:
         sagemaker.delete_endpoint(EndpointName=name)
@@ -174,7 +201,7 @@ def test_variants_split_by_weight_and_target_variant_picks_one(stack, two_models
     sagemaker.delete_endpoint(EndpointName="split")
 
 
-def test_a_model_that_cannot_load_fails_the_endpoint_with_its_reason(stack):
+def test_a_model_that_cannot_load_fails_the_endpoint_with_its_reason(stack, two_models):
     sagemaker = client("sagemaker", stack[0].url)
     _model(stack, "state-dict", {"model.pth": b"not a TorchScript archive"})
     _config(stack, "state-dict", {"AllTraffic": ("state-dict", 1.0)})
@@ -196,3 +223,43 @@ def test_a_model_that_cannot_load_fails_the_endpoint_with_its_reason(stack):
         _invoke(stack, "state-dict")
     for name in ("state-dict", "missing"):
         sagemaker.delete_endpoint(EndpointName=name)
+
+    _config(stack, "steady", {"AllTraffic": ("alpha", 1.0)})  # an update to the broken model is rolled back
+    sagemaker.create_endpoint(EndpointName="steady", EndpointConfigName="steady")
+    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName="steady", WaiterConfig=FAST_WAIT)
+    sagemaker.update_endpoint(EndpointName="steady", EndpointConfigName="state-dict")
+    assert _eventually(lambda: "FailureReason" in sagemaker.describe_endpoint(EndpointName="steady"))
+    described = sagemaker.describe_endpoint(EndpointName="steady")
+    assert (described["EndpointStatus"], described["EndpointConfigName"]) == ("InService", "steady")
+    assert "did not pass the ping health check" in described["FailureReason"]
+    assert _close(_invoke(stack, "steady")[1], two_models["alpha"])
+    sagemaker.delete_endpoint(EndpointName="steady")
+
+
+INFERENCE = b"""import os
+
+import torch
+
+
+def model_fn(model_dir):
+    net = torch.nn.Linear(3, 2)
+    net.load_state_dict(torch.load(os.path.join(model_dir, "model.pth"), weights_only=True))
+    return net.eval()
+"""
+
+
+def test_a_framework_image_serves_the_sdks_repacked_model_with_its_inference_script(stack):
+    """What the SageMaker SDK deploys for ``PyTorchModel(entry_point="inference.py")``: a PyTorch inference DLC,
+    the model.tar.gz repacked with ``code/inference.py`` (model_fn only: the toolkit's defaults do the rest)."""
+    net = _net(3)
+    weights = io.BytesIO()
+    torch.save(net.state_dict(), weights)
+    _model(stack, "repacked", {"model.pth": weights.getvalue(), "code/inference.py": INFERENCE}, Environment={
+        "SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20", "SAGEMAKER_REGION": "us-east-1"})
+    _config(stack, "repacked", {"AllTraffic": ("repacked", 1.0)})
+    sagemaker = client("sagemaker", stack[0].url)
+    sagemaker.create_endpoint(EndpointName="repacked", EndpointConfigName="repacked")
+    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName="repacked", WaiterConfig=FAST_WAIT)
+    assert _close(_invoke(stack, "repacked")[1], _expected(net))
+    sagemaker.delete_endpoint(EndpointName="repacked")

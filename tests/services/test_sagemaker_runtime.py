@@ -82,7 +82,8 @@ def backend():
 
 @pytest.fixture(scope="module")
 def gateway(emulator, backend):
-    proc = processes.gateway(emulator.log.parent, emulator.url, DOGOPS_SERVING_URL=backend.url, DOGOPS_ENDPOINT_TIMEOUT=1)
+    processes.route(emulator.url, "ep", backend.url)
+    proc = processes.gateway(emulator.log.parent, emulator.url, DOGOPS_ENDPOINT_TIMEOUT=1)
     yield proc
     proc.stop()
 
@@ -168,6 +169,15 @@ def test_unknown_endpoint_is_validation_error_without_retries(runtime, backend):
     assert caught.value.response["ResponseMetadata"]["RetryAttempts"] == 0
 
 
+def test_an_endpoint_no_server_hosts_is_not_in_service(emulator, runtime, backend):
+    """No other model ever answers for it: the stack has no fallback server."""
+    create_endpoint(emulator.url, "ep-unhosted")
+    with reaching(backend, 0), pytest.raises(runtime.exceptions.ValidationError) as caught:
+        runtime.invoke_endpoint(EndpointName="ep-unhosted", Body=b"{}")
+    assert caught.value.response["Error"]["Message"] == ("Endpoint ep-unhosted of account 123456789012 is not in "
+                                                         "service: no model server hosts it on this stack.")
+
+
 def test_the_region_comes_from_the_signature(gateway, backend):
     other = processes.client("sagemaker-runtime", gateway.url, region="eu-west-1")
     with pytest.raises(other.exceptions.ValidationError):
@@ -191,7 +201,8 @@ def test_oversized_request_is_413_and_never_reaches_the_container(runtime, backe
 
 
 def test_oversized_request_as_validation_error_when_configured(emulator, backend):
-    proc = processes.gateway(emulator.log.parent, emulator.url, DOGOPS_SERVING_URL=backend.url, DOGOPS_OVERSIZE="validation")
+    processes.route(emulator.url, "ep", backend.url)
+    proc = processes.gateway(emulator.log.parent, emulator.url, DOGOPS_OVERSIZE="validation")
     try:
         runtime = processes.client("sagemaker-runtime", proc.url)
         with pytest.raises(runtime.exceptions.ValidationError, match="has oversize body"):
@@ -201,11 +212,13 @@ def test_oversized_request_as_validation_error_when_configured(emulator, backend
 
 
 def test_unreachable_container_is_model_error_without_retries(emulator):
-    proc = processes.gateway(emulator.log.parent, emulator.url, DOGOPS_SERVING_URL=f"http://127.0.0.1:{free_port()}")
+    create_endpoint(emulator.url, "ep-unreachable")
+    processes.route(emulator.url, "ep-unreachable", f"http://127.0.0.1:{free_port()}")
+    proc = processes.gateway(emulator.log.parent, emulator.url)
     try:
         runtime = processes.client("sagemaker-runtime", proc.url)
         with pytest.raises(runtime.exceptions.ModelError) as caught:
-            runtime.invoke_endpoint(EndpointName="ep", Body=b"{}")
+            runtime.invoke_endpoint(EndpointName="ep-unreachable", Body=b"{}")
         assert caught.value.response["OriginalStatusCode"] == 0
         assert caught.value.response["ResponseMetadata"]["RetryAttempts"] == 0
     finally:
@@ -231,16 +244,18 @@ def test_real_serve_behind_the_gateway(trained, tmp_path_factory, emulator, samp
     base = tmp_path_factory.mktemp("opt-ml")
     shutil.copytree(trained[0], base / "model")
     server = Server(base).wait_ready()
-    proc = processes.gateway(emulator.log.parent, emulator.url, DOGOPS_SERVING_URL=server.url)
+    create_endpoint(emulator.url, "ep-serve")
+    processes.route(emulator.url, "ep-serve", server.url)
+    proc = processes.gateway(emulator.log.parent, emulator.url)
     try:
         runtime = processes.client("sagemaker-runtime", proc.url)
-        out = runtime.invoke_endpoint(EndpointName="ep", Body=sample[0], ContentType="image/jpeg",
+        out = runtime.invoke_endpoint(EndpointName="ep-serve", Body=sample[0], ContentType="image/jpeg",
                                       Accept="application/vnd.dogops.topk+json", CustomAttributes="top_k=5")
         assert out["ContentType"] == "application/vnd.dogops.topk+json"
         predictions = json.loads(out["Body"].read())["predictions"]
         assert [p["rank"] for p in predictions] == [1, 2, 3, 4, 5]
         with pytest.raises(runtime.exceptions.ModelError) as caught:
-            runtime.invoke_endpoint(EndpointName="ep", Body=b"not an image", ContentType="image/jpeg")
+            runtime.invoke_endpoint(EndpointName="ep-serve", Body=b"not an image", ContentType="image/jpeg")
         assert caught.value.response["OriginalStatusCode"] == 400
         assert "error" in json.loads(caught.value.response["OriginalMessage"])
     finally:

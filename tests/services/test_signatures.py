@@ -73,9 +73,9 @@ def local(tmp_path_factory):
     emulator = processes.emulator(logs, DOGOPS_FUNCTION_URL_BASE=f"http://127.0.0.1:{port}")
     gateway = None
     try:
-        gateway = processes.gateway(logs, emulator.url, port=port, DOGOPS_SERVING_URL=backend.url,
-                                    DOGOPS_LOG_DIR=logs)
+        gateway = processes.gateway(logs, emulator.url, port=port, DOGOPS_LOG_DIR=logs)
         create_endpoint(emulator.url, ENDPOINT)
+        processes.route(emulator.url, ENDPOINT, backend.url)
         processes.deploy_function(emulator.url, FUNCTION, function_source(record))
         lam = processes.client("lambda", emulator.url)
         url = lam.create_function_url_config(FunctionName=FUNCTION, AuthType="AWS_IAM")["FunctionUrl"]
