@@ -127,7 +127,7 @@ def test_an_endpoint_is_hosted_updated_and_unhosted(local, session, sample, tmp_
         assert '"004.Akita"' in _predict(gateway_url, "hosted", sample[0])
         routes = requests.get(f"{emulator_url}{settings.HOSTING_ROUTES}", timeout=5, auth=RootAuth()).json()["routes"]
         assert routes == [{"region": settings.REGION, "endpoint": "hosted", "url": first.route,
-                           "container": first.container}]
+                           "container": first.container, "variants": {}}]  # every variant there
 
         again = hosting.host_endpoint("hosted", session)  # nothing changed: the same container
         assert again.container == first.container and _containers("hosted") == [first.container]
