@@ -78,14 +78,9 @@ def _containers(endpoint: str) -> list[dict]:
             for c in json.loads(docker("inspect", *ids).stdout)]
 
 
-def routes_url(emulator_url: str, region: str, endpoint: str) -> str:
-    """The endpoint's entry in the emulator's route table."""
-    return f"{emulator_url.rstrip('/')}{settings.HOSTING_ROUTES}/{region}/{endpoint}"
-
-
 def _routes_url(session, endpoint: str) -> str:
     sagemaker = session.client("sagemaker")
-    return routes_url(sagemaker.meta.endpoint_url, sagemaker.meta.region_name or settings.REGION, endpoint)
+    return settings.routes_url(sagemaker.meta.endpoint_url, sagemaker.meta.region_name or settings.REGION, endpoint)
 
 
 def register_route(routes_url: str, url: str, container: str = "") -> None:
@@ -192,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     route.add_argument("endpoint")
     route.add_argument("url")
     args = parser.parse_args(argv)
-    register_route(routes_url(settings.emulator_url(), os.environ.get("AWS_DEFAULT_REGION") or settings.REGION,
+    register_route(settings.routes_url(settings.emulator_url(), os.environ.get("AWS_DEFAULT_REGION") or settings.REGION,
                               args.endpoint), args.url)
     print(f"{args.endpoint} -> {args.url}")
     return 0

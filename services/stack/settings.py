@@ -102,3 +102,8 @@ def emulator_env() -> dict[str, str]:
 def iam_enforced() -> bool:
     """Whether the emulator and the gateway authorize requests against IAM (``DOGOPS_IAM_ENFORCE=0``: not)."""
     return os.environ.get("DOGOPS_IAM_ENFORCE", "1") != "0"
+
+
+def routes_url(emulator_url: str, region: str, endpoint: str) -> str:
+    """The endpoint's entry in the emulator's route table."""
+    return f"{emulator_url.rstrip('/')}{HOSTING_ROUTES}/{region}/{endpoint}"

@@ -35,7 +35,6 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ..hosting.endpoints import routes_url
 from . import settings
 
 log = logging.getLogger("supervisor")
@@ -88,7 +87,7 @@ def endpoint_url() -> str:
     from ..security.sigv4 import RootAuth
 
     try:
-        answer = requests.get(routes_url(settings.emulator_url(), settings.REGION, settings.ENDPOINT_NAME),
+        answer = requests.get(settings.routes_url(settings.emulator_url(), settings.REGION, settings.ENDPOINT_NAME),
                               auth=RootAuth(), timeout=2)
         if answer.status_code == 200:
             return answer.json()["url"]

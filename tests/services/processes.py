@@ -68,7 +68,8 @@ def gateway(log_dir: Path, emulator_url: str, port: int | None = None, **env) ->
 def route(emulator_url: str, endpoint: str, server_url: str, region: str = settings.REGION) -> None:
     """Route the gateway's InvokeEndpoint for ``endpoint`` to the model server at ``server_url``, through the
     emulator's route table (as hosting does)."""
-    from services.hosting.endpoints import register_route, routes_url
+    from services.hosting.endpoints import register_route
+    from services.stack.settings import routes_url
 
     register_route(routes_url(emulator_url, region, endpoint), server_url)
 
