@@ -37,8 +37,9 @@ SHARED = ("ListTheData", "ReadTheData", "WriteTheModel", "ListTheCheckpoints", "
           "EcrLoginHasNoResourceLevelPermission")
 NO_RESOURCE_LEVEL = {"ecr:GetAuthorizationToken", "ssmmessages:CreateControlChannel", "ssmmessages:CreateDataChannel",
                      "ssmmessages:OpenControlChannel", "ssmmessages:OpenDataChannel"}  # IAM takes only "*" for these
-# Without the feature cache every epoch runs the backbone: slow enough to interrupt after epoch 2 of 4.
-EPOCHS = 6  # the notice comes after epoch 2: four epochs of margin for a loaded machine to stop in time
+# Without the feature cache every epoch runs the backbone: slow enough to interrupt after epoch 2 of 20.
+EPOCHS = 20  # the notice comes after epoch 2: the epochs after it (each ~0.3 s here) are the margin for the notice
+# to travel (job log -> IMDS -> the watcher polling every second) on a loaded machine; 6 epochs were too few in CI
 HP = {**FAST, "epochs": str(EPOCHS), "batch_size": "16", "patience": "0", "feature_cache": "false"}
 TIMES: dict[str, float] = {}
 
