@@ -40,10 +40,8 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
-import requests
-
 from ..stack import settings
-from .containers import HostingError, extract_model, free_port, ping_timeout
+from .containers import HostingError, extract_model, free_port, healthy, ping_timeout
 
 log = logging.getLogger(__name__)
 
@@ -265,11 +263,8 @@ def wait_ready(server: Server, variant: Variant, given_up: Callable[[], bool]) -
             raise VariantFailed(f"The primary container for production variant {variant.name} did not pass the "
                                 f"ping health check. Please check CloudWatch logs for this endpoint. "
                                 f"{last_error(server.log_path)}".rstrip())
-        try:
-            if requests.get(server.url + "/ping", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
+        if healthy(server.url):
+            return
         time.sleep(0.2)
 
 
