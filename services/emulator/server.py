@@ -55,6 +55,8 @@ from . import (  # noqa: F401 (each patches moto)
     ecr,
     iam_enforcement,
     iam_simulate,
+    lambda_async_config,
+    lambda_provisioned,
     sagemaker_describes,
     sagemaker_endpoints,
     sagemaker_lists,
@@ -75,7 +77,8 @@ def _get_function(self) -> str:
     function = answer["Configuration"]
     if "Location" in answer.get("Code", {}):
         region = function["FunctionArn"].split(":")[3]
-        url = f"http://{self.headers['Host']}{PREFIX}lambda/{region}/{quote(function['FunctionName'])}/code"
+        named = function["FunctionArn"].split(":", 6)[6]  # name[:version]: a published version's own code
+        url = f"http://{self.headers['Host']}{PREFIX}lambda/{region}/{quote(named)}/code"
         aws = AWSRequest(method="GET", url=url)
         SigV4QueryAuth(sigv4.root_credentials(), "lambda", region, expires=CODE_LOCATION_EXPIRES_S).add_auth(aws)
         answer["Code"]["Location"] = aws.url

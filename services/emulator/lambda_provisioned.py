@@ -1,0 +1,181 @@
+"""Lambda provisioned concurrency and account settings, which moto lacks; importing this module adds them.
+
+- Put/Get/Delete/ListProvisionedConcurrencyConfigs on a version or an alias (``$LATEST``: AWS's
+  ``InvalidParameterValueException``). A config is ``IN_PROGRESS`` until the gateway reports that many execution
+  environments initialised, then ``READY``. Provisioned concurrency counts towards the function's reserved
+  concurrency (never more than it) or, for a function without one, against the account's unreserved
+  concurrency, of which 100 always stay unreserved (AWS's rule for reservations);
+- GetAccountSettings: ``ConcurrentExecutions`` is ``MOTO_LAMBDA_CONCURRENCY_QUOTA`` (AWS's default quota, 1000,
+  when unset; moto checks reservations against the same variable), ``UnreservedConcurrentExecutions`` that minus
+  the reservations and the provisioned concurrency of functions without one;
+- for the gateway, with the stack's root key only: ``GET /2019-09-30/dogops/provisioned-concurrency`` (every
+  config of the region) and ``POST`` there with ``{FunctionName, Qualifier, Requested, Allocated}`` (how many
+  environments it keeps initialised).
+"""
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from moto.awslambda import urls
+from moto.awslambda.exceptions import InvalidParameterValueException, LambdaClientError
+from moto.awslambda.models import LambdaBackend, LambdaFunction, lambda_backends
+from moto.awslambda.responses import LambdaResponse
+from moto.core.utils import utcnow
+
+from ..stack import settings
+
+UNRESERVED_MINIMUM = 100
+PRIVATE_PATH = "/2019-09-30/dogops/provisioned-concurrency"
+
+
+def account_concurrency() -> int:
+    return int(os.environ.get("MOTO_LAMBDA_CONCURRENCY_QUOTA") or 1000)
+
+
+class ConfigNotFound(LambdaClientError):
+    code = 404
+
+    def __init__(self) -> None:
+        super().__init__("ProvisionedConcurrencyConfigNotFoundException",
+                         "No Provisioned Concurrency Config found for this function")
+
+
+@dataclass
+class Provisioned:
+    requested: int
+    allocated: int = 0
+    modified: str = ""
+
+    def __post_init__(self):
+        self.modified = utcnow().strftime("%Y-%m-%dT%H:%M:%S+0000")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"RequestedProvisionedConcurrentExecutions": self.requested,
+                "AvailableProvisionedConcurrentExecutions": self.allocated,
+                "AllocatedProvisionedConcurrentExecutions": self.allocated,
+                "Status": "READY" if self.allocated >= self.requested else "IN_PROGRESS",
+                "LastModified": self.modified}
+
+
+def provisioned(function: LambdaFunction) -> dict[str, Provisioned]:
+    """A function's provisioned concurrency configs by qualifier (kept on its ``$LATEST``)."""
+    if not hasattr(function, "provisioned"):
+        function.provisioned = {}
+    return function.provisioned
+
+
+def _target(backend: LambdaBackend, path: str, qualifier: str | None) -> tuple[LambdaFunction, str | None]:
+    name = unquote(path.split("/functions/", 1)[1].split("/", 1)[0])
+    if name.startswith("arn:"):
+        _, name, named = backend._lambdas.split_function_arn(name)
+    else:
+        name, _, named = name.partition(":")
+    return backend._lambdas.get_function_by_name_forbid_qualifier(name), named or qualifier
+
+
+def _unreserved(backend: LambdaBackend, skip: tuple[str, str] | None = None) -> int:
+    """The account's unreserved concurrency: its quota less reservations and the provisioned concurrency of
+    functions without one (``skip``: leave out that (function, qualifier)'s config)."""
+    free = account_concurrency()
+    for function in backend._lambdas.latest():
+        if function.reserved_concurrency is not None:
+            free -= int(function.reserved_concurrency)
+            continue
+        free -= sum(c.requested for q, c in provisioned(function).items() if (function.function_name, q) != skip)
+    return free
+
+
+def _put(self: LambdaResponse):
+    function, qualifier = _target(self.backend, self.path, self.querystring.get("Qualifier", [None])[0])
+    if not qualifier or qualifier == "$LATEST":
+        raise InvalidParameterValueException("Provisioned Concurrency Configs cannot be applied to unpublished "
+                                             "function versions.")
+    self.backend.get_function(function.function_name, qualifier)  # ResourceNotFoundException when unknown
+    requested = int(self.json_body.get("ProvisionedConcurrentExecutions") or 0)
+    if requested < 1:
+        raise InvalidParameterValueException("ProvisionedConcurrentExecutions must be at least 1.")
+    others = sum(c.requested for q, c in provisioned(function).items() if q != qualifier)
+    if function.reserved_concurrency is not None:
+        if others + requested > int(function.reserved_concurrency):
+            raise InvalidParameterValueException("Requested Provisioned Concurrency should not be greater than the "
+                                                 "reservedConcurrentExecution for function")
+    else:
+        free = _unreserved(self.backend, (function.function_name, qualifier)) - UNRESERVED_MINIMUM
+        if requested > free:
+            raise InvalidParameterValueException(f"Specified ConcurrentExecutions for function is greater than "
+                                                 f"account's unreserved concurrency [{max(free, 0)}].")
+    config = provisioned(function)[qualifier] = Provisioned(requested)
+    return 202, {"status": 202}, json.dumps(config.to_json())
+
+
+def _get(self: LambdaResponse):
+    function, qualifier = _target(self.backend, self.path, self.querystring.get("Qualifier", [None])[0])
+    if qualifier not in provisioned(function):
+        raise ConfigNotFound()
+    return 200, {"status": 200}, json.dumps(provisioned(function)[qualifier].to_json())
+
+
+def _delete(self: LambdaResponse):
+    function, qualifier = _target(self.backend, self.path, self.querystring.get("Qualifier", [None])[0])
+    if provisioned(function).pop(qualifier, None) is None:
+        raise ConfigNotFound()
+    return 204, {"status": 204}, ""
+
+
+def _list(self: LambdaResponse):
+    function, _ = _target(self.backend, self.path, None)
+    found = [{"FunctionArn": f"{function.function_arn}:{q}", **c.to_json()}
+             for q, c in sorted(provisioned(function).items())]
+    return 200, {"status": 200}, json.dumps({"ProvisionedConcurrencyConfigs": found})
+
+
+def _get_or_list(self: LambdaResponse):
+    """Get and List share a path; ``List=ALL`` tells them apart."""
+    return _list(self) if self.querystring.get("List") else _get(self)
+
+
+def _account_settings(self: LambdaResponse):
+    functions = list(self.backend._lambdas.latest())
+    limit = {"TotalCodeSize": 80530636800, "CodeSizeUnzipped": 262144000, "CodeSizeZipped": 52428800,
+             "ConcurrentExecutions": account_concurrency(), "UnreservedConcurrentExecutions": _unreserved(self.backend)}
+    usage = {"TotalCodeSize": sum(int(f.code_size or 0) for f in functions), "FunctionCount": len(functions)}
+    return 200, {"status": 200}, json.dumps({"AccountLimit": limit, "AccountUsage": usage})
+
+
+def _root_signed(headers: dict) -> bool:
+    match = re.search(r"Credential=([^/]+)/\d{8}/([^/]+)/", headers.get("Authorization", ""))
+    return bool(match) and match.group(1) == settings.ACCESS_KEY and not headers.get("X-Amz-Security-Token")
+
+
+def _private(request, full_url: str, headers: dict):
+    """The gateway's view of every config (GET), and its report of one config's allocation (POST)."""
+    if not _root_signed(headers):
+        return 403, {"x-amzn-ErrorType": "AccessDeniedException"}, json.dumps(
+            {"Message": "the stack's internal routes take only its root key"})
+    region = re.search(r"Credential=[^/]+/\d{8}/([^/]+)/", headers["Authorization"]).group(1)
+    backend = lambda_backends[settings.ACCOUNT][region]
+    if request.method == "GET":
+        found = [{"FunctionName": f.function_name, "Qualifier": q, "Requested": c.requested}
+                 for f in backend._lambdas.latest() for q, c in provisioned(f).items()]
+        return 200, {"Content-Type": "application/json"}, json.dumps({"Configs": found})
+    report = json.loads(request.data or b"{}")
+    function = backend._lambdas._functions.get(report.get("FunctionName"), {}).get("latest")
+    config = provisioned(function).get(report.get("Qualifier")) if function else None
+    if config is not None and config.requested == report.get("Requested"):  # not a report about an older request
+        config.allocated = min(int(report.get("Allocated") or 0), config.requested)
+    return 204, {}, ""
+
+
+LambdaResponse.put_provisioned_concurrency_config = _put
+LambdaResponse.get_provisioned_concurrency_config = _get_or_list
+LambdaResponse.delete_provisioned_concurrency_config = _delete
+LambdaResponse.list_provisioned_concurrency_configs = _get_or_list
+LambdaResponse.get_account_settings = _account_settings
+urls.url_paths[r"{0}/(?P<api_version>[^/]+)/functions/(?P<function_name>[\w_:%-]+)/provisioned-concurrency/?$"] = \
+    LambdaResponse.dispatch
+urls.url_paths[r"{0}/(?P<api_version>[^/]+)/account-settings/?$"] = LambdaResponse.dispatch
+urls.url_paths["{0}" + PRIVATE_PATH + "$"] = _private
