@@ -3,7 +3,9 @@
 emulator's route table says: a ``serve`` of ``services.hosting.reconciler`` or a container of
 ``services.hosting.endpoints``; an endpoint with none is not in service), and the answer comes back as AWS gives it
 (contracts §A.9.6). The caller must be allowed ``sagemaker:InvokeEndpoint`` on the endpoint's ARN (``iam``) before
-anything else happens.
+anything else happens. Each request that reaches a variant is counted and timed in CloudWatch as SageMaker does
+(``services.observability.sagemaker_metrics``: Invocations, errors, ModelLatency, OverheadLatency), off the
+request's path.
 
     POST /endpoints/<name>/invocations
 
@@ -13,12 +15,15 @@ Settings: ``DOGOPS_ENDPOINT_TIMEOUT`` (seconds the container may take, default 6
 
 import os
 import random
+import time
 
 import requests
 import urllib3
 from botocore.exceptions import ClientError
 from flask import Blueprint, Response, request
 
+from ..observability import sagemaker_metrics
+from ..security.guard import RECEIVED
 from ..security.sigv4 import RootAuth
 from ..stack import settings
 from . import iam
@@ -131,33 +136,59 @@ def invoke_endpoint(name: str) -> Response:
     if denied is not None:
         return denied
     try:
-        variant = invoked_variant(_describe(region, name), request.headers.get("X-Amzn-SageMaker-Target-Variant"))
+        description = _describe(region, name)
+        variant = invoked_variant(description, request.headers.get("X-Amzn-SageMaker-Target-Variant"))
         url = serving_url(region, name, variant)
     except EndpointUnavailable as exc:
         return aws_error(400, "ValidationError", str(exc))
     body = _read_body()
     if body is None:
         return _oversize()
+    status, model_s, response = _forward(name, region, variant, url, body)
+    received = request.environ.get(RECEIVED)
+    overhead_s = time.perf_counter() - received - model_s if received is not None and model_s is not None else None
+    sagemaker_metrics.invocation(region, name, variant, _instances(description, variant), status,
+                                 None if model_s is None else model_s * 1e6,
+                                 None if overhead_s is None else max(0.0, overhead_s) * 1e6)
+    return response
+
+
+def _instances(description: dict, variant: str) -> int:
+    """The variant's current instance count (for ``InvocationsPerInstance``)."""
+    for entry in description.get("ProductionVariants") or []:
+        if entry.get("VariantName") == variant:
+            return int(entry.get("CurrentInstanceCount") or entry.get("DesiredInstanceCount") or 1)
+    return 1
+
+
+def _forward(name: str, region: str, variant: str, url: str, body: bytes) -> tuple[int, float | None, Response]:
+    """The request to the variant's model server: its HTTP status (0: no answer), the seconds it took when it
+    answered (SageMaker's ModelLatency), and the answer to the caller."""
     headers = {key: request.headers[key] for key in FORWARDED if key in request.headers}
     timeout = float(os.environ.get("DOGOPS_ENDPOINT_TIMEOUT", "60"))
+    started = time.perf_counter()
     try:
         with _session.post(url + "/invocations", data=body, headers=headers,
                            stream=True, timeout=(CONNECT_TIMEOUT, timeout)) as upstream:
             answer = upstream.raw.read(MAX_BODY + 1, decode_content=True)
     except (requests.Timeout, urllib3.exceptions.ReadTimeoutError):
-        return model_error(name, region, 0, TIMEOUT_MESSAGE)
+        return 0, None, model_error(name, region, 0, TIMEOUT_MESSAGE)
     except requests.ConnectionError as exc:
-        return model_error(name, region, 0, f"Could not connect to container primary: {exc}")
+        return 0, None, model_error(name, region, 0, f"Could not connect to container primary: {exc}")
     except urllib3.exceptions.HTTPError:  # the answer broke off
-        return model_error(name, region, upstream.status_code, "Could not load the entire response body.")
+        return upstream.status_code, None, model_error(name, region, upstream.status_code,
+                                                       "Could not load the entire response body.")
+    model_s = time.perf_counter() - started
     if len(answer) > MAX_BODY:
-        return model_error(name, region, upstream.status_code,
-                           f"The response from container primary is over the limit of {MAX_BODY} bytes.")
+        return upstream.status_code, model_s, model_error(
+            name, region, upstream.status_code, f"The response from container primary is over the limit of {MAX_BODY} "
+            "bytes.")
     if not 200 <= upstream.status_code < 300:
-        return model_error(name, region, upstream.status_code, answer.decode("utf-8", "replace"))
+        return upstream.status_code, model_s, model_error(name, region, upstream.status_code,
+                                                          answer.decode("utf-8", "replace"))
     response = Response(answer, 200, content_type=upstream.headers.get("Content-Type", "application/octet-stream"))
     response.headers["x-Amzn-Invoked-Production-Variant"] = variant
     response.headers["x-amzn-RequestId"] = request_id()
     if CUSTOM_ATTRIBUTES in upstream.headers:
         response.headers[CUSTOM_ATTRIBUTES] = upstream.headers[CUSTOM_ATTRIBUTES]
-    return response
+    return upstream.status_code, model_s, response

@@ -17,6 +17,7 @@ import io
 import ipaddress
 import json
 import os
+import time
 from collections.abc import Callable
 from urllib.parse import quote, urlsplit
 
@@ -24,6 +25,7 @@ from werkzeug.wrappers import Request, Response
 
 STACK_HOSTS = {"localhost", "emulator", "gateway", "serving", "registry"}
 FUNCTION_URLS = "/lambda-url/"
+RECEIVED = "dogops.received"  # environ key: time.perf_counter() when the guard got the request
 
 
 def _listed(name: str) -> set[str]:
@@ -104,6 +106,7 @@ class Guard:
         return None
 
     def __call__(self, environ, start_response):
+        environ.setdefault(RECEIVED, time.perf_counter())  # when the request came in (SageMaker's OverheadLatency)
         request = Request(environ)
         refusal = self.refusal(request)
         if refusal is None and self.check:

@@ -1,0 +1,48 @@
+"""SageMaker's endpoint metrics, with AWS's names, units and dimensions (EndpointName, VariantName).
+
+- ``AWS/SageMaker``, per request (:func:`invocation`): ``Invocations`` 1; ``InvocationsPerInstance``
+  1/instances of the variant; ``Invocation4XXErrors``, ``Invocation5XXErrors`` and ``InvocationModelErrors`` 1 or
+  0 (so their Average is a rate); ``ModelLatency`` (the model server's part, as the gateway times it) and
+  ``OverheadLatency`` (the rest, from the request's arrival to the answer), in Microseconds, when the model
+  answered. Per model server start (:func:`model_setup`): ``ModelSetupTime`` in Microseconds;
+- ``/aws/sagemaker/Endpoints``, sampled per instance (:func:`utilization`): ``CPUUtilization`` (percent of one
+  core, up to 100 x cores), ``MemoryUtilization`` and ``DiskUtilization`` (percent).
+"""
+
+from . import metrics
+
+NAMESPACE = "AWS/SageMaker"
+INSTANCE_NAMESPACE = "/aws/sagemaker/Endpoints"
+
+
+def _dims(endpoint: str, variant: str) -> tuple[tuple[str, str], ...]:
+    return ("EndpointName", endpoint), ("VariantName", variant)
+
+
+def invocation(region: str, endpoint: str, variant: str, instances: int, status: int,
+               model_us: float | None, overhead_us: float | None) -> None:
+    """One ``InvokeEndpoint`` that reached the variant: ``status`` the model server's HTTP status (0: none)."""
+    record, dims = metrics.shared().record, _dims(endpoint, variant)
+    record(NAMESPACE, "Invocations", 1, "None", dims, region=region)
+    record(NAMESPACE, "InvocationsPerInstance", 1 / max(1, instances), "None", dims, region=region)
+    record(NAMESPACE, "Invocation4XXErrors", int(400 <= status < 500), "None", dims, region=region)
+    record(NAMESPACE, "Invocation5XXErrors", int(500 <= status < 600), "None", dims, region=region)
+    record(NAMESPACE, "InvocationModelErrors", int(not 200 <= status < 300), "None", dims, region=region)
+    if model_us is not None:
+        record(NAMESPACE, "ModelLatency", model_us, "Microseconds", dims, region=region)
+    if overhead_us is not None:
+        record(NAMESPACE, "OverheadLatency", overhead_us, "Microseconds", dims, region=region)
+
+
+def model_setup(region: str, endpoint: str, variant: str, seconds: float) -> None:
+    """A model server of the variant became ready ``seconds`` after it was started."""
+    metrics.shared().record(NAMESPACE, "ModelSetupTime", seconds * 1e6, "Microseconds", _dims(endpoint, variant),
+                            region=region)
+
+
+def utilization(region: str, endpoint: str, variant: str, cpu: float, memory: float, disk: float) -> None:
+    """One sample of an instance's use, in percent."""
+    record, dims = metrics.shared().record, _dims(endpoint, variant)
+    record(INSTANCE_NAMESPACE, "CPUUtilization", cpu, "Percent", dims, region=region)
+    record(INSTANCE_NAMESPACE, "MemoryUtilization", memory, "Percent", dims, region=region)
+    record(INSTANCE_NAMESPACE, "DiskUtilization", disk, "Percent", dims, region=region)
