@@ -22,19 +22,27 @@ IAM's policy simulator answers from the enforced policies (``iam_simulate``); Sa
 AWS's (``sagemaker_describes``); an action or a route moto lacks, and any failure of moto, is answered as AWS
 would, never as an HTML page (``unimplemented``).
 
+With ``--state-dir`` (``DOGOPS_EMULATOR_STATE_DIR``) the state lasts: every successful mutating request is journaled
+there and replayed on start (``persistence``); ``/_dogops/health`` (and the ``X-Dogops-Boot-Id`` header of every answer) names this process's ``boot_id``,
+which changes with every start, so a client holding anything from an earlier emulator (credentials, routes) knows to renew it.
+
 IAM is enforced on every request not signed with the stack's own key, the account root (``iam_enforcement``;
 ``DOGOPS_IAM_ENFORCE=0`` turns it off).
 
 With ``DOGOPS_REGISTRY_URL`` set, ECR's proxy endpoint and repository URIs name that local
 registry (``ecr``).
 
-    python -m services.emulator [--host 127.0.0.1] [--port 5000]
+    python -m services.emulator [--host 127.0.0.1] [--port 5000] [--state-dir DIR]
 """
 
 import argparse
 import json
+import logging
+import os
 import signal
 import sys
+import uuid
+from pathlib import Path
 from urllib.parse import quote
 
 from botocore.auth import SigV4QueryAuth
@@ -62,11 +70,15 @@ from . import (  # noqa: F401 (each patches moto)
     sagemaker_lists,
     sagemaker_training,
     sagemaker_tuning,
+    scheduler,
     unimplemented,
 )
 from .iam_authorize import authorize
+from .persistence import Store
 
 PREFIX = "/_dogops/"
+BOOT_ID = uuid.uuid4().hex  # this process's: a restarted emulator answers another
+BOOT_HEADER = "X-Dogops-Boot-Id"  # on every answer, with BOOT_ID
 CODE_LOCATION_EXPIRES_S = 600  # as GetFunction's Code.Location on AWS
 
 
@@ -176,22 +188,30 @@ def _backend_app(service: str):
 
 
 class Emulator:
-    """moto's WSGI application, plus ``GET /_dogops/health``, the signature, authorization and function code
-    routes. What moto does not do, or fails on, is answered in AWS's shape (``unimplemented``)."""
+    """moto's WSGI application (journaled in ``state_dir`` if given), plus ``GET /_dogops/health``, the signature,
+    authorization and function code routes. What moto does not do, or fails on, is answered in AWS's shape
+    (``unimplemented``)."""
 
-    def __init__(self):
+    def __init__(self, state_dir: Path | None = None):
         self.moto = DomainDispatcherApplication(_backend_app)
+        self.store = Store(state_dir, self.moto) if state_dir else None
 
     def __call__(self, environ, start_response):
+        def start_response_with_boot(status, headers, exc_info=None):
+            return start_response(status, [*headers, (BOOT_HEADER, BOOT_ID)], exc_info)
+
+        return self._answer(environ, start_response_with_boot)
+
+    def _answer(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if not path.startswith(PREFIX):
             try:
-                return self.moto(environ, start_response)
+                return (self.store or self.moto)(environ, start_response)
             except Exception as error:  # noqa: BLE001 (moto's server would answer its HTML 500)
                 return unimplemented.failure(_service_of(Request(environ)), error)(environ, start_response)
         request = Request(environ)
         if path == PREFIX + "health":
-            response = Response('{"status": "ok"}', 200, content_type="application/json")
+            response = Response(json.dumps({"status": "ok", "boot_id": BOOT_ID}), 200, content_type="application/json")
         elif path == PREFIX + "iam/authorize" and request.method == "POST":
             response = _authorize(request)
         elif path == PREFIX + "iam/secret" and request.method == "POST":
@@ -207,8 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.emulator", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=settings.EMULATOR_PORT)
+    parser.add_argument("--state-dir", type=Path, default=os.environ.get("DOGOPS_EMULATOR_STATE_DIR") or None,
+                        help="journal the state there and restore it on start (default: in memory only)")
     args = parser.parse_args(argv)
-    server = make_server(args.host, args.port, Guard(Emulator(), check_request, function_urls=False), threaded=True,
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    emulator = Emulator(args.state_dir)
+    if emulator.store:
+        print(f"emulator restored {emulator.store.restore()} from {args.state_dir}", flush=True)
+    server = make_server(args.host, args.port, Guard(emulator, check_request, function_urls=False), threaded=True,
                          request_handler=MotoRequestHandler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"emulator (moto) listening on http://{args.host}:{args.port}", flush=True)
