@@ -4,15 +4,17 @@
   reused for a second (an update reaches the next invocations after that, as AWS applies them after a moment);
 - code: the deployed zip from ``GetFunction``'s pre-signed ``Code.Location`` on the emulator, checked
   against ``CodeSha256`` and unpacked once per hash;
-- execution environments: warm worker processes (``lambda_worker``), one invocation at a time
-  each, started with Lambda's environment and the function role's credentials (STS
-  ``AssumeRole`` on the emulator), retired when the configuration or code changes;
+- execution environments: warm worker processes, one invocation at a time each: AWS's runtime interface client
+  (``awslambdaric``) in an isolated interpreter that sees the package, its layers and the runtime's packages only
+  (``lambda_sandbox``), talking to a Runtime API of its own (``runtime_api``), started with Lambda's environment
+  and the function role's credentials (STS ``AssumeRole`` on the emulator), retired when the configuration or
+  code changes;
 - concurrency: reserved concurrency N admits N invocations at once and throttles the rest;
   without it, at most ``DOGOPS_LAMBDA_MAX_WORKERS`` (8) run at once and the others wait;
 - timeouts: a worker past the function's timeout is killed (the next invocation starts another).
 
-Worker logs (Lambda's START/END/REPORT lines around the function's output) go to
-``DOGOPS_LOG_DIR/lambda/<function>/<stream>.log``.
+Worker logs (Lambda's START/END/REPORT lines around the function's output) go to CloudWatch Logs on the
+emulator and to ``DOGOPS_LOG_DIR/lambda/<function>/<stream>.log`` (``lambda_output``).
 """
 
 import atexit
@@ -22,11 +24,9 @@ import io
 import json
 import math
 import os
-import select
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -39,13 +39,14 @@ import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..stack import settings
+from . import lambda_sandbox
 from .emulator import Recent, client
+from .lambda_output import Output
+from .runtime_api import Event, Exited, Result, RuntimeApi
 
 MAX_WORKERS = int(os.environ.get("DOGOPS_LAMBDA_MAX_WORKERS") or 8)
 INIT_TIMEOUT = 10.0  # s: Lambda's init phase; a slower init gets the function's timeout instead
 MAX_AGE = 45 * 60  # s: a worker is replaced before its role credentials (1 h) expire
-LOG_TAIL = 4096  # bytes of log returned with X-Amz-Log-Type: Tail
-SOURCE_ROOT = Path(__file__).resolve().parents[2]  # where ``services`` is imported from
 
 
 class ServiceError(Exception):
@@ -91,10 +92,6 @@ class Outcome:
     content_type: str = "application/json"
     error: bool = False
     log: bytes = b""  # this invocation's log lines
-
-
-def _error_outcome(document: dict) -> Outcome:
-    return Outcome(json.dumps(document).encode(), error=True)
 
 
 CONFIG_SECONDS = 1.0  # a configuration is reused this long (AWS too takes a moment to apply an update)
@@ -168,6 +165,8 @@ class CodeCache:
             shutil.rmtree(partial)
             raise ServiceError(502, "InvalidZipFileException", f"Could not unzip the deployment package: {e}",
                                Type="User") from None
+        partial.chmod(0o755)  # mkdtemp's 0700, as a zip's root would not be
+        lambda_sandbox.read_only(partial)
         partial.rename(target)
 
 
@@ -179,42 +178,65 @@ def _exit_reason(returncode: int) -> str:
     return f"Runtime exited with error: exit status {returncode}"
 
 
-class Worker:
-    """A ``lambda_worker`` process serving one function configuration, talked to over two pipes."""
+def _peak_mb(pid: int) -> int:
+    """The process's peak resident memory (``VmHWM``) in MB, as Lambda's Max Memory Used."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return math.ceil(int(line.split()[1]) / 1024)
+    except OSError:
+        pass
+    return 0
 
-    def __init__(self, fn: Function, code_dir: Path, log_dir: Path):
+
+class Worker:
+    """An execution environment: ``awslambdaric`` in an isolated interpreter (``lambda_sandbox``), talking to a
+    Runtime API of its own (``runtime_api``); its stdout and stderr are its log (``Output``)."""
+
+    def __init__(self, fn: Function, code_dir: Path, opt_dir: Path, runtime_dir: Path, log_dir: Path,
+                 initialization: str = "on-demand"):
         self.key, self.started = fn.environment_key, time.monotonic()
         self.stream = f"{time.strftime('%Y/%m/%d', time.gmtime())}/[{fn.version}]{uuid.uuid4().hex}"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = log_dir / f"{self.stream.rsplit(']', 1)[1]}.log"
-        environment = self._environment(fn, code_dir)
-        to_worker_r, self._to_worker = os.pipe()
-        self._from_worker, from_worker_w = os.pipe()
-        self._buffer = b""
-        self._init_ms: float | None = None
-        with open(self.log_path, "ab") as log:
+        self.runtime_dir = runtime_dir
+        self.api = RuntimeApi()
+        self.tmp = Path(tempfile.mkdtemp(prefix="dogops-lambda-tmp-"))
+        self.output = Output(log_dir / f"{self.stream.rsplit(']', 1)[1]}.log", f"/aws/lambda/{fn.name}", self.stream)
+        environment = self._environment(fn, code_dir, initialization)
+        read_fd, write_fd = os.pipe()
+        try:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "services.gateway.lambda_worker",
-                 "--in-fd", str(to_worker_r), "--out-fd", str(from_worker_w)],
-                cwd=code_dir, env=environment, stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, pass_fds=(to_worker_r, from_worker_w), start_new_session=True)
-        os.close(to_worker_r)
-        os.close(from_worker_w)
+                lambda_sandbox.command(runtime_dir, opt_dir), cwd=code_dir, env=environment,
+                stdin=subprocess.DEVNULL, stdout=write_fd, stderr=write_fd, start_new_session=True)
+        except OSError:
+            os.close(read_fd)
+            self.api.close()
+            raise
+        finally:
+            os.close(write_fd)
+        self.output.follow(read_fd)
+        self._init_ms: float | None = None
+        threading.Thread(target=self._reap, name=f"lambda-worker-{self.process.pid}", daemon=True).start()
 
-    def _environment(self, fn: Function, code_dir: Path) -> dict:
+    def _reap(self) -> None:
+        self.process.wait()
+        self.api.exited()
+
+    def _environment(self, fn: Function, code_dir: Path, initialization: str) -> dict:
         try:
             credentials = client("sts").assume_role(RoleArn=fn.role,
-                                                          RoleSessionName=f"lambda-{fn.name}"[:64])["Credentials"]
+                                                    RoleSessionName=f"lambda-{fn.name}"[:64])["Credentials"]
         except (ClientError, BotoCoreError) as e:
             raise ServiceError(500, "ServiceException", f"could not assume the role of {fn.name}: {e}") from None
         return {
             "PATH": os.environ.get("PATH", os.defpath), "LANG": "en_US.UTF-8", "TZ": "UTC",
-            "PYTHONPATH": str(SOURCE_ROOT),
+            "TMPDIR": str(self.tmp),
             "AWS_ENDPOINT_URL": settings.emulator_url(), "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": settings.gateway_url(),
             **dict(fn.variables),
-            "_HANDLER": fn.handler, "LAMBDA_TASK_ROOT": str(code_dir),
+            "_HANDLER": fn.handler, "LAMBDA_TASK_ROOT": str(code_dir), "LAMBDA_RUNTIME_DIR": str(self.runtime_dir),
+            "AWS_LAMBDA_RUNTIME_API": self.api.address,
             "AWS_REGION": settings.REGION, "AWS_DEFAULT_REGION": settings.REGION,
-            "AWS_EXECUTION_ENV": f"AWS_Lambda_{fn.runtime}", "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{fn.runtime}", "AWS_LAMBDA_INITIALIZATION_TYPE": initialization,
             "AWS_LAMBDA_FUNCTION_NAME": fn.name, "AWS_LAMBDA_FUNCTION_VERSION": fn.version,
             "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory),
             "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{fn.name}", "AWS_LAMBDA_LOG_STREAM_NAME": self.stream,
@@ -223,50 +245,49 @@ class Worker:
             "AWS_SESSION_TOKEN": credentials["SessionToken"],
         }
 
-    def init(self, fn: Function, request_id: str) -> Outcome | None:
-        """Wait for the handler's import; the init error's outcome, or None when ready."""
+    def init(self, fn: Function) -> Outcome | None:
+        """Wait until the runtime asks for its first event; the init error's outcome, or None when ready."""
+        status = ""
         try:
-            message = self._read(self.started + max(INIT_TIMEOUT, fn.timeout))
+            error = self.api.wait_ready(self.started + max(INIT_TIMEOUT, fn.timeout))
         except TimeoutError:
             self.kill()
-            message = {"error": _timeout_document(request_id, fn.timeout)}
-        except EOFError:
-            message = {"error": self._exit_document(request_id)}
+            error, status = _document(_timeout_document("", fn.timeout)), "timeout"
+        except Exited:
+            error = _document(self._exit_document(""))
         self._init_ms = (time.monotonic() - self.started) * 1000
-        if message.get("ready"):
+        if error is None:
             return None
-        self._log(f"INIT_REPORT Init Duration: {self._init_ms:.2f} ms\tPhase: init\tStatus: error\t"
-                  f"Error Type: {message['error']['errorType']}\n")
-        outcome = _error_outcome(message["error"])
-        outcome.log = self._tail(0)
-        return outcome
+        error_type = error.error_type or json.loads(error.body).get("errorType")
+        self.output.runtime_line(f"INIT_REPORT Init Duration: {self._init_ms:.2f} ms\tPhase: init\tStatus: "
+                                 f"{status or 'error'}\tError Type: {error_type}\n")
+        return Outcome(error.body, error=True, log=self.output.invocation_log())
 
     def invoke(self, fn: Function, request_id: str, payload: str, arn: str, client_context: dict | None) -> Outcome:
         """Run one invocation; on timeout or exit the worker is dead afterwards (see ``alive``)."""
-        start = self._log(f"START RequestId: {request_id} Version: {fn.version}\n")
+        self.output.runtime_line(f"START RequestId: {request_id} Version: {fn.version}\n")
         began = time.monotonic()
         status = ""
+        event = Event(request_id, payload.encode(), arn, int(time.time() * 1000) + fn.timeout * 1000,
+                      json.dumps(client_context) if client_context is not None else None)
         try:
-            self._send({"id": request_id, "payload": payload, "arn": arn, "client_context": client_context,
-                        "deadline_ms": int(time.time() * 1000) + fn.timeout * 1000})
-            message = self._read(began + fn.timeout)
+            result = self.api.invoke(event, began + fn.timeout)
         except TimeoutError:
             self.kill()
-            message, status = {"error": _timeout_document(request_id, fn.timeout)}, "\tStatus: timeout"
-        except (EOFError, OSError):
-            message, status = {"error": self._exit_document(request_id)}, "\tStatus: error"
+            result, status = _document(_timeout_document(request_id, fn.timeout)), "\tStatus: timeout"
+        except Exited:
+            result, status = _document(self._exit_document(request_id)), "\tStatus: error"
         millis = (time.monotonic() - began) * 1000
+        self.output.drain()
         init = f"\tInit Duration: {self._init_ms:.2f} ms" if self._init_ms is not None else ""
         self._init_ms = None  # reported with the first invocation only
-        self._log(f"END RequestId: {request_id}\nREPORT RequestId: {request_id}\tDuration: {millis:.2f} ms\t"
-                  f"Billed Duration: {math.ceil(millis)} ms\tMemory Size: {fn.memory} MB{init}{status}\n")
-        if "error" in message:
-            outcome = _error_outcome(message["error"])
-        elif "bytes" in message:
-            outcome = Outcome(base64.b64decode(message["bytes"]), "application/unknown")
-        else:
-            outcome = Outcome(message["json"].encode())
-        outcome.log = self._tail(start)
+        self.output.runtime_line(f"END RequestId: {request_id}\n")
+        self.output.runtime_line(
+            f"REPORT RequestId: {request_id}\tDuration: {millis:.2f} ms\tBilled Duration: {math.ceil(millis)} ms\t"
+            f"Memory Size: {fn.memory} MB\tMax Memory Used: {_peak_mb(self.process.pid)} MB{init}{status}\t\n")
+        outcome = Outcome(result.body, "application/json" if result.error_type else result.content_type,
+                          error=result.error_type is not None)
+        outcome.log = self.output.invocation_log()
         return outcome
 
     def alive(self) -> bool:
@@ -279,25 +300,9 @@ class Worker:
             except ProcessLookupError:
                 pass
             self.process.wait()
-        for fd in (self._to_worker, self._from_worker):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._to_worker = self._from_worker = -1
-
-    def _log(self, text: str) -> int:
-        """Append a runtime line to the worker's log; the offset where it starts."""
-        with open(self.log_path, "ab") as log:
-            offset = log.tell()
-            log.write(text.encode())
-        return offset
-
-    def _tail(self, start: int) -> bytes:
-        """The log from ``start`` on, its last ``LOG_TAIL`` bytes."""
-        with open(self.log_path, "rb") as log:
-            log.seek(max(start, log.seek(0, os.SEEK_END) - LOG_TAIL))
-            return log.read()
+        self.api.close()
+        self.output.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
     def _exit_document(self, request_id: str) -> dict:
         try:
@@ -309,26 +314,9 @@ class Worker:
         return {"errorType": "Runtime.ExitError", "errorMessage": f"RequestId: {request_id} Error: "
                                                                   f"{_exit_reason(returncode)}"}
 
-    def _send(self, message: dict) -> None:
-        data = memoryview(json.dumps(message).encode() + b"\n")
-        while data:
-            data = data[os.write(self._to_worker, data):]
 
-    def _read(self, deadline: float) -> dict:
-        poller = select.poll()
-        poller.register(self._from_worker, select.POLLIN)
-        while b"\n" not in self._buffer:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            if not poller.poll(remaining * 1000):
-                continue
-            chunk = os.read(self._from_worker, 1 << 20)
-            if not chunk:
-                raise EOFError
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return json.loads(line)
+def _document(document: dict) -> Result:
+    return Result(json.dumps(document).encode(), "application/json", document["errorType"])
 
 
 def _timeout_document(request_id: str, timeout: int) -> dict:
@@ -350,9 +338,13 @@ class Runtime:
 
     def __init__(self, root: Path, log_dir: Path):
         self.code = CodeCache(root / "code")
+        self.runtime_dir = lambda_sandbox.build_runtime(root / "runtime")
+        self.opt_dir = root / "opt"  # no layers: an empty /opt
+        self.opt_dir.mkdir(exist_ok=True)
         self.log_dir = log_dir
         self._slots: dict[str, _Slots] = {}
         self._lock = threading.Lock()
+        self._mismatches: set[tuple[str, str]] = set()  # (function, runtime) already stated in the log
 
     def invoke(self, fn: Function, request_id: str, payload: str, arn: str, client_context: dict | None = None,
                wait: bool = False) -> Outcome:
@@ -364,14 +356,31 @@ class Runtime:
             old.kill()
         try:
             if worker is None:
-                worker = Worker(fn, self.code.path(fn), self.log_dir / fn.name)
-                failure = worker.init(fn, request_id)
+                worker = self.start(fn)
+                failure = worker.init(fn)
                 if failure is not None:
                     worker.kill()
                     return failure
             return worker.invoke(fn, request_id, payload, arn, client_context)
         finally:
             self._release(slots, fn, worker)
+
+    def start(self, fn: Function, initialization: str = "on-demand") -> Worker:
+        """A new worker for ``fn`` (its init not waited for)."""
+        worker = Worker(fn, self.code.path(fn), self.opt_dir, self.runtime_dir, self.log_dir / fn.name,
+                        initialization)
+        line = lambda_sandbox.mismatch(fn.runtime)
+        with self._lock:
+            first = line is not None and (fn.name, fn.runtime) not in self._mismatches
+            self._mismatches.add((fn.name, fn.runtime))
+        if first:
+            worker.output.runtime_line(line)
+        return worker
+
+    def mismatches(self) -> list[str]:
+        """The functions run by another Python than their configured runtime, as stated in their logs."""
+        with self._lock:
+            return sorted(f"{name}: {lambda_sandbox.mismatch(runtime).strip()}" for name, runtime in self._mismatches)
 
     @staticmethod
     def _admit(slots: _Slots, fn: Function, wait: bool) -> tuple[Worker | None, list[Worker]]:
@@ -421,5 +430,5 @@ def runtime() -> Runtime:
             logs = os.environ.get("DOGOPS_LOG_DIR") or Path(tempfile.gettempdir()) / "dogops-logs"
             _runtime = Runtime(root, Path(logs) / "lambda")
             atexit.register(_runtime.shutdown)
-            atexit.register(shutil.rmtree, root, True)
+            atexit.register(lambda_sandbox.remove, root)
         return _runtime
