@@ -290,6 +290,10 @@ class Worker:
         outcome.log = self.output.invocation_log()
         return outcome
 
+    def unreported_init(self) -> None:
+        """Its init happened ahead of any invocation (provisioned): no Init Duration in its first REPORT."""
+        self._init_ms = None
+
     def alive(self) -> bool:
         return self.process.poll() is None
 
@@ -331,6 +335,7 @@ class _Slots:
         self.ready = threading.Condition()
         self.active = 0
         self.idle: list[Worker] = []
+        self.provisioned: dict[tuple, list[Worker]] = {}  # per environment key: workers kept initialised
 
 
 class Runtime:
@@ -408,6 +413,33 @@ class Runtime:
             slots.ready.notify()
         if worker is not None and not keep:
             worker.kill()
+
+    def provision(self, fn: Function, count: int) -> int:
+        """Keep ``count`` initialised workers for ``fn`` (provisioned concurrency: started with
+        ``AWS_LAMBDA_INITIALIZATION_TYPE=provisioned-concurrency``, no Init Duration on their first invocation);
+        start the missing ones (waiting for their init), retire extra idle ones; how many are initialised now."""
+        with self._lock:
+            slots = self._slots.setdefault(fn.name, _Slots())
+        with slots.ready:
+            kept = [w for w in slots.provisioned.get(fn.environment_key, []) if w.alive()]
+            extra = [w for w in kept[count:] if w in slots.idle]
+            slots.idle = [w for w in slots.idle if w not in extra]
+            kept = [w for w in kept if w not in extra]
+            slots.provisioned[fn.environment_key] = kept
+        for worker in extra:
+            worker.kill()
+        for _ in range(count - len(kept)):
+            worker = self.start(fn, "provisioned-concurrency")
+            if worker.init(fn) is not None:
+                worker.kill()
+                break
+            worker.unreported_init()
+            with slots.ready:
+                slots.idle.append(worker)
+                slots.provisioned[fn.environment_key].append(worker)
+                slots.ready.notify()
+        with slots.ready:
+            return len(slots.provisioned[fn.environment_key])
 
     def shutdown(self) -> None:
         with self._lock:

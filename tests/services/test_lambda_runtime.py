@@ -1,0 +1,182 @@
+"""Lambda functions as Lambda's Python runtime runs them (issue 16, points 1, 2, 6), through real boto3 clients:
+AWS's runtime client (awslambdaric) marshals, the package alone is importable, the Runtime API answers its
+runtime only, and the logs reach the emulator's CloudWatch Logs as AWS names and writes them."""
+
+import base64
+import json
+import re
+import time
+
+import pytest
+import requests
+
+from dogops.lambda_package import build_zip
+from services.gateway.lambda_sandbox import INTERPRETER
+
+from . import processes
+
+APP = b'''
+import decimal, json, logging, os, stat, sys
+
+def handler(event, context):
+    action = event.get("action")
+    if action == "decimal":
+        return {"price": decimal.Decimal("1.50"), "count": decimal.Decimal("3")}
+    if action == "package":
+        import boto3
+        root = os.environ["LAMBDA_TASK_ROOT"]
+        return {"boto3": boto3.__version__, "path": sys.path, "flags": [sys.flags.isolated, sys.flags.no_site],
+                "app_mode": stat.S_IMODE(os.stat(os.path.join(root, "app.py")).st_mode),
+                "root_mode": stat.S_IMODE(os.stat(root).st_mode), "tmp": os.environ["TMPDIR"]}
+    if action == "api":
+        return os.environ["AWS_LAMBDA_RUNTIME_API"]
+    if action == "log":
+        print("printed line")
+        logging.getLogger().warning("logged %s", "warning")
+        return "logged"
+    return event
+'''
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    logs = tmp_path_factory.mktemp("logs")
+    emulator = processes.emulator(logs)
+    gateway = processes.gateway(logs, emulator.url, DOGOPS_LOG_DIR=logs)
+    yield emulator, gateway
+    gateway.stop()
+    emulator.stop()
+
+
+@pytest.fixture(scope="module")
+def deploy(stack):
+    emulator, _ = stack
+    trust = {"Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                            "Action": "sts:AssumeRole"}]}
+    role = processes.client("iam", emulator.url).create_role(
+        RoleName="runtime-tests", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    lam = processes.client("lambda", emulator.url)
+
+    def deploy(name, files=None, runtime=INTERPRETER, **args):
+        lam.create_function(FunctionName=name, Runtime=runtime, Role=role, Handler="app.handler",
+                            Code={"ZipFile": build_zip(files or {"app.py": APP})}, Timeout=10, **args)
+        return name
+
+    return deploy
+
+
+@pytest.fixture(scope="module")
+def client(stack):
+    return processes.client("lambda", stack[1].url, retries={"max_attempts": 0}, read_timeout=30)
+
+
+@pytest.fixture(scope="module")
+def logs(stack):
+    return processes.client("logs", stack[0].url)
+
+
+def call(client, name, event, **kw):
+    out = client.invoke(FunctionName=name, Payload=json.dumps(event), **kw)
+    out["Body"] = json.loads(out["Payload"].read())
+    if "LogResult" in out:
+        out["Tail"] = base64.b64decode(out["LogResult"]).decode()
+    return out
+
+
+def events(logs, group: str, until: str, timeout: float = 10) -> list[dict]:
+    """The group's events once one contains ``until`` (the writer sends every half second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            found = logs.filter_log_events(logGroupName=group)["events"]
+        except logs.exceptions.ResourceNotFoundException:
+            found = []
+        if any(until in e["message"] for e in found) or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def test_the_runtime_client_marshals_decimals(client, deploy):
+    out = call(client, deploy("decimals"), {"action": "decimal"})
+    assert "FunctionError" not in out and out["Body"] == {"price": 1.5, "count": 3}
+
+
+@pytest.mark.parametrize("module", ["requests", "dogops", "numpy"])
+def test_an_import_the_package_lacks_fails_as_on_aws(client, deploy, module):
+    name = deploy(f"lacks-{module}", files={"app.py": f"import {module}\ndef handler(e, c):\n    return 1\n".encode()})
+    out = call(client, name, {})
+    assert out["FunctionError"] == "Unhandled"
+    assert out["Body"]["errorType"] == "Runtime.ImportModuleError"
+    assert out["Body"]["errorMessage"] == f"Unable to import module 'app': No module named '{module}'"
+
+
+def test_the_package_with_its_own_dependency_imports_it(client, deploy):
+    files = {"app.py": b"import vendored\ndef handler(e, c):\n    return vendored.VALUE\n",
+             "vendored/__init__.py": b"VALUE = 'from the package'\n"}
+    assert call(client, deploy("vendoring", files=files), {})["Body"] == "from the package"
+
+
+def test_the_package_alone_with_the_runtimes_boto3(client, deploy):
+    import boto3
+
+    out = call(client, deploy("package"), {"action": "package"})["Body"]
+    assert out["boto3"] == boto3.__version__
+    assert out["flags"] == [1, 1]  # isolated, no site: no PYTHONPATH, no site-packages of the machine
+    task_root = out["path"][0]
+    assert not any("site-packages" in p and "/opt/" not in p for p in out["path"]), out["path"]
+    assert out["app_mode"] & 0o222 == 0 and out["root_mode"] & 0o222 == 0  # read-only task root
+    assert out["tmp"] != "/tmp" and task_root not in out["tmp"]
+
+
+def test_the_runtime_api_answers_its_runtime_only(client, deploy):
+    address = call(client, deploy("api"), {"action": "api"})["Body"]
+    host, port = address.split(":")
+    assert host == "127.0.0.1"
+    url = f"http://{address}/2018-06-01/runtime/invocation/next"
+    for headers in ({"Origin": "http://evil.example"}, {"Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Site": "cross-site"},
+                    {"Host": f"rebound.example:{port}"}):
+        response = requests.get(url, headers=headers, timeout=5)
+        assert response.status_code == 403, headers
+        assert response.json()["errorType"] == "Forbidden"
+    forged = requests.post(f"http://{address}/2018-06-01/runtime/invocation/x/response", data=b"1",
+                           headers={"Origin": "http://evil.example"}, timeout=5)
+    assert forged.status_code == 403
+    assert call(client, "api", {"action": "api"})["Body"] == address  # the worker still answers
+
+
+def test_logs_in_cloudwatch_as_aws_writes_them(client, deploy, logs):
+    name = deploy("logged")
+    first = call(client, name, {"action": "log"}, LogType="Tail")
+    second = call(client, name, {"action": "log"}, LogType="Tail")
+    rids = [out["ResponseMetadata"]["RequestId"] for out in (first, second)]
+    assert re.search(rf"REPORT RequestId: {rids[0]}\tDuration: [\d.]+ ms\tBilled Duration: \d+ ms\t"
+                     rf"Memory Size: 128 MB\tMax Memory Used: \d+ MB\tInit Duration: [\d.]+ ms\t\n$", first["Tail"])
+    assert re.search(rf"REPORT RequestId: {rids[1]}\tDuration: [\d.]+ ms\tBilled Duration: \d+ ms\t"
+                     rf"Memory Size: 128 MB\tMax Memory Used: \d+ MB\t\n$", second["Tail"])  # warm: no init
+    assert rids[0] not in second["Tail"]  # the tail is this invocation's
+    found = events(logs, f"/aws/lambda/{name}", f"REPORT RequestId: {rids[1]}")
+    messages = [e["message"] for e in found]
+    streams = {e["logStreamName"] for e in found}
+    assert len(streams) == 1 and re.fullmatch(r"\d{4}/\d{2}/\d{2}/\[\$LATEST\][0-9a-f]{32}", streams.pop())
+    for rid in rids:
+        lines = [m for m in messages if rid in m or m in ("printed line\n",)]
+        assert f"START RequestId: {rid} Version: $LATEST\n" in lines and f"END RequestId: {rid}\n" in lines
+    assert messages.count("printed line\n") == 2
+    assert sum(m.startswith("[WARNING]\t") and m.endswith(f"\t{rids[0]}\tlogged warning\n") for m in messages) == 1
+
+
+def test_json_log_format(client, deploy):
+    name = deploy("json-logs", Environment={"Variables": {"AWS_LAMBDA_LOG_FORMAT": "JSON"}})
+    out = call(client, name, {"action": "log"}, LogType="Tail")
+    logged = [json.loads(line) for line in out["Tail"].splitlines() if line.startswith("{")]
+    assert [(e["level"], e["message"], e["requestId"]) for e in logged] == [
+        ("WARNING", "logged warning", out["ResponseMetadata"]["RequestId"])]
+
+
+def test_a_runtime_mismatch_is_stated_once(client, deploy, logs):
+    name = deploy("mismatch", runtime="python3.13")
+    call(client, name, {})
+    found = events(logs, f"/aws/lambda/{name}", "python3.13")
+    stated = [e["message"] for e in found if "configured for python3.13" in e["message"]]
+    assert stated == [f"dogops: this function is configured for python3.13; the local stack has no python3.13 with "
+                      f"the Lambda runtime client, so {INTERPRETER} runs it\n"]
