@@ -76,12 +76,13 @@ class Function:
     code_sha: str  # base64 SHA-256 of the zip, as the API reports it
     variables: tuple  # (name, value) pairs
     reserved: int | None  # reserved concurrency, None when unset
+    boot: str = ""  # the emulator's boot id (X-Dogops-Boot-Id): a restarted emulator forgot the role's sessions
 
     @property
     def environment_key(self) -> tuple:
         """Workers started for one key serve every invocation with that key."""
         return (self.version, self.handler, self.runtime, self.timeout, self.memory, self.role, self.code_sha,
-                self.variables)
+                self.variables, self.boot)
 
 
 @dataclass
@@ -123,7 +124,7 @@ def _lookup(name: str, qualifier: str | None) -> Function:
                     handler=config.get("Handler") or "", runtime=config.get("Runtime") or "python3.12",
                     timeout=int(config.get("Timeout") or 3), memory=int(config.get("MemorySize") or 128),
                     role=config["Role"], code_sha=config["CodeSha256"], variables=tuple(sorted(variables.items())),
-                    reserved=reserved)
+                    reserved=reserved, boot=found["ResponseMetadata"]["HTTPHeaders"].get("x-dogops-boot-id", ""))
 
 
 class CodeCache:
@@ -397,11 +398,14 @@ class Runtime:
                                        Type="User", Reason="ReservedFunctionConcurrentInvocationLimitExceeded")
                 slots.ready.wait()
             slots.active += 1
-            fresh = [w for w in slots.idle if w.key == fn.environment_key and w.alive()
-                     and time.monotonic() - w.started < MAX_AGE]
-            retired = [w for w in slots.idle if w not in fresh]
-            slots.idle = fresh
-            return (slots.idle.pop() if slots.idle else None), retired
+            now = time.monotonic()
+            retired = [w for w in slots.idle if not w.alive() or now - w.started >= MAX_AGE
+                       or (w.key[0] == fn.version and w.key != fn.environment_key)]  # other versions stay warm
+            slots.idle = [w for w in slots.idle if w not in retired]
+            match = next((w for w in reversed(slots.idle) if w.key == fn.environment_key), None)
+            if match is not None:
+                slots.idle.remove(match)
+            return match, retired
 
     @staticmethod
     def _release(slots: _Slots, fn: Function, worker: Worker | None) -> None:
@@ -410,9 +414,11 @@ class Runtime:
             keep = worker is not None and worker.alive() and worker.key == fn.environment_key
             if keep:
                 slots.idle.append(worker)
+            surplus = slots.idle[:max(len(slots.idle) - MAX_WORKERS, 0)]  # the longest idle, past the pool's size
+            slots.idle = slots.idle[len(surplus):]
             slots.ready.notify()
-        if worker is not None and not keep:
-            worker.kill()
+        for old in surplus + ([worker] if worker is not None and not keep else []):
+            old.kill()
 
     def provision(self, fn: Function, count: int) -> int:
         """Keep ``count`` initialised workers for ``fn`` (provisioned concurrency: started with
