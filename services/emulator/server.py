@@ -60,6 +60,7 @@ from ..security.guard import Guard, raw_uri, read_body
 from ..stack import settings
 from . import (  # noqa: F401 (each patches moto)
     cloudformation,
+    cloudwatch,
     ecr,
     iam_enforcement,
     iam_simulate,

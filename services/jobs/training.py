@@ -16,7 +16,9 @@ tree under a temporary folder):
   (``script_mode``: the source in ``code/``, natively a job-private venv per host, the entrypoint with the
   tree at ``/opt/ml``; in Docker the DLC is the dogops image). Each host's output
   goes to CloudWatch Logs (``/aws/sagemaker/TrainingJobs``, stream ``<job>/<host>-<epoch seconds>``) and
-  through the job's ``MetricDefinitions``; checkpoints are synced to S3 as they change;
+  through the job's ``MetricDefinitions``, whose values go to CloudWatch metrics as SageMaker publishes them (namespace
+  ``/aws/sagemaker/TrainingJobs``, dimension ``TrainingJobName``: what the SDK's ``TrainingJobAnalytics`` reads);
+  checkpoints are synced to S3 as they change;
 - ``Uploading``: the hosts' ``model/`` merged and packed (reproducibly) to
   ``<S3OutputPath>/<job>/output/model.tar.gz`` (and the first host's ``output/data``, if any, to
   ``output.tar.gz`` beside it); then ``Completed`` with ``ModelArtifacts``,
@@ -60,9 +62,12 @@ import boto3
 from dogops.s3upload import parse_s3_uri
 from training.archive import pack
 from training.metrics import MetricReader
+from training.private_env import private_python
 from training.sagemaker_env import resource_config, write_job_config
 
 from ..hosting.containers import docker, free_port, pull_missing
+from ..observability.cloudwatch_logs import LogWriter
+from ..observability.metrics import MetricPublisher
 from ..stack import settings
 from . import script_mode
 from .framework_images import pytorch_training
@@ -215,9 +220,7 @@ class Host:
     base: Path
     stream: str
     proc: subprocess.Popen | None = None
-    pending: list = dataclasses.field(default_factory=list)  # log events not yet sent
     synced: dict = dataclasses.field(default_factory=dict)  # checkpoint file -> (size, mtime) uploaded
-    stream_ready: bool = False  # its log group and stream exist
 
     @property
     def checkpoints(self) -> Path:
@@ -232,7 +235,10 @@ class Run:
         native = Path(sys.executable).parent / "train"
         self.name, self.report, self.remote = name, report, remote
         self.mode = mode or os.environ.get("DOGOPS_TRAINING_MODE") or ("native" if native.exists() else "docker")
-        self.sm, self.s3, self.logs = (session.client(s, endpoint_url=url) for s in ("sagemaker", "s3", "logs"))
+        self.sm, self.s3 = (session.client(s, endpoint_url=url) for s in ("sagemaker", "s3"))
+        self.logs = LogWriter(session.client("logs", endpoint_url=url))
+        cloudwatch = session.client("cloudwatch", endpoint_url=url)
+        self.published = MetricPublisher(lambda region: cloudwatch)  # the metric definitions' values
         self.stop_requested: str | None = None
         self.stop_checked_at = 0.0  # when a remote runner last asked the emulator (_stop_asked)
         self.hosts: list[Host] = []
@@ -299,7 +305,8 @@ class Run:
         raise RuntimeError("too many spot interruptions")
 
     def _end(self, status: str, secondary: str, message: str, **fields) -> None:
-        self._flush_logs()
+        self.logs.close()
+        self.published.close()  # in CloudWatch before the job ends (the SDK's TrainingJobAnalytics reads them then)
         now = datetime.now(timezone.utc)
         times = {}
         if hasattr(self, "started"):
@@ -333,7 +340,7 @@ class Run:
             if host is not first and (first.base / "code").exists():
                 shutil.copytree(first.base / "code", host.base / "code")
             if self.mode == "native" and self.scripted:
-                script_mode.job_python(host.base.parent / "venv")
+                private_python(host.base.parent / "venv")
             host.checkpoints.mkdir(parents=True, exist_ok=True)
             if checkpoint:
                 if checkpoint.get("LocalPath", "/opt/ml/checkpoints").rstrip("/") != "/opt/ml/checkpoints":
@@ -421,8 +428,8 @@ class Run:
     def _train(self, max_runtime: float, interrupt: tuple[str, float] | None) -> int | str:
         """Run the hosts to their end: the exit code of the first failing host (else 0), or "interrupted"."""
         self.report("InProgress", "Training", "Training image download completed. Training in progress.")
-        now = int(time.time() * 1000)
-        self.hosts[0].pending.extend({"timestamp": now, "message": note} for note in self.notes)
+        for note in self.notes:
+            self.logs.write(LOG_GROUP, self.hosts[0].stream, note)
         port = free_port()
         interrupted = threading.Event()
         readers = []
@@ -436,7 +443,6 @@ class Run:
         sent, killed_at = None, None
         while any(h.proc.poll() is None for h in self.hosts):
             time.sleep(0.2)
-            self._flush_logs()
             reason = self._stop_asked()
             if reason is None and self.trained + time.monotonic() - began > max_runtime:
                 reason = "MaxRuntimeExceeded"
@@ -453,7 +459,7 @@ class Run:
         for reader in readers:
             reader.join(timeout=10)
         self.trained += time.monotonic() - began
-        self._flush_logs()
+        self.logs.flush()
         codes = [h.proc.returncode for h in self.hosts]
         if sent in ("Stopped", "MaxRuntimeExceeded"):
             self._sync_checkpoints()
@@ -470,12 +476,13 @@ class Run:
             if not line.strip():  # CloudWatch Logs takes no empty event (Docker's awslogs driver skips them)
                 continue
             now = datetime.now(timezone.utc)
-            with self.lock:
-                host.pending.append({"timestamp": int(now.timestamp() * 1000), "message": line})
+            self.logs.write(LOG_GROUP, host.stream, line, int(now.timestamp() * 1000))
             found = reader.read(line)
             observer = _observers.get(self.name)
             for name, value in found.items():
                 self.metrics[name] = {"value": value, "at": now}
+                self.published.record(LOG_GROUP, name, value, dimensions=(("TrainingJobName", self.name),),
+                                      timestamp=now.timestamp())
                 if observer is not None:
                     observer(name, value)
             if found:
@@ -494,24 +501,6 @@ class Run:
                     os.killpg(host.proc.pid, sig)
                 except ProcessLookupError:
                     pass
-
-    def _flush_logs(self) -> None:
-        for host in self.hosts:
-            with self.lock:
-                events, host.pending = host.pending, []
-            if not events:
-                continue
-            if not host.stream_ready:  # once per stream, not per flush
-                try:
-                    self.logs.create_log_group(logGroupName=LOG_GROUP)
-                except self.logs.exceptions.ResourceAlreadyExistsException:
-                    pass
-                try:
-                    self.logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=host.stream)
-                except self.logs.exceptions.ResourceAlreadyExistsException:
-                    pass
-                host.stream_ready = True
-            self.logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=host.stream, logEvents=events)
 
     def _sync_checkpoints(self) -> None:
         """New and changed local checkpoints to ``CheckpointConfig.S3Uri``; a deleted one is deleted there."""

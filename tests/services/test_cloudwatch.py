@@ -1,0 +1,78 @@
+"""CloudWatch on the emulator as AWS answers it (services/emulator/cloudwatch.py), through boto3: datapoints per
+period aligned to the minute, a metric found only by its whole set of dimensions, percentiles of raw values, and
+alarms whose state is evaluated from the data (every second here)."""
+
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from .processes import client, emulator
+
+DIMS = [{"Name": "EndpointName", "Value": "ep"}, {"Name": "VariantName", "Value": "AllTraffic"}]
+
+
+@pytest.fixture(scope="module")
+def cloudwatch(tmp_path_factory):
+    server = emulator(tmp_path_factory.mktemp("cloudwatch"), DOGOPS_ALARM_EVALUATION_S="1")
+    yield client("cloudwatch", server.url)
+    server.stop()
+
+
+def test_datapoints_are_per_period_from_the_minute_and_need_every_dimension(cloudwatch):
+    minute = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=5)
+    for offset, value in ((50, 1.0), (55, 3.0), (70, 10.0)):  # two in one minute, one in the next
+        cloudwatch.put_metric_data(Namespace="Test/Align", MetricData=[{
+            "MetricName": "Latency", "Dimensions": DIMS, "Value": value, "Unit": "Microseconds",
+            "Timestamp": minute + timedelta(seconds=offset)}])
+    points = cloudwatch.get_metric_statistics(
+        Namespace="Test/Align", MetricName="Latency", Dimensions=DIMS, StartTime=minute + timedelta(seconds=30),
+        EndTime=minute + timedelta(minutes=3), Period=60, Statistics=["Average", "SampleCount"])["Datapoints"]
+    assert sorted((p["Timestamp"], p["Average"], p["SampleCount"], p["Unit"]) for p in points) == [
+        (minute, 2.0, 2.0, "Microseconds"), (minute + timedelta(minutes=1), 10.0, 1.0, "Microseconds")]
+    assert cloudwatch.get_metric_statistics(
+        Namespace="Test/Align", MetricName="Latency", Dimensions=DIMS[:1], StartTime=minute,
+        EndTime=minute + timedelta(minutes=3), Period=60, Statistics=["Sum"])["Datapoints"] == []
+
+
+def test_percentiles_of_the_values_sent(cloudwatch):
+    now = datetime.now(timezone.utc)
+    cloudwatch.put_metric_data(Namespace="Test/Percentiles", MetricData=[{
+        "MetricName": "Latency", "Values": [float(v) for v in range(1, 101)], "Timestamp": now}])
+    points = cloudwatch.get_metric_statistics(
+        Namespace="Test/Percentiles", MetricName="Latency", StartTime=now - timedelta(minutes=1),
+        EndTime=now + timedelta(minutes=1), Period=300, ExtendedStatistics=["p50", "p99", "p100"])["Datapoints"]
+    assert [p["ExtendedStatistics"] for p in points] == [{"p50": 50.0, "p99": 99.0, "p100": 100.0}]
+    with pytest.raises(cloudwatch.exceptions.ClientError, match="not supported"):
+        cloudwatch.get_metric_statistics(Namespace="Test/Percentiles", MetricName="Latency", StartTime=now,
+                                         EndTime=now + timedelta(minutes=1), Period=60, ExtendedStatistics=["q9"])
+
+
+def _state(cloudwatch, name: str, wanted: str, timeout: float = 30) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        alarm = cloudwatch.describe_alarms(AlarmNames=[name])["MetricAlarms"][0]
+        if alarm["StateValue"] == wanted or time.monotonic() > deadline:
+            return alarm
+        time.sleep(0.3)
+
+
+def test_an_alarm_is_evaluated_from_the_data(cloudwatch):
+    alarm = {"AlarmName": "too-many", "Namespace": "Test/Alarm", "MetricName": "Invocations", "Dimensions": DIMS,
+             "Statistic": "Sum", "Period": 10, "EvaluationPeriods": 1, "Threshold": 5.0,
+             "ComparisonOperator": "GreaterThanThreshold", "TreatMissingData": "notBreaching"}
+    cloudwatch.put_metric_alarm(**{**alarm, "AlarmName": "never-fed", "TreatMissingData": "missing"})
+    cloudwatch.put_metric_alarm(**alarm)
+    assert cloudwatch.describe_alarms(AlarmNames=["too-many"])["MetricAlarms"][0]["StateValue"] in (
+        "INSUFFICIENT_DATA", "OK")  # OK once evaluated: no data is not breaching
+    cloudwatch.put_metric_data(Namespace="Test/Alarm", MetricData=[{
+        "MetricName": "Invocations", "Dimensions": DIMS, "StatisticValues": {
+            "SampleCount": 9, "Sum": 9, "Minimum": 1, "Maximum": 1}}])
+    fired = _state(cloudwatch, "too-many", "ALARM")
+    assert fired["StateValue"] == "ALARM", fired
+    assert "[9.0 (" in fired["StateReason"] and "greater than the threshold (5.0)" in fired["StateReason"]
+    assert _state(cloudwatch, "too-many", "OK")["StateValue"] == "OK"  # 10 s on, its period holds no data
+    assert _state(cloudwatch, "never-fed", "OK", timeout=2)["StateValue"] == "INSUFFICIENT_DATA"
+    history = cloudwatch.describe_alarm_history(AlarmName="too-many")["AlarmHistoryItems"]
+    assert history[0]["HistorySummary"] == "Alarm updated from ALARM to OK"
+    assert history[1]["HistorySummary"].endswith(" to ALARM") and history[1]["HistoryItemType"] == "StateUpdate"
