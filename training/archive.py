@@ -18,6 +18,8 @@ import zlib
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
+from . import atomic
+
 MAX_BYTES = 10 << 30  # uncompressed, all members together
 MAX_MEMBERS = 10_000
 UNREADABLE = (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile)
@@ -79,13 +81,14 @@ def extract(path: Path, into: Path, max_bytes: int = MAX_BYTES, max_members: int
 def pack(model_dir: Path, archive: Path) -> Path:
     """``model_dir``'s files at the top of a gzip-compressed tar, as SageMaker packs ``/opt/ml/model``, byte for
     byte the same for the same files (no times or owners, no gzip timestamp or file name): a model published
-    again changes nothing, a retrained one rolls the endpoint (its ETag names the new model). Returns ``archive``."""
+    again changes nothing, a retrained one rolls the endpoint (its ETag names the new model). Written atomically
+    (``atomic``): ``archive`` is the old file or the whole new one. Returns ``archive``."""
 
     def same_every_time(info: tarfile.TarInfo) -> tarfile.TarInfo:
         info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
         return info
 
-    with open(archive, "wb") as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as zipped, \
+    with atomic.replacing(archive) as raw, gzip.GzipFile(filename="", fileobj=raw, mode="wb", mtime=0) as zipped, \
             tarfile.open(fileobj=zipped, mode="w") as tar:
         for path in sorted(Path(model_dir).iterdir()):
             tar.add(path, arcname=path.name, filter=same_every_time)

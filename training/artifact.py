@@ -5,12 +5,17 @@
     model_config.json  backbone, image size, head width, normalisation
     metrics.json       final metrics, per-epoch history, hyperparameters, data hash
     manifest.json      sha256 and size of every file above
+
+Each file is written atomically (``atomic``); ``manifest.json`` goes first when a directory is rewritten and comes
+back last, so a directory a crash left half-written has no manifest, or one its files fail: never trusted.
 """
 
 import hashlib
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from . import atomic
 
 if TYPE_CHECKING:  # torch only where weights are written or loaded: checking a directory needs none (promote)
     from .model import BreedClassifier
@@ -33,7 +38,7 @@ def _sha256(path: Path) -> str:
 
 
 def _write_json(path: Path, value) -> None:
-    path.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    atomic.write_text(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
 def write_artifact(model_dir: Path, model: "BreedClassifier", classes: list[str], backbone: str,
@@ -45,7 +50,11 @@ def write_artifact(model_dir: Path, model: "BreedClassifier", classes: list[str]
 
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(model.state_dict(), model_dir / WEIGHTS)
+    if (model_dir / MANIFEST).exists():
+        (model_dir / MANIFEST).unlink()
+        atomic.fsync_dir(model_dir)
+    with atomic.replacing(model_dir / WEIGHTS) as out:
+        torch.save(model.state_dict(), out)
     _write_json(model_dir / CLASSES, list(classes))
     spec = SPECS[backbone]
     _write_json(model_dir / CONFIG, {

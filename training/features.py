@@ -11,13 +11,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from PIL import Image
 
+from . import atomic
 from .dataset import Dataset, Split, load_rgb
 from .progress import progress
 
@@ -124,9 +124,7 @@ def dataset_features(dataset: Dataset, backbone: torch.nn.Module, transform: Cal
     result = {name: extract_split(backbone, split, transform, image_size, device, should_stop)
               for name, split in dataset.splits.items()}
     if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
-            torch.save(result, tmp)
-        os.replace(tmp.name, path)
+        with atomic.replacing(path) as out:
+            torch.save(result, out)
         log.info("feature cache written: %s", path)
     return result

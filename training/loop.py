@@ -21,8 +21,6 @@ averaged gradient equals the single-host full-batch gradient.
 import copy
 import dataclasses
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +28,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from . import atomic
 from .features import Interrupted
 from .hyperparameters import Hyperparameters
 from .metrics import format_metrics
@@ -56,10 +55,8 @@ class LoopState:
 
 
 def _save(state: LoopState, meta: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
-        torch.save({"meta": meta, "state": dataclasses.asdict(state)}, tmp)
-    os.replace(tmp.name, path)
+    with atomic.replacing(path) as out:
+        torch.save({"meta": meta, "state": dataclasses.asdict(state)}, out)
 
 
 def _load(path: Path | None, meta: dict) -> LoopState | None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from training import atomic
 from training.archive import pack, parse_s3_uri
 
 log = logging.getLogger(__name__)
@@ -46,8 +47,7 @@ def record_best(study: optuna.Study, objective: str, job_dir: Path, output: str 
               "hyperparameters": best.user_attrs["hyperparameters"], "data_sha256": metrics["data_sha256"],
               "image": image}
     for path in (job_dir / "best.json", current):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(record, indent=2) + "\n")
+        atomic.write_text(path, json.dumps(record, indent=2) + "\n")
     log.info("best trial %s: %s; model %s; recorded in %s", name, record["metrics"], location, current)
     return record
 

@@ -28,6 +28,7 @@ from dogops.deploy import deploy_model
 from dogops.s3upload import upload_dir
 from dogops.synthetic import generate
 from training.archive import pack
+from training.artifact import verify_artifact
 from training.sagemaker_env import resource_config, write_job_config
 
 from ..jobs.sagemaker_s3 import download_prefix
@@ -115,6 +116,7 @@ def publish(base_dir: Path, serving_image: str) -> dict:
     model_dir = base_dir / "model"
     if not model_dir.is_dir() or not any(model_dir.iterdir()):
         raise FileNotFoundError(f"{model_dir} holds no trained model: run `train` first")
+    verify_artifact(model_dir)  # a half-written or modified model is refused (ArtifactError says which file)
     with tempfile.TemporaryDirectory() as tmp:
         archive = Path(tmp) / "model.tar.gz"
         pack(model_dir, archive)

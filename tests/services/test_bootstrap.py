@@ -280,3 +280,21 @@ def test_seed_makes_the_sagemaker_execution_role_least_privilege(base_dir, clien
                              ("sagemaker:CreateTrainingJob", "*"), ("iam:PassRole", role["Arn"]),
                              ("lambda:InvokeFunction", "*"), ("logs:PutLogEvents", logs.replace("sagemaker", "lambda"))]:
         assert decision(action, resource) == "implicitDeny", action
+
+
+def test_a_half_written_model_is_not_trusted_nor_published(base_dir, env, tmp_path):
+    """A model directory whose weights a crash cut short: ``dogops up`` trains again (not current) and ``publish``
+    refuses it, naming the file."""
+    from services.stack.supervisor import model_is_current
+
+    copy = tmp_path / "opt-ml"
+    shutil.copytree(base_dir, copy)
+    assert model_is_current(copy)
+    weights = copy / "model" / "model.pth"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    assert not model_is_current(copy)
+    result = subprocess.run([sys.executable, "-m", "services.stack.bootstrap", "publish", "--base-dir", str(copy),
+                             "--image", IMAGE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "model.pth does not match its sha256" in result.stderr, result.stderr
+    (copy / "model" / "manifest.json").unlink()  # the rewrite's first step: no manifest, no model
+    assert not model_is_current(copy)
