@@ -1,18 +1,19 @@
 """Lambda ``Invoke`` (``POST /2015-03-31/functions/<name>/invocations``), answered as AWS answers boto3.
 
 ``invoke(...)`` is the same operation for in-process callers (the API route): same
-limits, concurrency and error replies. The functions run in ``lambda_runtime``.
+limits, concurrency and error replies. The functions run in ``lambda_runtime``; a qualified invocation runs that
+version's code and configuration, an alias routes by its weights (``lambda_versions``); ``Event`` invocations go
+on the function's persisted queue (``lambda_async``).
 """
 
 import base64
 import binascii
 import json
-import logging
-import threading
+import time
 
 from flask import Blueprint, Response, request
 
-from . import iam, lambda_runtime
+from . import iam, lambda_async, lambda_runtime, lambda_versions
 from .aws_errors import aws_error, request_id
 from .emulator import signed_region
 from .lambda_runtime import ServiceError
@@ -22,7 +23,7 @@ EVENT_LIMIT = 262144  # bytes, request
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 
 blueprint = Blueprint("lambda_api", __name__)
-log = logging.getLogger(__name__)
+blueprint.record_once(lambda _: lambda_async.queue())  # events queued before a restart are delivered now
 
 
 def _user_error(status: int, code: str, message: str) -> ServiceError:
@@ -65,13 +66,6 @@ def _check(payload: bytes, invocation_type: str) -> str:
     return text
 
 
-def _run_event(fn, rid: str, payload: str, arn: str) -> None:
-    try:
-        lambda_runtime.runtime().invoke(fn, rid, payload, arn, wait=True)
-    except ServiceError as e:
-        log.warning("asynchronous invocation %s of %s dropped: %s", rid, fn.name, e.message)
-
-
 def invoke(name: str, payload: bytes, invocation_type: str = "RequestResponse", client_context: dict | None = None,
            *, qualifier: str | None = None, log_tail: bool = False) -> tuple[int, dict, bytes]:
     """Invoke a function as Lambda does; ``(status, headers, body)`` of the AWS reply, errors included.
@@ -82,14 +76,14 @@ def invoke(name: str, payload: bytes, invocation_type: str = "RequestResponse", 
     try:
         text = _check(payload, invocation_type)
         name, qualifier = split_name(name, qualifier)
-        fn = lambda_runtime.describe(name, qualifier)
+        fn = lambda_runtime.describe(name, lambda_versions.version(name, qualifier))
         arn = lambda_runtime.function_arn(fn.name, qualifier)
         rid = request_id()
         headers = {"X-Amzn-RequestId": rid}
         if invocation_type == "DryRun":
             return 204, headers, b""
         if invocation_type == "Event":
-            threading.Thread(target=_run_event, args=(fn, rid, text, arn), daemon=True).start()
+            lambda_async.queue().put(lambda_async.Event(rid, fn.name, qualifier, text, time.time()))
             return 202, headers, b""
         outcome = lambda_runtime.runtime().invoke(fn, rid, text, arn, client_context)
     except ServiceError as e:

@@ -1,0 +1,131 @@
+"""Versions, aliases and provisioned concurrency through real boto3 clients: the control plane on the emulator, the
+invocations on a real gateway (issue 16, point 3)."""
+
+import json
+import math
+import time
+
+import pytest
+
+from dogops.lambda_package import build_zip
+
+from . import processes
+
+APP = b'''
+import os
+VERSION = 1
+
+def handler(event, context):
+    return {"code": VERSION, "memory": context.memory_limit_in_mb, "version": context.function_version,
+            "arn": context.invoked_function_arn, "init": os.environ["AWS_LAMBDA_INITIALIZATION_TYPE"]}
+'''
+
+
+def code(version: int) -> bytes:
+    return build_zip({"app.py": APP.replace(b"VERSION = 1", f"VERSION = {version}".encode())})
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    logs = tmp_path_factory.mktemp("logs")
+    emulator = processes.emulator(logs)
+    gateway = processes.gateway(logs, emulator.url, DOGOPS_LOG_DIR=logs,
+                                DOGOPS_STATE_DIR=tmp_path_factory.mktemp("state"))
+    yield emulator, gateway
+    gateway.stop()
+    emulator.stop()
+
+
+@pytest.fixture(scope="module")
+def control(stack):
+    emulator, _ = stack
+    iam = processes.client("iam", emulator.url)
+    trust = {"Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                            "Action": "sts:AssumeRole"}]}
+    role = iam.create_role(RoleName="versions", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    return processes.client("lambda", emulator.url), role
+
+
+@pytest.fixture(scope="module")
+def client(stack):
+    return processes.client("lambda", stack[1].url, retries={"max_attempts": 0}, read_timeout=30)
+
+
+def deploy(control, name: str, **args) -> None:
+    lam, role = control
+    lam.create_function(FunctionName=name, Runtime="python3.12", Role=role, Handler="app.handler", Code={
+        "ZipFile": code(1)}, **args)
+
+
+def call(client, name, **kw):
+    out = client.invoke(FunctionName=name, Payload=b"{}", **kw)
+    return out, json.loads(out["Payload"].read())
+
+
+def wait_for(check, seconds: float = 10):
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "never happened"
+        time.sleep(0.2)
+
+
+def test_a_version_keeps_its_code_and_configuration(control, client):
+    lam, _ = control
+    deploy(control, "kept", MemorySize=256)
+    assert lam.publish_version(FunctionName="kept")["Version"] == "1"
+    lam.update_function_code(FunctionName="kept", ZipFile=code(2))
+    lam.get_waiter("function_updated_v2").wait(FunctionName="kept")
+    lam.update_function_configuration(FunctionName="kept", MemorySize=512)
+    wait_for(lambda: call(client, "kept")[1]["code"] == 2)  # $LATEST has the new code (after a moment, as AWS)
+    for name, kw in (("kept", {"Qualifier": "1"}), ("kept:1", {}),
+                     ("arn:aws:lambda:us-east-1:123456789012:function:kept:1", {})):
+        out, body = call(client, name, **kw)
+        assert out["ExecutedVersion"] == "1" and "FunctionError" not in out
+        assert (body["code"], body["memory"], body["version"]) == (1, "256", "1")
+        assert body["arn"] == "arn:aws:lambda:us-east-1:123456789012:function:kept:1"
+    wait_for(lambda: call(client, "kept")[1]["memory"] == "512")
+    out, body = call(client, "kept")
+    assert out["ExecutedVersion"] == "$LATEST" and (body["code"], body["version"]) == (2, "$LATEST")
+
+
+def test_an_unknown_version_or_alias_is_a_404(control, client):
+    deploy(control, "lonely")
+    for qualifier in ("7", "nope"):
+        with pytest.raises(client.exceptions.ResourceNotFoundException) as caught:
+            client.invoke(FunctionName="lonely", Qualifier=qualifier)
+        assert caught.value.response["Error"]["Message"] == (
+            f"Function not found: arn:aws:lambda:us-east-1:123456789012:function:lonely:{qualifier}")
+
+
+def test_an_alias_routes_to_its_version(control, client):
+    lam, _ = control
+    deploy(control, "aliased")
+    lam.publish_version(FunctionName="aliased")
+    lam.update_function_code(FunctionName="aliased", ZipFile=code(2))
+    lam.publish_version(FunctionName="aliased")
+    lam.create_alias(FunctionName="aliased", Name="live", FunctionVersion="1")
+    out, body = call(client, "aliased", Qualifier="live")
+    assert out["ExecutedVersion"] == "1" and body["code"] == 1
+    assert body["arn"] == "arn:aws:lambda:us-east-1:123456789012:function:aliased:live"
+    lam.update_alias(FunctionName="aliased", Name="live", FunctionVersion="2")
+    wait_for(lambda: call(client, "aliased:live")[0]["ExecutedVersion"] == "2")
+
+
+def test_weighted_alias_splits_traffic_within_a_binomial_bound(control, client):
+    lam, _ = control
+    deploy(control, "weighted")
+    lam.publish_version(FunctionName="weighted")
+    lam.update_function_code(FunctionName="weighted", ZipFile=code(2))
+    lam.publish_version(FunctionName="weighted")
+    share, n = 0.3, 200
+    lam.create_alias(FunctionName="weighted", Name="canary", FunctionVersion="1",
+                     RoutingConfig={"AdditionalVersionWeights": {"2": share}})
+    executed = []
+    for _ in range(n):
+        out, body = call(client, "weighted", Qualifier="canary")
+        assert body["code"] == int(out["ExecutedVersion"])  # the header names the version that ran
+        executed.append(out["ExecutedVersion"])
+    # 5 standard deviations of Binomial(n, share): a correct router fails this about once in 3.5 million runs
+    tolerance = 5 * math.sqrt(n * share * (1 - share))
+    assert abs(executed.count("2") - n * share) <= tolerance, executed.count("2")
+    assert set(executed) == {"1", "2"}
