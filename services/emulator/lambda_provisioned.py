@@ -4,13 +4,14 @@
   ``InvalidParameterValueException``). A config is ``IN_PROGRESS`` until the gateway reports that many execution
   environments initialised, then ``READY``. Provisioned concurrency counts towards the function's reserved
   concurrency (never more than it) or, for a function without one, against the account's unreserved
-  concurrency, of which 100 always stay unreserved (AWS's rule for reservations);
+  concurrency, of which 100 always stay unreserved (AWS's rule for reservations). A function whose init fails
+  turns its config ``FAILED`` (``FUNCTION_ERROR_INIT_FAILURE``, AWS's reason);
 - GetAccountSettings: ``ConcurrentExecutions`` is ``MOTO_LAMBDA_CONCURRENCY_QUOTA`` (AWS's default quota, 1000,
   when unset; moto checks reservations against the same variable), ``UnreservedConcurrentExecutions`` that minus
   the reservations and the provisioned concurrency of functions without one;
 - for the gateway, with the stack's root key only: ``GET /2019-09-30/dogops/provisioned-concurrency`` (every
-  config of the region) and ``POST`` there with ``{FunctionName, Qualifier, Requested, Allocated}`` (how many
-  environments it keeps initialised).
+  config of the region) and ``POST`` there with ``{FunctionName, Qualifier, Requested, Allocated, Failed}`` (how
+  many environments it keeps initialised).
 """
 
 import json
@@ -48,17 +49,21 @@ class ConfigNotFound(LambdaClientError):
 class Provisioned:
     requested: int
     allocated: int = 0
+    failed: bool = False  # the function's init failed
     modified: str = ""
 
     def __post_init__(self):
         self.modified = utcnow().strftime("%Y-%m-%dT%H:%M:%S+0000")
 
     def to_json(self) -> dict[str, Any]:
-        return {"RequestedProvisionedConcurrentExecutions": self.requested,
-                "AvailableProvisionedConcurrentExecutions": self.allocated,
-                "AllocatedProvisionedConcurrentExecutions": self.allocated,
-                "Status": "READY" if self.allocated >= self.requested else "IN_PROGRESS",
-                "LastModified": self.modified}
+        answer = {"RequestedProvisionedConcurrentExecutions": self.requested,
+                  "AvailableProvisionedConcurrentExecutions": self.allocated,
+                  "AllocatedProvisionedConcurrentExecutions": self.allocated,
+                  "Status": "READY" if self.allocated >= self.requested else "FAILED" if self.failed
+                  else "IN_PROGRESS", "LastModified": self.modified}
+        if self.failed and self.allocated < self.requested:
+            answer["StatusReason"] = "FUNCTION_ERROR_INIT_FAILURE"
+        return answer
 
 
 def provisioned(function: LambdaFunction) -> dict[str, Provisioned]:
@@ -167,6 +172,7 @@ def _private(request, full_url: str, headers: dict):
     config = provisioned(function).get(report.get("Qualifier")) if function else None
     if config is not None and config.requested == report.get("Requested"):  # not a report about an older request
         config.allocated = min(int(report.get("Allocated") or 0), config.requested)
+        config.failed = bool(report.get("Failed"))
     return 204, {}, ""
 
 

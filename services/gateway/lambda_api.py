@@ -13,7 +13,7 @@ import time
 
 from flask import Blueprint, Response, request
 
-from . import iam, lambda_async, lambda_runtime, lambda_versions
+from . import iam, lambda_async, lambda_provisioner, lambda_runtime, lambda_versions
 from .aws_errors import aws_error, request_id
 from .emulator import signed_region
 from .lambda_runtime import ServiceError
@@ -24,6 +24,7 @@ INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 
 blueprint = Blueprint("lambda_api", __name__)
 blueprint.record_once(lambda _: lambda_async.queue())  # events queued before a restart are delivered now
+blueprint.record_once(lambda _: lambda_provisioner.start())
 
 
 def _user_error(status: int, code: str, message: str) -> ServiceError:

@@ -1,6 +1,7 @@
 """Versions, aliases and provisioned concurrency through real boto3 clients: the control plane on the emulator, the
 invocations on a real gateway (issue 16, point 3)."""
 
+import base64
 import json
 import math
 import time
@@ -129,3 +130,57 @@ def test_weighted_alias_splits_traffic_within_a_binomial_bound(control, client):
     tolerance = 5 * math.sqrt(n * share * (1 - share))
     assert abs(executed.count("2") - n * share) <= tolerance, executed.count("2")
     assert set(executed) == {"1", "2"}
+
+
+def test_provisioned_concurrency_initialises_workers_then_is_ready(control, client):
+    lam, _ = control
+    deploy(control, "provisioned")
+    lam.publish_version(FunctionName="provisioned")
+    lam.create_alias(FunctionName="provisioned", Name="warm", FunctionVersion="1")
+    unreserved = lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"]
+    put = lam.put_provisioned_concurrency_config(FunctionName="provisioned", Qualifier="warm",
+                                                 ProvisionedConcurrentExecutions=2)
+    assert put["ResponseMetadata"]["HTTPStatusCode"] == 202
+    assert (put["Status"], put["RequestedProvisionedConcurrentExecutions"],
+            put["AllocatedProvisionedConcurrentExecutions"]) == ("IN_PROGRESS", 2, 0)
+    wait_for(lambda: lam.get_provisioned_concurrency_config(FunctionName="provisioned", Qualifier="warm")[
+        "Status"] == "READY", 30)
+    got = lam.get_provisioned_concurrency_config(FunctionName="provisioned", Qualifier="warm")
+    assert got["AllocatedProvisionedConcurrentExecutions"] == got["AvailableProvisionedConcurrentExecutions"] == 2
+    listed = lam.list_provisioned_concurrency_configs(FunctionName="provisioned")["ProvisionedConcurrencyConfigs"]
+    assert [c["FunctionArn"] for c in listed] == ["arn:aws:lambda:us-east-1:123456789012:function:provisioned:warm"]
+    assert lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == unreserved - 2
+    out, body = call(client, "provisioned", Qualifier="warm", LogType="Tail")
+    assert body["init"] == "provisioned-concurrency" and out["ExecutedVersion"] == "1"
+    report = [line for line in base64.b64decode(out["LogResult"]).decode().splitlines() if line.startswith("REPORT")]
+    assert report and "Init Duration" not in report[0]  # an initialised worker: no cold start
+    assert call(client, "provisioned")[1]["init"] == "on-demand"  # $LATEST is not provisioned
+    lam.delete_provisioned_concurrency_config(FunctionName="provisioned", Qualifier="warm")
+    with pytest.raises(lam.exceptions.ProvisionedConcurrencyConfigNotFoundException):
+        lam.get_provisioned_concurrency_config(FunctionName="provisioned", Qualifier="warm")
+    assert lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == unreserved
+
+
+def test_provisioned_concurrency_is_refused_on_latest_and_beyond_reserved_concurrency(control):
+    lam, _ = control
+    deploy(control, "bounded")
+    lam.publish_version(FunctionName="bounded")
+    with pytest.raises(lam.exceptions.InvalidParameterValueException) as caught:
+        lam.put_provisioned_concurrency_config(FunctionName="bounded", Qualifier="$LATEST",
+                                               ProvisionedConcurrentExecutions=1)
+    assert caught.value.response["Error"]["Message"] == ("Provisioned Concurrency Configs cannot be applied to "
+                                                         "unpublished function versions.")
+    with pytest.raises(lam.exceptions.ResourceNotFoundException):
+        lam.put_provisioned_concurrency_config(FunctionName="bounded", Qualifier="5",
+                                               ProvisionedConcurrentExecutions=1)
+    lam.put_function_concurrency(FunctionName="bounded", ReservedConcurrentExecutions=1)
+    with pytest.raises(lam.exceptions.InvalidParameterValueException):
+        lam.put_provisioned_concurrency_config(FunctionName="bounded", Qualifier="1",
+                                               ProvisionedConcurrentExecutions=2)
+    unreserved = lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"]
+    deploy(control, "greedy")
+    lam.publish_version(FunctionName="greedy")
+    with pytest.raises(lam.exceptions.InvalidParameterValueException) as caught:
+        lam.put_provisioned_concurrency_config(FunctionName="greedy", Qualifier="1",
+                                               ProvisionedConcurrentExecutions=unreserved - 99)
+    assert "unreserved concurrency" in caught.value.response["Error"]["Message"]
