@@ -4,7 +4,7 @@
 - :func:`fetch_source`: ``sagemaker_submit_directory`` (the SDK's ``sourcedir.tar.gz`` in S3) unpacked into a
   host's ``code/`` before it starts, with the runner's S3 client (the toolkit then finds ``code/`` ready and
   runs from it, as it does with a local directory), through ``training.archive.extract``'s checks;
-- :func:`job_python`: natively, a job-private Python environment per host: a venv whose ``.pth`` adds the
+- natively, each host gets a job-private Python (``training.private_env``): a venv whose ``.pth`` adds the
   stack's own site-packages (torch, the toolkit, dogops), so the toolkit's ``pip install -r requirements.txt``
   lands in the job's folder and goes with it, never in the stack's venv;
 - :func:`mapped`: natively, a ``ContainerEntrypoint`` run with the host's tree at ``/opt/ml``, in a mount
@@ -16,8 +16,6 @@
 import os
 import shlex
 import shutil
-import site
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -47,22 +45,6 @@ def fetch_source(s3, job: dict, code_dir: Path) -> bool:
             raise ValueError(f"{SOURCE} {uri} could not be read: {exc}") from exc
         extract(archive, code_dir)
     return True
-
-
-def job_python(folder: Path) -> Path:
-    """A venv in ``folder`` that sees the stack's packages after its own; its ``python``."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True, capture_output=True)
-    purelib = Path(subprocess.run([str(folder / "bin" / "python"), "-c", "import sysconfig; "
-                                   "print(sysconfig.get_paths()['purelib'])"], check=True, capture_output=True,
-                                  text=True).stdout.strip())
-    dirs = [d for d in site.getsitepackages() if Path(d).is_dir()]
-    (purelib / "zz-dogops-stack.pth").write_text(  # addsitedir: the stack's own .pth files count too
-        "import site; " + "; ".join(f"site.addsitedir({d!r})" for d in dirs) + "\n", encoding="utf-8")
-    for tool in ("pip", "pip3"):  # `pip` as the containers have it, into this venv
-        shim = folder / "bin" / tool
-        shim.write_text(f'#!/bin/sh\nexec "{folder / "bin" / "python"}" -m pip "$@"\n', encoding="utf-8")
-        shim.chmod(0o755)
-    return folder / "bin" / "python"
 
 
 _MAP_OPT_ML = r"""set -e
