@@ -82,9 +82,12 @@ COMPOSE ?= docker compose
 up-compose: setup  ## the local stack in Docker (compose.yaml): builds missing images, waits until all is healthy
 	$(BIN)/dogops env > /dev/null  # writes .env: the stack's secret, for compose
 	$(COMPOSE) up --detach --wait
+	@mkdir -p .dogops/stack/logs  # the host runner: the stack's SDK jobs and endpoints, in this machine's Docker
+	nohup $(BIN)/python -m services.jobs.host_runner >> .dogops/stack/logs/host-runner.log 2>&1 & echo $$! > .dogops/stack/host-runner.pid
 	@echo "stack up: demo page http://127.0.0.1:$${DOGOPS_GATEWAY_PORT:-8000}/; eval \"\$$($(BIN)/dogops env)\" points boto3 at it"
 
-down-compose:  ## stop the Docker stack (and the endpoint containers promotion started on it); drop its volumes
+down-compose:  ## stop the Docker stack, its host runner and its endpoint containers; drop its volumes
+	-[ -f .dogops/stack/host-runner.pid ] && kill $$(cat .dogops/stack/host-runner.pid); rm -f .dogops/stack/host-runner.pid
 	-docker ps -aq --filter label=dogops.endpoint | xargs -r docker rm -f
 	$(COMPOSE) down --volumes
 

@@ -90,12 +90,21 @@ class Native(Stack):
 
 class Compose(Stack):
     mode = "compose"
+    runner: subprocess.Popen | None = None
 
     def up(self) -> None:
         subprocess.run([str(BIN / "dogops"), "env"], check=True, cwd=ROOT, capture_output=True)  # writes .env
         subprocess.run([*compose_command(), "up", "--detach", "--wait"], check=True, cwd=ROOT, timeout=1200)
+        logs = ROOT / ".dogops" / "stack" / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with open(logs / "host-runner.log", "ab") as log:  # the stack's jobs and endpoints, as make up-compose
+            self.runner = subprocess.Popen([sys.executable, "-m", "services.jobs.host_runner"], cwd=ROOT,
+                                           stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def down(self) -> None:
+        if self.runner is not None:
+            self.runner.terminate()
+            self.runner.wait(timeout=30)
         hosted = subprocess.run(["docker", "ps", "-aq", "--filter", "label=dogops.endpoint"], capture_output=True,
                                 text=True).stdout.split()  # endpoint containers promotion started on the network
         if hosted:

@@ -19,7 +19,7 @@ from services.stack import settings
 from tests.sdk_venvs import sdk_python
 
 from .conftest import client
-from .stacks import ROOT, selected
+from .stacks import ROOT
 
 EXAMPLES = ROOT / "examples" / "sagemaker-sdk"
 RUNNER = Path(__file__).with_name("sdk_notebook.py")
@@ -45,8 +45,6 @@ def leaves_nothing(s3, stack_env):
 
 def run_notebook(major: int, workdir: Path, stack_env: dict) -> dict:
     """Copy the example into ``workdir``, run its notebook up to ``UNTIL``; its report."""
-    if selected().mode == "compose":
-        pytest.skip("not yet verified against the compose stack (script mode and hosting in Docker)")
     for name in ("code", "shapes_data.py", f"sdk_v{major}.ipynb"):
         source = EXAMPLES / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, workdir / name)

@@ -6,12 +6,18 @@ emulator's state.
 Hosting (``DOGOPS_HOSTING``): with ``native``, every endpoint moto's backend creates, rolls or deletes (through
 the API, an SDK or a CloudFormation stack) is made real by ``services.hosting.reconciler``: a ``serve`` process
 per production variant, the endpoint ``Creating``/``Updating`` until they answer ``/ping``, then ``InService``
-with its routes in the table below (or ``Failed`` with the reason). With ``off`` (the default) an endpoint is only
-recorded, ``InService`` at once as in moto, and something else registers its route (``dogops promote apply``
-hosts it in a container: ``services.hosting.endpoints``).
+with its routes in the table below (or ``Failed`` with the reason). With ``host`` (compose: this container has
+neither Docker nor a model runtime) the endpoint is ``Creating``/``Updating`` until a hoster outside
+(``services.jobs.host_runner``, or ``dogops promote apply``: ``services.hosting.endpoints``) claims its config,
+serves it in a container and registers its route with that config (``InService``) or reports a failure
+(``Failed``; an update that fails leaves the old route, ``InService`` with the reason). With ``off`` (the default)
+an endpoint is only recorded, ``InService`` at once as in moto, and something else registers its route.
 
     PUT    /_dogops/hosting/<region>/<endpoint>   {"url": ..., "container": ..., "variants": {name: url}}
-                                                  register (replaces; without variants, every variant is at url)
+                                                  register (replaces; without variants, every variant is at url);
+                                                  with "config": the endpoint on that config is InService (host mode)
+    POST   /_dogops/hosting/<region>/<endpoint>/claim    {"config": ...} -> {"claimed": bool}: once per config
+    POST   /_dogops/hosting/<region>/<endpoint>/failure  {"config": ..., "reason": ...}: it could not be hosted
     GET    /_dogops/hosting/<region>/<endpoint>   that entry, or 404 (also once the endpoint is deleted)
     DELETE /_dogops/hosting/<region>/<endpoint>   drop it
     GET    /_dogops/hosting                       {"routes": [{"region", "endpoint", "url", "container", "variants"}]}
@@ -37,6 +43,8 @@ from ..stack import settings
 PREFIX = settings.HOSTING_ROUTES
 
 _routes: dict[tuple[str, str], dict] = {}
+_claims: set[tuple[str, str, str]] = set()  # (region, endpoint, config) a hoster has taken
+_previous: dict[tuple[str, str], FakeEndpoint | None] = {}  # host mode: the state an update rolls back to
 _lock = threading.Lock()
 
 
@@ -63,10 +71,11 @@ SageMakerResponse.update_endpoint = _update_endpoint
 
 
 def hosting() -> str:
-    """``DOGOPS_HOSTING``: ``native`` (a ``serve`` per variant) or ``off`` (recorded only)."""
+    """``DOGOPS_HOSTING``: ``native`` (a ``serve`` per variant), ``host`` (left to a hoster outside, which
+    claims and reports) or ``off`` (recorded only)."""
     value = os.environ.get("DOGOPS_HOSTING", "off")
-    if value not in ("native", "off"):
-        raise ValueError(f"DOGOPS_HOSTING must be native or off, not {value!r}")
+    if value not in ("native", "host", "off"):
+        raise ValueError(f"DOGOPS_HOSTING must be native, host or off, not {value!r}")
     return value
 
 
@@ -131,7 +140,11 @@ def _create_endpoint(self, endpoint_name: str, endpoint_config_name: str, tags: 
     """moto's ``create_endpoint`` (the API's, CloudFormation's, ``UpdateEndpoint``'s), then hosted natively."""
     old = self.endpoints.get(endpoint_name)
     endpoint = _moto_create_endpoint(self, endpoint_name, endpoint_config_name, tags)
-    if hosting() == "native":
+    if hosting() == "host":
+        endpoint.endpoint_status = "Updating" if old else "Creating"
+        with _lock:
+            _previous[(self.region_name, endpoint_name)] = old
+    elif hosting() == "native":
         endpoint.endpoint_status = "Updating" if old else "Creating"
         reconciler.reconcile((self.account_id, self.region_name, endpoint_name),
                              _variants(self, endpoint_config_name), _reporter(self, endpoint, old),
@@ -141,6 +154,10 @@ def _create_endpoint(self, endpoint_name: str, endpoint_config_name: str, tags: 
 
 def _delete_endpoint(self, endpoint_name: str) -> None:
     _moto_delete_endpoint(self, endpoint_name)
+    with _lock:
+        _routes.pop((self.region_name, endpoint_name), None)
+        _previous.pop((self.region_name, endpoint_name), None)
+        _claims.difference_update({c for c in _claims if c[:2] == (self.region_name, endpoint_name)})
     reconciler.remove((self.account_id, self.region_name, endpoint_name),
                       _publisher(self.region_name, endpoint_name))
 
@@ -153,13 +170,40 @@ def _json(status: int, body: dict) -> Response:
     return Response(json.dumps(body), status, content_type="application/json")
 
 
-def _endpoint_exists(region: str, name: str) -> bool:
+def _backend(region: str):
     from moto.sagemaker.models import sagemaker_backends
 
+    return sagemaker_backends[settings.ACCOUNT][region]
+
+
+def _endpoint_exists(region: str, name: str) -> bool:
     try:
-        return name in sagemaker_backends[settings.ACCOUNT][region].endpoints
+        return name in _backend(region).endpoints
     except KeyError:  # an unknown region
         return False
+
+
+def _current(key: tuple[str, str], config: str) -> FakeEndpoint | None:
+    """The endpoint while it is on ``config`` (else None: deleted, or updated since)."""
+    endpoint = _backend(key[0]).endpoints.get(key[1]) if _endpoint_exists(*key) else None
+    return endpoint if endpoint is not None and endpoint.endpoint_config_name == config else None
+
+
+def _settle(key: tuple[str, str], config: str, failure: str | None) -> None:
+    """Host mode: the hoster's outcome for the endpoint on ``config``: ``InService``, or ``Failed`` with the
+    reason (an update's failure puts the previous state back, ``InService`` with the reason, as SageMaker
+    rolls back)."""
+    endpoint = _current(key, config)
+    if hosting() != "host" or endpoint is None or endpoint.endpoint_status not in ("Creating", "Updating"):
+        return
+    old = _previous.pop(key, None)
+    if failure is not None and endpoint.endpoint_status == "Updating" and old is not None and key in _routes:
+        _backend(key[0]).endpoints[key[1]] = endpoint = old
+        endpoint.endpoint_status = "InService"
+    else:
+        endpoint.endpoint_status = "Failed" if failure is not None else "InService"
+    endpoint.failure_reason = failure[:1024] if failure is not None else None
+    endpoint.last_modified_time = utcnow()
 
 
 def handle(request: Request) -> Response:
@@ -169,20 +213,25 @@ def handle(request: Request) -> Response:
         with _lock:
             routes = [{"region": r, "endpoint": e, **entry} for (r, e), entry in sorted(_routes.items())]
         return _json(200, {"routes": routes})
+    if len(parts) == 3 and parts[2] in ("claim", "failure") and request.method == "POST":
+        return _outcome(request, (parts[0], parts[1]), parts[2])
     if len(parts) != 2:
         return _json(404, {"error": "not found"})
     key = (parts[0], parts[1])
     if request.method == "PUT":
         try:
-            entry = json.loads(request.get_data())
-            entry = {"url": str(entry["url"]).rstrip("/"), "container": str(entry.get("container", "")),
-                     "variants": {str(k): str(v).rstrip("/") for k, v in (entry.get("variants") or {}).items()}}
+            sent = json.loads(request.get_data())
+            entry = {"url": str(sent["url"]).rstrip("/"), "container": str(sent.get("container", "")),
+                     "variants": {str(k): str(v).rstrip("/") for k, v in (sent.get("variants") or {}).items()}}
+            config = str(sent.get("config") or "")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return _json(400, {"error": f"bad request: {exc!r}"})
         if not _endpoint_exists(*key):
             return _json(404, {"error": f"no endpoint {key[1]} in {key[0]}"})
         with _lock:
             _routes[key] = entry
+            if config:
+                _settle(key, config, None)
         return _json(200, entry)
     if request.method == "DELETE":
         with _lock:
@@ -197,3 +246,22 @@ def handle(request: Request) -> Response:
             entry = None
         return _json(200, entry) if entry else _json(404, {"error": "not hosted"})
     return _json(405, {"error": "method not allowed"})
+
+
+def _outcome(request: Request, key: tuple[str, str], what: str) -> Response:
+    """``claim``: the first hoster to ask for the endpoint's current config gets it; ``failure``: it could not
+    be hosted (host mode: the endpoint fails, or an update rolls back)."""
+    try:
+        sent = json.loads(request.get_data())
+        config, reason = str(sent["config"]), str(sent.get("reason") or "")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        return _json(400, {"error": f"bad request: {exc!r}"})
+    with _lock:
+        if _current(key, config) is None:
+            return _json(404, {"error": f"no endpoint {key[1]} on config {config} in {key[0]}"})
+        if what == "failure":
+            _settle(key, config, reason or "The endpoint could not be hosted.")
+            return _json(200, {"reported": True})
+        claimed = (*key, config) not in _claims
+        _claims.add((*key, config))
+    return _json(200, {"claimed": claimed})

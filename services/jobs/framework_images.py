@@ -1,10 +1,11 @@
-"""AWS's PyTorch training containers recognised by their image URI.
+"""AWS's PyTorch training (and inference) containers recognised by their image URI.
 
 A Deep Learning Container (DLC) URI is ``<account>.dkr.ecr.<region>.<domain>/<repository>:<tag>`` (or
 ``@sha256:<digest>``), where the account is the one AWS publishes the repository from in that region. The
 accounts, regions and repository names are those of the SageMaker Python SDK's
 ``image_uri_config/pytorch.json`` (its ``training`` section: ``pytorch-training`` for the DLCs,
-``sagemaker-pytorch`` for the framework images before them) and the domains those of its
+``sagemaker-pytorch`` for the framework images before them; ``pytorch-inference`` from the same accounts for
+serving) and the domains those of its
 ``common_utils`` (``amazonaws.com.cn`` in China, the ISO partitions' own). A look-alike (another account, a
 region that account does not serve, another repository or domain) is not one.
 """
@@ -33,6 +34,7 @@ _LEGACY_ACCOUNTS = {  # sagemaker-pytorch (PyTorch 0.4 to 1.1): account -> regio
     "246785580436": ("us-gov-west-1",), "744548109606": ("us-iso-east-1",), "453391408702": ("us-isob-east-1",),
 }
 _REGISTRIES = {"pytorch-training": _DLC_ACCOUNTS, "sagemaker-pytorch": _LEGACY_ACCOUNTS}
+_INFERENCE_REGISTRIES = {"pytorch-inference": _DLC_ACCOUNTS, "sagemaker-pytorch": _LEGACY_ACCOUNTS}
 _DOMAINS = {"cn-": "amazonaws.com.cn", "us-iso-": "c2s.ic.gov", "us-isob-": "sc2s.sgov.gov",
             "us-isof-": "csp.hci.ic.gov"}
 _URI = re.compile(r"(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z]{2}(?:-[a-z]+)+-\d)\.(?P<domain>[a-z0-9.]+)/"
@@ -61,11 +63,20 @@ def domain(region: str) -> str:
 
 def pytorch_training(uri: str) -> FrameworkImage | None:
     """``uri`` as AWS's PyTorch training container, or None when it is not one."""
+    return _framework(uri, _REGISTRIES)
+
+
+def pytorch_inference(uri: str) -> FrameworkImage | None:
+    """``uri`` as AWS's PyTorch inference container (what the SDK's ``PyTorchModel`` serves on), or None."""
+    return _framework(uri, _INFERENCE_REGISTRIES)
+
+
+def _framework(uri: str, registries: dict) -> FrameworkImage | None:
     match = _URI.fullmatch(uri.strip())
     if match is None:
         return None
     account, region, repository = match["account"], match["region"], match["repository"]
-    if match["domain"] != domain(region) or region not in _REGISTRIES.get(repository, {}).get(account, ()):
+    if match["domain"] != domain(region) or region not in registries.get(repository, {}).get(account, ()):
         return None
     tag = _TAG.fullmatch(match["tag"] or "")
     return FrameworkImage(uri, account, region, repository, *(tag.group("version", "processor", "python")

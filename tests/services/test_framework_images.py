@@ -3,7 +3,8 @@ own accounts, regions, repositories and partition domains."""
 
 import pytest
 
-from services.jobs.framework_images import domain, pytorch_training
+from services.jobs.framework_images import domain, pytorch_inference, pytorch_training
+from services.jobs.host_runner import serving_image
 
 
 @pytest.mark.parametrize("uri, version, processor, python", [
@@ -46,3 +47,14 @@ def test_partition_domains():
     assert [domain(r) for r in ("us-east-1", "cn-northwest-1", "us-iso-east-1", "us-isob-east-1",
                                 "us-isof-south-1", "us-gov-east-1")] == [
         "amazonaws.com", "amazonaws.com.cn", "c2s.ic.gov", "sc2s.sgov.gov", "csp.hci.ic.gov", "amazonaws.com"]
+
+
+def test_inference_containers_are_served_by_the_serving_image_and_training_ones_are_not_inference():
+    inference = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5.1-cpu-py311-ubuntu22.04-sagemaker"
+    training = inference.replace("pytorch-inference", "pytorch-training")
+    assert pytorch_inference(inference).version == "2.5.1" and pytorch_training(inference) is None
+    assert pytorch_inference(training) is None
+    assert pytorch_inference("111122223333.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5.1-cpu-py311") is None
+    assert serving_image(inference) == "dogops-serving:dev"  # AWS's images are out of reach: the local one
+    own = "127.0.0.1:5001/dogops-dev/serving@sha256:" + "b" * 64
+    assert serving_image(own) == own  # any other image is pulled and run as named

@@ -1,0 +1,70 @@
+"""Hosting left to a hoster outside the emulator (``DOGOPS_HOSTING=host``, compose): on a real emulator, an endpoint
+created with boto3 is Creating until a hoster claims its config and registers a route naming it; one claim per
+config wins; a failure fails a new endpoint and rolls an update back (the old route keeps serving); a delete frees
+the claims, so the same name and config can be hosted again."""
+
+import pytest
+
+from services.hosting.containers import HostingError
+from services.hosting.endpoints import _post, claim, register_route
+from services.stack.settings import routes_url
+
+from .processes import client, emulator
+
+ROLE = "arn:aws:iam::123456789012:role/sagemaker"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    process = emulator(tmp_path_factory.mktemp("host-hosting"), DOGOPS_HOSTING="host")
+    sm = client("sagemaker", process.url)
+    for name in ("one", "two"):
+        sm.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={
+            "Image": "dogops-serving:dev", "ModelDataUrl": f"s3://models/{name}/model.tar.gz"})
+        sm.create_endpoint_config(EndpointConfigName=name, ProductionVariants=[{
+            "VariantName": "AllTraffic", "ModelName": name, "InitialInstanceCount": 1,
+            "InstanceType": "ml.m5.large"}])
+    yield process
+    process.stop()
+
+
+def _status(server, name: str) -> tuple[str, str, str | None]:
+    described = client("sagemaker", server.url).describe_endpoint(EndpointName=name)
+    return described["EndpointStatus"], described["EndpointConfigName"], described.get("FailureReason")
+
+
+def test_an_endpoint_is_creating_until_its_claimed_config_is_routed(server):
+    sm = client("sagemaker", server.url)
+    sm.create_endpoint(EndpointName="hosted", EndpointConfigName="one")
+    url = routes_url(server.url, "us-east-1", "hosted")
+    assert _status(server, "hosted") == ("Creating", "one", None)
+    assert claim(url, "one") is True
+    assert claim(url, "one") is False  # another hoster: the first keeps it
+    register_route(url, "http://127.0.0.1:9", "c1", config="one")
+    assert _status(server, "hosted") == ("InService", "one", None)
+
+    sm.update_endpoint(EndpointName="hosted", EndpointConfigName="two")
+    assert _status(server, "hosted")[0] == "Updating"
+    with pytest.raises(HostingError, match="404"):  # a stale config is no longer the endpoint's
+        claim(url, "one")
+    assert claim(url, "two") is True
+    _post(url, "failure", {"config": "two", "reason": "the model did not load"})
+    assert _status(server, "hosted") == ("InService", "one", "the model did not load")  # rolled back
+
+    sm.delete_endpoint(EndpointName="hosted")
+    sm.create_endpoint(EndpointName="hosted", EndpointConfigName="one")
+    assert claim(url, "one") is True  # a new endpoint: its claims start afresh
+    _post(url, "failure", {"config": "one", "reason": "no model data"})
+    assert _status(server, "hosted") == ("Failed", "one", "no model data")
+
+
+def test_a_route_without_config_leaves_the_status_alone_and_bad_reports_are_refused(server):
+    sm = client("sagemaker", server.url)
+    sm.create_endpoint(EndpointName="plain", EndpointConfigName="one")
+    url = routes_url(server.url, "us-east-1", "plain")
+    register_route(url, "http://127.0.0.1:9")
+    assert _status(server, "plain")[0] == "Creating"
+    with pytest.raises(HostingError, match="400"):
+        _post(url, "claim", {"nothing": "here"})
+    with pytest.raises(HostingError, match="404"):
+        _post(routes_url(server.url, "us-east-1", "nowhere"), "claim", {"config": "one"})
