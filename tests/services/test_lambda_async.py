@@ -3,6 +3,7 @@ emulator (issue 16, point 5): retries, destinations, the dead-letter queue, thro
 killed with SIGKILL. Retry delays are shortened with ``DOGOPS_LAMBDA_RETRY_DELAY``."""
 
 import json
+import threading
 import time
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def client(gateway):
 
 def deploy(aws, name: str, concurrency: int | None = None, **args) -> str:
     aws["lambda"].create_function(FunctionName=name, Runtime="python3.12", Role=aws["role"], Handler="app.handler",
-                                  Code={"ZipFile": build_zip({"app.py": APP})}, Timeout=10, **args)
+                                  Code={"ZipFile": build_zip({"app.py": APP})}, **{"Timeout": 10, **args})
     if concurrency is not None:
         aws["lambda"].put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=concurrency)
     return name
@@ -174,6 +175,49 @@ def test_maximum_retry_attempts_and_success_destinations(aws, client, tmp_path):
     assert record["requestContext"]["condition"] == "RetriesExhausted"
     assert record["requestContext"]["approximateInvokeCount"] == 1  # MaximumRetryAttempts 0: no retry
     assert len(runs(attempts, failed)) == 1
+
+
+def test_eventbridge_destination_and_reserved_concurrency_zero(aws, client):
+    """A function with reserved concurrency 0 sends its events to failure without running them (AWS documents it);
+    the record reaches an EventBridge bus as its detail, source lambda."""
+    records, records_arn = queue(aws, "bus-records")
+    bus = aws["events"].create_event_bus(Name="results")["EventBusArn"]
+    aws["events"].put_rule(Name="lambda-results", EventBusName="results", EventPattern=json.dumps(
+        {"source": ["lambda"]}))
+    aws["events"].put_targets(Rule="lambda-results", EventBusName="results", Targets=[
+        {"Id": "records", "Arn": records_arn}])
+    name = deploy(aws, "stopped", concurrency=0)
+    aws["lambda"].put_function_event_invoke_config(FunctionName=name, DestinationConfig={
+        "OnFailure": {"Destination": bus}})
+    rid = send(client, name, {"n": 3})
+    (message,) = receive(aws, records)
+    envelope = json.loads(message["Body"])
+    assert envelope["source"] == "lambda"
+    assert envelope["detail-type"] == "Lambda Function Invocation Result - Failure"
+    record = envelope["detail"]
+    assert record["requestContext"]["requestId"] == rid and record["requestContext"]["approximateInvokeCount"] == 0
+    assert record["requestPayload"] == {"n": 3} and "responseContext" not in record
+
+
+@pytest.mark.slow
+def test_an_event_older_than_its_maximum_age_is_discarded_to_failure(aws, client, tmp_path):
+    """An event throttled past MaximumEventAgeInSeconds (60 s, AWS's least) goes to failure as EventAgeExceeded:
+    the function's one slot is held by a synchronous invocation meanwhile."""
+    failures, failures_arn = queue(aws, "aged")
+    name = deploy(aws, "busy", concurrency=1, Timeout=90)
+    aws["lambda"].put_function_event_invoke_config(FunctionName=name, MaximumEventAgeInSeconds=60, DestinationConfig={
+        "OnFailure": {"Destination": failures_arn}})
+    slow = processes.client("lambda", client.meta.endpoint_url, retries={"max_attempts": 0}, read_timeout=120)
+    holder = threading.Thread(target=slow.invoke, kwargs={"FunctionName": name, "Payload": b'{"sleep": 75}'})
+    holder.start()
+    time.sleep(1)
+    rid = send(client, name, {"dir": str(tmp_path)})
+    (message,) = receive(aws, failures, seconds=90)
+    record = json.loads(message["Body"])
+    assert record["requestContext"]["requestId"] == rid
+    assert record["requestContext"]["condition"] == "EventAgeExceeded"
+    assert not list(tmp_path.iterdir())  # it never ran
+    holder.join(90)
 
 
 def test_event_invoke_config_api(aws):
