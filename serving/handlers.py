@@ -1,8 +1,9 @@
 """Finding the handler functions and running one request through them.
 
 As in the SageMaker inference toolkit: the module is ``SAGEMAKER_PROGRAM``
-(default ``inference.py``) from the model's ``code/`` folder, else from the
-Python path when named explicitly. Functions it lacks (all of them when there
+(default ``inference.py``) from the user's code (``user_code``: an s3
+``SAGEMAKER_SUBMIT_DIRECTORY`` fetched, else the model's ``code/`` folder),
+else from the Python path when named explicitly. Functions it lacks (all of them when there
 is no module) are the model's defaults: for a dogops artifact (it has a
 manifest) the dog-photo handlers of ``serving.inference``, for any other model
 the PyTorch inference toolkit's (``serving.toolkit_defaults``). Each function
@@ -67,9 +68,9 @@ class Context:
         self.response_headers[key] = value
 
 
-def _import_program(settings: Settings, model_dir: Path) -> ModuleType | None:
+def _import_program(settings: Settings, code: Path) -> ModuleType | None:
     name = settings.program.removesuffix(".py")
-    path = model_dir / "code" / f"{name}.py"
+    path = code / f"{name}.py"
     if path.exists():
         sys.path.insert(0, str(path.parent))  # its sibling modules import as on SageMaker
         spec = importlib.util.spec_from_file_location(name, path)
@@ -117,10 +118,11 @@ class Handlers:
         self.transform_fn = _bind(own["transform_fn"], "transform_fn") if "transform_fn" in own else None
 
     @classmethod
-    def discover(cls, settings: Settings, model_dir: Path) -> "Handlers":
+    def discover(cls, settings: Settings, model_dir: Path, code: Path | None = None) -> "Handlers":
+        """The handlers for the model in ``model_dir``, the module from ``code`` (default: its ``code/``)."""
         sys.dont_write_bytecode = True  # /opt/ml/model is read-only: no __pycache__ there
         defaults = inference if (model_dir / MANIFEST).exists() else toolkit_defaults
-        return cls(_import_program(settings, model_dir), defaults)
+        return cls(_import_program(settings, code or model_dir / "code"), defaults)
 
 
 class ThreadBudget:

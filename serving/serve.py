@@ -6,7 +6,9 @@ Usage::
 
 Start-up, in the master process before any worker forks: read the settings,
 fetch and unpack ``MODEL_DATA_URL`` when given (as SageMaker unpacks
-``ModelDataUrl``), verify the model's manifest (or find the file the PyTorch
+``ModelDataUrl``), find the user's code (an s3 ``SAGEMAKER_SUBMIT_DIRECTORY``
+fetched, else the model's ``code/``) and install its ``requirements.txt``
+(``user_code``), verify the model's manifest (or find the file the PyTorch
 toolkit's default ``model_fn`` loads), import and check the handler module.
 Any failure there is one clear line and exit code 1. Then gunicorn runs
 ``SAGEMAKER_MODEL_SERVER_WORKERS`` sync workers (default: one per core); each
@@ -29,6 +31,7 @@ from .app import create_app
 from .handlers import Handlers, Runtime, ThreadBudget
 from .settings import Settings
 from .toolkit_defaults import model_file
+from .user_code import code_dir, install_requirements
 
 log = logging.getLogger("serve")
 
@@ -66,7 +69,9 @@ def prepare(settings: Settings) -> tuple[Path, Handlers]:
     if not model_dir.is_dir():
         raise StartupError(f"no model directory at {model_dir}: mount the model there, set SAGEMAKER_BASE_DIR, "
                            f"or set MODEL_DATA_URL=s3://.../model.tar.gz")
-    handlers = Handlers.discover(settings, model_dir)
+    code = code_dir(settings.submit_directory, model_dir)
+    install_requirements(code)
+    handlers = Handlers.discover(settings, model_dir, code)
     if (model_dir / MANIFEST).exists():
         verify_artifact(model_dir)
         log.info("model %s: manifest verified", model_dir)

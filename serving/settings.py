@@ -41,6 +41,7 @@ class Settings:
     timeout: int  # SAGEMAKER_MODEL_SERVER_TIMEOUT, seconds per request, default 60
     program: str  # SAGEMAKER_PROGRAM, the handler module, default inference.py
     program_explicit: bool  # whether SAGEMAKER_PROGRAM was set
+    submit_directory: str  # SAGEMAKER_SUBMIT_DIRECTORY: the handler's code, an s3:// sourcedir.tar.gz or a folder
     default_accept: str  # SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT, default application/json
     model_data_url: str  # MODEL_DATA_URL, an s3:// model.tar.gz to fetch at start (local convenience)
     fetch_allow: tuple[str, ...]  # DOGOPS_FETCH_ALLOW: hosts, host:port or CIDRs exempt from the address check
@@ -65,6 +66,7 @@ class Settings:
             timeout=_int("SAGEMAKER_MODEL_SERVER_TIMEOUT", 60),
             program=program or "inference.py",
             program_explicit=bool(program),
+            submit_directory=os.environ.get("SAGEMAKER_SUBMIT_DIRECTORY", ""),
             default_accept=os.environ.get("SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT", "application/json"),
             model_data_url=os.environ.get("MODEL_DATA_URL", ""),
             fetch_allow=tuple(e.strip() for e in os.environ.get("DOGOPS_FETCH_ALLOW", "").split(",") if e.strip()),

@@ -213,13 +213,18 @@ def start(variant: Variant, folder: Path) -> Server:
     """Unpack the variant's model under ``folder`` and start its ``serve`` (not waited for)."""
     model_dir = folder / "model"
     if variant.model_data_url:
-        _unpack(variant, folder, model_dir)
+        _unpack(variant, variant.model_data_url, folder, model_dir)
     else:
         model_dir.mkdir(parents=True)
+    environment = dict(variant.environment)
+    source = environment.get("SAGEMAKER_SUBMIT_DIRECTORY", "")
+    if source.startswith("s3://"):  # the server has no credentials: its code is fetched for it, as its model
+        _unpack(variant, source, folder, folder / "code")
+        environment["SAGEMAKER_SUBMIT_DIRECTORY"] = str(folder / "code")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SM_", "SAGEMAKER_", "AWS_", "DOGOPS_"))}
     env.update(SAGEMAKER_MODEL_SERVER_WORKERS=os.environ.get("SAGEMAKER_MODEL_SERVER_WORKERS", "1"))
-    env.update(variant.environment)
+    env.update(environment)
     env.update(SAGEMAKER_BASE_DIR=str(folder), SAGEMAKER_BIND_TO_PORT=str(port), DOGOPS_BIND_HOST="127.0.0.1",
                DOGOPS_FETCH_ALLOW=urlparse(settings.gateway_url()).netloc, TMPDIR=str(folder))
     if not SERVE.exists():
@@ -233,11 +238,11 @@ def start(variant: Variant, folder: Path) -> Server:
     return Server(variant, folder, proc, f"http://127.0.0.1:{port}")
 
 
-def _unpack(variant: Variant, folder: Path, model_dir: Path) -> None:
-    url = variant.model_data_url
+def _unpack(variant: Variant, url: str, folder: Path, into: Path) -> None:
+    """The archive at ``url`` (a model, or an s3 ``SAGEMAKER_SUBMIT_DIRECTORY``) unpacked safely into ``into``."""
     parsed = urlparse(url)
     folder.mkdir(parents=True, exist_ok=True)
-    archive = folder / "model.tar.gz"
+    archive = folder / "archive.tar.gz"
     try:
         if parsed.scheme != "s3" or not parsed.netloc:
             raise FileNotFoundError(url)
@@ -246,7 +251,7 @@ def _unpack(variant: Variant, folder: Path, model_dir: Path) -> None:
         shutil.rmtree(folder, ignore_errors=True)
         raise VariantFailed(f"Could not find model data at {url}.") from None
     try:
-        extract_model(archive, model_dir)
+        extract_model(archive, into)
     except HostingError as exc:
         shutil.rmtree(folder, ignore_errors=True)
         raise VariantFailed(f'Failed to extract model data archive from URL "{url}". Please ensure that the object '

@@ -263,3 +263,22 @@ def test_a_framework_image_serves_the_sdks_repacked_model_with_its_inference_scr
     sagemaker.get_waiter("endpoint_in_service").wait(EndpointName="repacked", WaiterConfig=FAST_WAIT)
     assert _close(_invoke(stack, "repacked")[1], _expected(net))
     sagemaker.delete_endpoint(EndpointName="repacked")
+
+
+def test_an_s3_submit_directory_is_fetched_for_the_server(stack):
+    """A model the SDK does not repack names its code as an S3 ``sourcedir.tar.gz`` in
+    ``SAGEMAKER_SUBMIT_DIRECTORY``: the hoster fetches and unpacks it (the server has no credentials), and the
+    server's handlers are that code's."""
+    net = _net(4)
+    weights = io.BytesIO()
+    torch.save(net.state_dict(), weights)
+    client("s3", stack[0].url).put_object(Bucket="models", Key="sourced/sourcedir.tar.gz",
+                                          Body=_archive({"inference.py": INFERENCE}))
+    _model(stack, "sourced", {"model.pth": weights.getvalue()}, Environment={
+        "SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "s3://models/sourced/sourcedir.tar.gz"})
+    _config(stack, "sourced", {"AllTraffic": ("sourced", 1.0)})
+    sagemaker = client("sagemaker", stack[0].url)
+    sagemaker.create_endpoint(EndpointName="sourced", EndpointConfigName="sourced")
+    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName="sourced", WaiterConfig=FAST_WAIT)
+    assert _close(_invoke(stack, "sourced")[1], _expected(net))
+    sagemaker.delete_endpoint(EndpointName="sourced")

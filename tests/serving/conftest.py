@@ -1,6 +1,7 @@
 """A real `serve` process on loopback, started from the trained artifact."""
 
 import hashlib
+import importlib.util
 import io
 import shutil
 import signal
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import requests
+import torch
 from PIL import Image
 
 from ..conftest import BIN, free_port, script_env
@@ -89,3 +91,33 @@ def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:
     buf = io.BytesIO()
     image.save(buf, fmt, **kwargs)
     return buf.getvalue()
+
+
+NET = '''
+import torch
+
+
+class Net(torch.nn.Module):
+    """Three features in, two scores out; the dropout shows whether the server called eval()."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden = torch.nn.Linear(3, 8)
+        self.drop = torch.nn.Dropout(0.5)
+        self.out = torch.nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.out(self.drop(torch.tanh(self.hidden(x))))
+'''
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory) -> torch.nn.Module:
+    """The user's network, built from the same source the server imports, in eval mode."""
+    source = tmp_path_factory.mktemp("net") / "net.py"
+    source.write_text(NET)
+    spec = importlib.util.spec_from_file_location("user_net", source)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)
+    return module.Net().eval()

@@ -1,7 +1,6 @@
 """A user's model and handler script served with the PyTorch inference toolkit's defaults, over real HTTP."""
 
 import contextlib
-import importlib.util
 import io
 import json
 from pathlib import Path
@@ -11,24 +10,7 @@ import pytest
 import torch
 
 from ..conftest import free_port, run_script, script_env
-from .conftest import Server
-
-NET = '''
-import torch
-
-
-class Net(torch.nn.Module):
-    """Three features in, two scores out; the dropout shows whether the server called eval()."""
-
-    def __init__(self):
-        super().__init__()
-        self.hidden = torch.nn.Linear(3, 8)
-        self.drop = torch.nn.Dropout(0.5)
-        self.out = torch.nn.Linear(8, 2)
-
-    def forward(self, x):
-        return self.out(self.drop(torch.tanh(self.hidden(x))))
-'''
+from .conftest import NET, Server
 
 MODEL_FN_ONLY = '''
 import os
@@ -68,18 +50,6 @@ WRITE = {JSON: lambda a: json.dumps(a.tolist()).encode(),
 READ = {JSON: lambda body: np.array(json.loads(body)),
         CSV: lambda body: np.genfromtxt(io.BytesIO(body), delimiter=",", ndmin=2),
         NPY: lambda body: np.load(io.BytesIO(body))}
-
-
-@pytest.fixture(scope="module")
-def net(tmp_path_factory) -> torch.nn.Module:
-    """The user's network, built from the same source the server imports, in eval mode."""
-    source = tmp_path_factory.mktemp("net") / "net.py"
-    source.write_text(NET)
-    spec = importlib.util.spec_from_file_location("user_net", source)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    torch.manual_seed(0)
-    return module.Net().eval()
 
 
 def expected(net, rows) -> np.ndarray:
