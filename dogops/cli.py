@@ -164,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_commands(commands)
     commands.add_parser("promote", help="the stage's image and CloudFormation stack: push, plan, apply; training "
                         "and tuning jobs", add="dogops.promote.cli:add_promote_arguments")
+    commands.add_parser("logs", help="print (or follow) the CloudWatch Logs of a training job, an endpoint or a "
+                        "Lambda function", add="dogops.logs:add_arguments")
     commands.add_parser("destroy", help="delete the stage's stacks (endpoint and function, training); check that "
                         "nothing tagged remains", add="dogops.promote.cli:add_destroy_arguments")
     return parser
