@@ -279,10 +279,7 @@ class EventQueue:
                 self.put(Event(request_id(), name, qualifier or None, body,
                                time.time()))
             elif service == "sqs":
-                sqs = role_client(fn.role, "sqs")
-                url = sqs.get_queue_url(QueueName=destination.split(":")[5],
-                                        QueueOwnerAWSAccountId=destination.split(":")[4])["QueueUrl"]
-                sqs.send_message(QueueUrl=url, MessageBody=body)
+                role_client(fn.role, "sqs").send_message(QueueUrl=_queue_url(destination), MessageBody=body)
             elif service == "sns":
                 role_client(fn.role, "sns").publish(TopicArn=destination, Message=body)
             else:  # events
@@ -306,16 +303,20 @@ class EventQueue:
                                        .decode(errors="ignore") or "-"}}
         try:
             if target.split(":")[2] == "sqs":
-                sqs = role_client(fn.role, "sqs")
-                url = sqs.get_queue_url(QueueName=target.split(":")[5],
-                                        QueueOwnerAWSAccountId=target.split(":")[4])["QueueUrl"]
-                sqs.send_message(QueueUrl=url, MessageBody=event.payload, MessageAttributes=attributes)
+                role_client(fn.role, "sqs").send_message(QueueUrl=_queue_url(target), MessageBody=event.payload,
+                                                         MessageAttributes=attributes)
             else:
                 role_client(fn.role, "sns").publish(TopicArn=target, Message=event.payload,
                                                     MessageAttributes=attributes)
         except (ClientError, BotoCoreError) as e:
             log.warning("event %s of %s could not be sent to its dead-letter queue %s: %s", event.id, fn.name,
                         target, e)
+
+
+def _queue_url(arn: str) -> str:
+    """The queue's URL, looked up by the service (the role needs only ``sqs:SendMessage``, as on AWS)."""
+    _, _, _, _, account, name = arn.split(":", 5)
+    return client("sqs").get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
 
 
 def _response(fn: Function, outcome: Outcome) -> dict:

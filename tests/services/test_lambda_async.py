@@ -66,7 +66,7 @@ def aws(emulator):
     role = iam.create_role(RoleName="async", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
     iam.put_role_policy(RoleName="async", PolicyName="destinations", PolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
-            "sqs:SendMessage", "sqs:GetQueueUrl", "sns:Publish", "events:PutEvents", "lambda:InvokeFunction"]}]}))
+            "sqs:SendMessage", "sns:Publish", "events:PutEvents", "lambda:InvokeFunction"]}]}))
     return {service: processes.client(service, emulator.url) for service in ("lambda", "sqs", "sns", "events")} | {
         "role": role}
 
