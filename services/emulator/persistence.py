@@ -15,7 +15,7 @@ On disk (``journal.jsonl`` and ``blobs/``, mode 0600 in a 0700 folder):
 - a ``request`` record: the WSGI environ (headers, path, query; the signing key replaced by the root's and any
   session token dropped: the replay is the stack's own), the body, when it ran, and the seed of moto's random
   source for it. Each mutating request runs with moto's ``mock_random`` (moto's documented hook for deterministic
-  ids) seeded per request in its thread, and is replayed with the same seed and moto's clock (``utcnow``) set to
+  ids; ``os.urandom`` too, which S3's upload ids come from) seeded per request in its thread, and is replayed with the same seed and moto's clock (``utcnow``) set to
   when it ran, so access keys, secrets, upload ids, revision ids and timestamps come back the same;
 - an ``update`` record: a training or tuning job's status change, from its runner (in this process or reporting
   from the host), replayed on moto's backend as it was made. Runners do not start again on replay (their jobs'
@@ -71,9 +71,10 @@ _thread = threading.local()  # .rng, .at: the seeded source and the clock of the
 
 
 def _install() -> None:
-    """moto's ``mock_random`` and ``utcnow`` (moto's own and every copy already imported) answer from the
-    thread's running mutation when there is one, else as before. Installed once, before moto's backends load."""
-    getrandbits, uniform = mock_random.getrandbits, mock_random.random
+    """moto's ``mock_random``, ``os.urandom`` (a few of moto's ids) and ``utcnow`` (moto's own and every copy already
+    imported) answer from the thread's running mutation when there is one, else as before. Installed once."""
+    getrandbits, uniform, urandom = mock_random.getrandbits, mock_random.random, os.urandom
+    os.urandom = lambda n: _thread.rng.randbytes(n) if getattr(_thread, "rng", None) else urandom(n)  # S3's upload ids
     mock_random.getrandbits = lambda k: (_thread.rng.getrandbits(k) if getattr(_thread, "rng", None)
                                          else getrandbits(k))
     mock_random.random = lambda: _thread.rng.random() if getattr(_thread, "rng", None) else uniform()

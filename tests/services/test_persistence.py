@@ -12,6 +12,7 @@ import time
 
 import boto3
 import pytest
+from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from dogops.lambda_package import build_zip
@@ -131,6 +132,7 @@ def _snapshot(url: str) -> dict:
     return {
         "objects": s3.list_objects_v2(Bucket="persisted-bucket")["Contents"],
         "big": hashlib.sha256(s3.get_object(Bucket="persisted-bucket", Key="big.bin")["Body"].read()).hexdigest(),
+        "multi": s3.head_object(Bucket="persisted-bucket", Key="multi.bin")["ETag"],
         "small": s3.get_object(Bucket="persisted-bucket", Key="dir/small.txt")["Body"].read(),
         "buckets": strip(s3.list_buckets())["Buckets"],
         "role": strip(iam.get_role(RoleName="persisted-role")),
@@ -145,7 +147,7 @@ def _snapshot(url: str) -> dict:
 
 
 def test_state_survives_sigkill_and_fresh_starts_empty(tmp_path, monkeypatch):
-    """Bucket and objects, role with its policy, user with its access key, function, model, config, endpoint,
+    """Bucket and objects (one uploaded in parts), role with its policy, user with its access key, function, model, config, endpoint,
     a finished training job: all there, the same, after a SIGKILL and a restart (twice); the access key still
     signs; the finished job is not run again; a job the kill interrupted is Failed; an empty state folder is an
     empty emulator."""
@@ -157,6 +159,9 @@ def test_state_survives_sigkill_and_fresh_starts_empty(tmp_path, monkeypatch):
         s3, iam, lam, sm = (processes.client(s, emulator.url) for s in ("s3", "iam", "lambda", "sagemaker"))
         s3.create_bucket(Bucket="persisted-bucket")
         s3.put_object(Bucket="persisted-bucket", Key="big.bin", Body=BIG)
+        (tmp_path / "multi.bin").write_bytes(BIG * 11)  # 11 MiB in three parts, sent in parallel
+        s3.upload_file(str(tmp_path / "multi.bin"), "persisted-bucket", "multi.bin",
+                       Config=TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20))
         s3.put_object(Bucket="persisted-bucket", Key="dir/small.txt", Body=b"first")
         s3.put_object(Bucket="persisted-bucket", Key="dir/small.txt", Body=b"second")
         s3.put_object(Bucket="persisted-bucket", Key="deleted", Body=b"x")
@@ -198,7 +203,7 @@ def test_state_survives_sigkill_and_fresh_starts_empty(tmp_path, monkeypatch):
         assert "emulator stopped while this job ran" in running["FailureReason"]
         user_s3 = boto3.client("s3", endpoint_url=emulator.url, region_name="us-east-1",
                                aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
-        assert user_s3.list_objects_v2(Bucket="persisted-bucket")["KeyCount"] == 2  # the user's key still signs
+        assert user_s3.list_objects_v2(Bucket="persisted-bucket")["KeyCount"] == 3  # the user's key still signs
     finally:
         emulator.stop()
 

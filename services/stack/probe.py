@@ -1,0 +1,68 @@
+"""A container healthcheck that restarts what hangs, not only what exits (compose's ``healthcheck.test``).
+
+    python -m services.stack.probe URL [--timeout 3] [--failures 3]
+
+GET ``URL`` (the service's own health route, answered by the same server threads as its requests); exit 0 on a
+200. Docker only marks a failing container ``unhealthy``: after ``--failures`` failed probes in a row (counted in a
+file under /tmp) the probe SIGKILLs the service (the children of the container's init, ``init: true``: pid 1 must
+be ``docker-init`` or ``tini``, so that a probe run elsewhere never kills anything), so the container exits and its
+restart policy starts it again. Standard library only.
+"""
+
+import argparse
+import os
+import signal
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+
+def _ok(url: str, timeout: float) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:
+            return answer.status == 200
+    except OSError:
+        return False
+
+
+INITS = ("docker-init", "tini")
+
+
+def service_pids(init: int = 1) -> list[int]:
+    """The processes the container's init runs (the service); none unless ``init`` is an init of containers."""
+    try:
+        if Path(Path(f"/proc/{init}/cmdline").read_bytes().split(b"\0")[0].decode()).name not in INITS:
+            return []
+        return [int(pid) for pid in Path(f"/proc/{init}/task/{init}/children").read_text().split()]
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.stack.probe", description=__doc__.splitlines()[0])
+    parser.add_argument("url")
+    parser.add_argument("--timeout", type=float, default=3.0, help="seconds for one probe")
+    parser.add_argument("--failures", type=int, default=3, help="failed probes in a row before the kill")
+    parser.add_argument("--state", type=Path, default=Path(tempfile.gettempdir()) / "dogops-probe-failures")
+    parser.add_argument("--init-pid", type=int, default=1, help=argparse.SUPPRESS)  # tests: an init of their own
+    args = parser.parse_args(argv)
+    if _ok(args.url, args.timeout):
+        args.state.unlink(missing_ok=True)
+        return 0
+    try:
+        failed = int(args.state.read_text()) + 1
+    except (OSError, ValueError):
+        failed = 1
+    args.state.write_text(str(failed))
+    print(f"{args.url}: no 200 within {args.timeout:g} s ({failed} in a row)", file=sys.stderr)
+    if failed >= args.failures:
+        args.state.unlink(missing_ok=True)
+        for pid in service_pids(args.init_pid):
+            print(f"killing the hung service (pid {pid}) so that the container restarts", file=sys.stderr)
+            os.kill(pid, signal.SIGKILL)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
