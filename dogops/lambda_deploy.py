@@ -18,7 +18,7 @@ from .iam_propagation import ROLE_NOT_ASSUMABLE, while_propagating
 log = logging.getLogger(__name__)
 
 HANDLER = "lambda_function.lambda_handler"
-RUNTIME = "python3.12"
+RUNTIME = "python3.11"  # the local stack runs this minor (tests exercise the function on it)
 TIMEOUT = 90  # seconds: over the endpoint's 60 s, so its own timeout error reaches the caller
 MEMORY = 256  # MB
 RESERVED_CONCURRENCY = 3

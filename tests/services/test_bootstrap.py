@@ -124,7 +124,7 @@ def test_publish_deploys_the_function_with_its_settings(published, client):
     function = client("lambda").get_function(FunctionName=published["function"])
     config = function["Configuration"]
     assert (config["Handler"], config["Runtime"], config["Timeout"]) == ("lambda_function.lambda_handler",
-                                                                         "python3.12", 90)
+                                                                         "python3.11", 90)
     assert config["Environment"]["Variables"] == {"ENDPOINT_NAME": published["endpoint"]}
     assert config["Role"].endswith(":role/dogops-predict-role")
     assert config["CodeSha256"] == function_zip()[1]
