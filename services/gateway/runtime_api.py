@@ -16,6 +16,7 @@ header is refused with 403, so a web page cannot take events or forge results.
 """
 
 import json
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -62,8 +63,7 @@ class RuntimeApi:
         self._init_error: Result | None = None
         self._polling = False  # the runtime has asked for an event: its init is done
         self._closed = False
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
+        self._server = _Server(("127.0.0.1", 0), _handler(self))
         self.address = f"127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.5},
                          name=f"runtime-api-{self.address}", daemon=True).start()
@@ -135,6 +135,15 @@ class RuntimeApi:
             return True
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """A runtime killed while it waited for an event leaves a broken connection: nothing to report."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
 def _handler(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -197,9 +206,6 @@ def _handler(api: RuntimeApi) -> type[BaseHTTPRequestHandler]:
             for name, value in headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            try:
-                self.wfile.write(body)
-            except OSError:  # the runtime is gone (killed while it waited for an event)
-                self.close_connection = True
+            self.wfile.write(body)
 
     return Handler
