@@ -21,8 +21,9 @@ On disk (``journal.jsonl`` and ``blobs/``, mode 0600 in a 0700 folder):
   from the host), replayed on moto's backend as it was made. Runners do not start again on replay (their jobs'
   last reports are restored); a job still running when the emulator stopped is ``Failed`` (``Stopped`` if it
   was stopping), as its runner is gone;
-- endpoints are replayed without hosting, then each one is hosted again (``sagemaker_endpoints.host``): it is
-  ``Creating`` until its servers answer, as after a ``CreateEndpoint``.
+- endpoints are replayed without hosting; with native hosting each one is then created again from its config, so
+  it is ``Creating`` until its new servers answer, as after a ``CreateEndpoint``. The route table of endpoints
+  hosted elsewhere (``PUT``/``DELETE /_dogops/hosting/...``: compose's containers) is journaled and replayed.
 
 Reads (GET/HEAD, actions named ``Describe``/``List``/``Get``/...), STS sessions (temporary: their token is not
 moto's random and callers make new ones) and ``Invoke`` are not journaled. Loading compacts: an S3 object written
@@ -234,9 +235,12 @@ def _action(environ: dict, body: bytes) -> str | None:
 
 
 def mutating(environ: dict, body: bytes) -> bool:
-    """Whether the request may change moto's state (and so is journaled once it succeeds)."""
+    """Whether the request may change the emulator's state (and so is journaled once it succeeds): moto's, and the
+    route table of endpoints hosted elsewhere (``/_dogops/hosting/``)."""
     if environ.get("REQUEST_METHOD") in ("GET", "HEAD", "OPTIONS"):
         return False
+    if environ.get("PATH_INFO", "").startswith("/_dogops/"):
+        return environ["PATH_INFO"].startswith("/_dogops/hosting/") and environ["REQUEST_METHOD"] in ("PUT", "DELETE")
     if environ.get("PATH_INFO", "").rstrip("/").endswith(("/invocations", "/invoke-async")):
         return False  # Lambda's Invoke: the gateway runs functions
     action = _action(environ, body)
@@ -427,11 +431,15 @@ class Store:
 
     @staticmethod
     def _host_endpoints() -> None:
-        """Each endpoint created again from its config through moto's backend, as ``CreateEndpoint`` would (its
-        name, ARN, tags and creation time kept), so the emulator's hosting serves it again (or records it, with
-        hosting off)."""
+        """With native hosting (whose servers ended with the emulator), each endpoint created again from its config
+        through moto's backend, as ``CreateEndpoint`` would (its name, ARN, tags and creation time kept), so it is
+        served again. Elsewhere the endpoints' servers outlive the emulator: their replayed routes lead to them."""
         from moto.sagemaker.models import sagemaker_backends
 
+        from .sagemaker_endpoints import hosting
+
+        if hosting() != "native":
+            return
         for regions in list(sagemaker_backends.values()):
             for backend in list(regions.values()):
                 for name, old in list(backend.endpoints.items()):

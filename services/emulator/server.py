@@ -65,7 +65,7 @@ from . import (  # noqa: F401 (each patches moto)
     iam_enforcement,
     iam_simulate,
     lambda_async_config,
-    lambda_provisioned,
+    lambda_versions,
     sagemaker_describes,
     sagemaker_endpoints,
     sagemaker_lists,
@@ -195,19 +195,19 @@ class Emulator:
 
     def __init__(self, state_dir: Path | None = None):
         self.moto = DomainDispatcherApplication(_backend_app)
-        self.store = Store(state_dir, self.moto) if state_dir else None
+        self.store = Store(state_dir, self._answer) if state_dir else None
 
     def __call__(self, environ, start_response):
         def start_response_with_boot(status, headers, exc_info=None):
             return start_response(status, [*headers, (BOOT_HEADER, BOOT_ID)], exc_info)
 
-        return self._answer(environ, start_response_with_boot)
+        return (self.store or self._answer)(environ, start_response_with_boot)
 
     def _answer(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if not path.startswith(PREFIX):
             try:
-                return (self.store or self.moto)(environ, start_response)
+                return self.moto(environ, start_response)
             except Exception as error:  # noqa: BLE001 (moto's server would answer its HTML 500)
                 return unimplemented.failure(_service_of(Request(environ)), error)(environ, start_response)
         request = Request(environ)
@@ -231,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, default=os.environ.get("DOGOPS_EMULATOR_STATE_DIR") or None,
                         help="journal the state there and restore it on start (default: in memory only)")
     args = parser.parse_args(argv)
+    own = "127.0.0.1" if args.host in ("0.0.0.0", "::", "") else args.host
+    os.environ.setdefault("DOGOPS_EMULATOR_URL", f"http://{own}:{args.port}")  # its own writers' (CloudWatch) target
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     emulator = Emulator(args.state_dir)
     if emulator.store:

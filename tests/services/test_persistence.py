@@ -12,12 +12,15 @@ import time
 
 import boto3
 import pytest
+import requests
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
 
 from dogops.lambda_package import build_zip
 from services.emulator.persistence import Journal, compact, mutating
 from services.jobs import training
+from services.security.sigv4 import RootAuth
+from services.stack.settings import routes_url
 
 from . import processes
 
@@ -142,14 +145,15 @@ def _snapshot(url: str) -> dict:
         "model": strip(sm.describe_model(ModelName="persisted-model")),
         "config": strip(sm.describe_endpoint_config(EndpointConfigName="persisted-config")),
         "endpoint": endpoint,
+        "route": requests.get(routes_url(url, "us-east-1", "persisted-endpoint"), auth=RootAuth(), timeout=5).json(),
         "done": strip(sm.describe_training_job(TrainingJobName="persisted-done")),
     }
 
 
 def test_state_survives_sigkill_and_fresh_starts_empty(tmp_path, monkeypatch):
-    """Bucket and objects (one uploaded in parts), role with its policy, user with its access key, function, model, config, endpoint,
-    a finished training job: all there, the same, after a SIGKILL and a restart (twice); the access key still
-    signs; the finished job is not run again; a job the kill interrupted is Failed; an empty state folder is an
+    """Bucket and objects (one uploaded in parts), role with its policy, user with its access key, function, model,
+    config, endpoint, a finished training job: all there, the same, after a SIGKILL and a restart (twice); the
+    access key still signs; the finished job is not run again; a job the kill interrupted is Failed; an empty state folder is an
     empty emulator."""
     state, logs = tmp_path / "state", tmp_path / "logs"
     logs.mkdir()
@@ -181,6 +185,7 @@ def test_state_survives_sigkill_and_fresh_starts_empty(tmp_path, monkeypatch):
             "VariantName": "v", "ModelName": "persisted-model", "InitialInstanceCount": 1,
             "InstanceType": "ml.m5.large"}])
         sm.create_endpoint(EndpointName="persisted-endpoint", EndpointConfigName="persisted-config")
+        processes.route(emulator.url, "persisted-endpoint", "http://127.0.0.1:9")  # hosted elsewhere (compose)
         _training_job(sm, "persisted-done", role)
         _training_job(sm, "persisted-running", role)
         monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER", emulator.url)  # a host runner's session, as the stack's
