@@ -19,6 +19,9 @@ deleted. Here, in a thread of the emulator, like the training runner:
   stops a container) and removes their files;
 - a server that exits while its endpoint is in service is replaced by a new one on the same model, as SageMaker
   replaces a failed instance.
+- each server is an instance to CloudWatch (``services.observability.instances``): its log in
+  ``/aws/sagemaker/Endpoints/<endpoint>``, stream ``<variant>/<instance id>``, from its first line; its CPU, memory
+  and disk use sampled; the time it took to answer ``/ping`` as ``ModelSetupTime``.
 
 ``SAGEMAKER_MODEL_SERVER_WORKERS`` (default 1 per variant) sizes each server unless the model's ``Environment``
 sets it. The emulator's exit stops every server.
@@ -40,6 +43,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
+from ..observability.instances import InstanceWatch
 from ..stack import settings
 from .containers import HostingError, extract_model, free_port, healthy, ping_timeout
 
@@ -73,6 +77,7 @@ class Server:
     folder: Path
     proc: subprocess.Popen
     url: str
+    watch: InstanceWatch | None = None  # its log and use in CloudWatch, as an instance's
 
     @property
     def variant(self) -> str:
@@ -153,7 +158,7 @@ def _reconcile(key, hosted: _Hosted, generation: int, variants: list[Variant], r
         try:
             folder = hosting_dir() / f"{key[-1]}-{uuid.uuid4().hex[:8]}"
             for variant in variants:
-                started.append(start(variant, folder / variant.name))
+                started.append(_observed(key, start(variant, folder / variant.name)))
             for server, variant in zip(started, variants):
                 wait_ready(server, variant, lambda: hosted.generation != generation)
         except VariantFailed as failed:
@@ -201,6 +206,7 @@ def _watch(hosted: _Hosted, generation: int, publish: Publish) -> None:
                 stop(server)
                 try:
                     hosted.servers[index] = replacement = start(server.spec, server.folder)
+                    replacement.watch = server.watch and server.watch.renewed(replacement.proc.pid)
                     wait_ready(replacement, server.spec, lambda: hosted.generation != generation)
                 except VariantFailed as failed:
                     log.warning("variant %s: %s", server.variant, failed)
@@ -238,6 +244,12 @@ def start(variant: Variant, folder: Path) -> Server:
     return Server(variant, folder, proc, f"http://127.0.0.1:{port}")
 
 
+def _observed(key: tuple, server: Server) -> Server:
+    """``server`` with its log followed into CloudWatch Logs and its use sampled, as endpoint ``key``'s instance."""
+    server.watch = InstanceWatch(key[1], key[-1], server.variant, server.log_path, server.proc.pid, server.folder)
+    return server
+
+
 def _unpack(variant: Variant, url: str, folder: Path, into: Path) -> None:
     """The archive at ``url`` (a model, or an s3 ``SAGEMAKER_SUBMIT_DIRECTORY``) unpacked safely into ``into``."""
     parsed = urlparse(url)
@@ -269,6 +281,8 @@ def wait_ready(server: Server, variant: Variant, given_up: Callable[[], bool]) -
                                 f"ping health check. Please check CloudWatch logs for this endpoint. "
                                 f"{last_error(server.log_path)}".rstrip())
         if healthy(server.url):
+            if server.watch:
+                server.watch.ready()
             return
         time.sleep(0.2)
 
@@ -297,6 +311,8 @@ def stop(server: Server) -> None:
         except subprocess.TimeoutExpired:
             continue
     _started.discard(server.proc)
+    if server.watch:
+        server.watch.stop()
     shutil.rmtree(server.folder, ignore_errors=True)
     parent = server.folder.parent
     if parent.exists() and not any(parent.iterdir()):
