@@ -1,5 +1,9 @@
-"""Lambda provisioned concurrency and account settings, which moto lacks; importing this module adds them.
+"""Lambda versions: what moto lacks for aliases, provisioned concurrency and account settings; importing this
+module patches it in.
 
+- an alias's ``RoutingConfig`` is checked as AWS checks it: one additional version, a published one that exists,
+  not the alias's own version, with a weight between 0 and 1, and an alias of ``$LATEST`` takes none (moto
+  accepts anything, and the gateway would route to it);
 - Put/Get/Delete/ListProvisionedConcurrencyConfigs on a version or an alias (``$LATEST``: AWS's
   ``InvalidParameterValueException``). A config is ``IN_PROGRESS`` until the gateway reports that many execution
   environments initialised, then ``READY``. Provisioned concurrency counts towards the function's reserved
@@ -22,8 +26,8 @@ from typing import Any
 from urllib.parse import unquote
 
 from moto.awslambda import urls
-from moto.awslambda.exceptions import InvalidParameterValueException, LambdaClientError
-from moto.awslambda.models import LambdaBackend, LambdaFunction, lambda_backends
+from moto.awslambda.exceptions import InvalidParameterValueException, LambdaClientError, ValidationException
+from moto.awslambda.models import LambdaBackend, LambdaFunction, LambdaStorage, lambda_backends
 from moto.awslambda.responses import LambdaResponse
 from moto.core.utils import utcnow
 
@@ -71,6 +75,50 @@ def provisioned(function: LambdaFunction) -> dict[str, Provisioned]:
     if not hasattr(function, "provisioned"):
         function.provisioned = {}
     return function.provisioned
+
+
+def _check_routing(storage: LambdaStorage, function_name: str, version: str | None, routing: dict | None) -> None:
+    weights = (routing or {}).get("AdditionalVersionWeights") or {}
+    if not weights:
+        return
+    if len(weights) > 1:
+        raise InvalidParameterValueException("Number of items in AdditionalVersionWeights cannot be greater than 1")
+    ((extra, weight),) = weights.items()
+    if version == "$LATEST":
+        raise InvalidParameterValueException("$LATEST is not supported for an alias pointing to more than 1 version")
+    if not 0 <= float(weight) <= 1:
+        raise ValidationException(weight, "routingConfig.additionalVersionWeights",
+                                  "Map value must satisfy constraint: [Member must have value less than or equal to "
+                                  "1.0, Member must have value greater than or equal to 0.0]")
+    if extra == version:
+        raise InvalidParameterValueException(f"Invalid function version {extra}. Function version {extra} is already "
+                                             "included in routing configuration.")
+    if not extra.isdigit():
+        raise InvalidParameterValueException(f"Invalid function version {extra}: an additional version is a "
+                                             "published version number.")
+    storage.get_function_by_name_or_arn_with_qualifier(function_name, extra)  # ResourceNotFoundException
+
+
+_moto_put_alias = LambdaStorage.put_alias
+_moto_update_alias = LambdaStorage.update_alias
+
+
+def _put_alias(self: LambdaStorage, name: str, function_name: str, function_version: str, description: str,
+               routing_config: dict | None):
+    _check_routing(self, function_name, function_version, routing_config)
+    return _moto_put_alias(self, name, function_name, function_version, description, routing_config)
+
+
+def _update_alias(self: LambdaStorage, name: str, function_name: str, function_version: str | None,
+                  description: str | None, routing_config: dict | None):
+    version = function_version or self.get_alias(name, function_name).function_version
+    routing = routing_config if routing_config is not None else self.get_alias(name, function_name).routing_config
+    _check_routing(self, function_name, version, routing)
+    return _moto_update_alias(self, name, function_name, function_version, description, routing_config)
+
+
+LambdaStorage.put_alias = _put_alias
+LambdaStorage.update_alias = _update_alias
 
 
 def _target(backend: LambdaBackend, path: str, qualifier: str | None) -> tuple[LambdaFunction, str | None]:

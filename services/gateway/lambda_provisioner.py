@@ -4,7 +4,7 @@ initialised here.
 A thread reads every config from the emulator each ``POLL_SECONDS``, has the runtime keep that many initialised
 workers for the version it names (an alias: the version it points to now) and reports how many are, so the
 config turns ``READY`` once all are, ``FAILED`` when the function's init fails
-(``services.emulator.lambda_provisioned``). A config deleted, or an alias
+(``services.emulator.lambda_versions``). A config deleted, or an alias
 moved to another version, retires the workers it kept.
 """
 

@@ -184,3 +184,32 @@ def test_provisioned_concurrency_is_refused_on_latest_and_beyond_reserved_concur
         lam.put_provisioned_concurrency_config(FunctionName="greedy", Qualifier="1",
                                                ProvisionedConcurrentExecutions=unreserved - 99)
     assert "unreserved concurrency" in caught.value.response["Error"]["Message"]
+
+
+@pytest.mark.parametrize("version, weights, error, message", [
+    ("1", {"1": 0.5}, "InvalidParameterValueException",
+     "Invalid function version 1. Function version 1 is already included in routing configuration."),
+    ("$LATEST", {"1": 0.5}, "InvalidParameterValueException",
+     "$LATEST is not supported for an alias pointing to more than 1 version"),
+    ("1", {"9": 0.5}, "ResourceNotFoundException", None),
+    ("1", {"2": 1.5}, "ValidationException", None),
+])
+def test_an_alias_routing_config_is_checked(control, version, weights, error, message):
+    lam, _ = control
+    if "routed" not in {f["FunctionName"] for f in lam.list_functions()["Functions"]}:
+        deploy(control, "routed")
+        lam.publish_version(FunctionName="routed")
+        lam.update_function_code(FunctionName="routed", ZipFile=code(2))
+        lam.publish_version(FunctionName="routed")
+    with pytest.raises(lam.exceptions.ClientError) as caught:
+        lam.create_alias(FunctionName="routed", Name="checked", FunctionVersion=version,
+                         RoutingConfig={"AdditionalVersionWeights": weights})
+    assert caught.value.response["Error"]["Code"] == error
+    if message:
+        assert caught.value.response["Error"]["Message"] == message
+    lam.create_alias(FunctionName="routed", Name="checked", FunctionVersion="1")
+    with pytest.raises(lam.exceptions.ClientError) as caught:  # UpdateAlias checks the same
+        lam.update_alias(FunctionName="routed", Name="checked", FunctionVersion=version,
+                         RoutingConfig={"AdditionalVersionWeights": weights})
+    assert caught.value.response["Error"]["Code"] == error
+    lam.delete_alias(FunctionName="routed", Name="checked")
