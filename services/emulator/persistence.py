@@ -25,8 +25,8 @@ On disk (``journal.jsonl`` and ``blobs/``, mode 0600 in a 0700 folder):
   it is ``Creating`` until its new servers answer, as after a ``CreateEndpoint``. The route table of endpoints
   hosted elsewhere (``PUT``/``DELETE /_dogops/hosting/...``: compose's containers) is journaled and replayed.
 
-Reads (GET/HEAD, actions named ``Describe``/``List``/``Get``/...), STS sessions (temporary: their token is not
-moto's random and callers make new ones) and ``Invoke`` are not journaled. Loading compacts: an S3 object written
+Reads (GET/HEAD, actions named ``Describe``/``List``/``Get``/...), STS sessions (temporary: callers make new
+ones), ``Invoke`` and CloudWatch's ``PutMetricData`` (the stack's own metrics) are not journaled. Loading compacts: an S3 object written
 again or deleted later loses its older ``PutObject`` (unless a copy or a versioned bucket may need it), and blobs
 no record names are removed, so a journal grows with what exists, not with every upload.
 """
@@ -62,7 +62,8 @@ INLINE_MAX = 16 * 1024
 READ_ACTIONS = ("Describe", "List", "Get", "Head", "Search", "Simulate", "BatchGet", "Query", "Scan", "Lookup",
                 "Select", "Test", "Dogops")
 NOT_JOURNALED = {"AssumeRole", "AssumeRoleWithWebIdentity", "AssumeRoleWithSAML", "GetSessionToken",
-                 "GetFederationToken", "Invoke", "InvokeAsync", "InvokeWithResponseStream"}
+                 "GetFederationToken", "Invoke", "InvokeAsync", "InvokeWithResponseStream",
+                 "PutMetricData"}  # the stack's own metrics, every second under traffic: the journal would grow without end
 ENVIRON_KEYS = ("REQUEST_METHOD", "PATH_INFO", "QUERY_STRING", "RAW_URI", "REQUEST_URI", "CONTENT_TYPE",
                 "SERVER_NAME", "SERVER_PORT", "wsgi.url_scheme")
 _CREDENTIAL = re.compile(r"(Credential=)[^/,\s]+/")
@@ -220,10 +221,13 @@ class Journal:
 
 # -- which requests change state ----------------------------------------------------------------------------------
 def _action(environ: dict, body: bytes) -> str | None:
-    """The action a query- or JSON-protocol request names (``X-Amz-Target``, ``Action=``), else None."""
+    """The action a query-, JSON- or CBOR-protocol request names (``X-Amz-Target``, ``Action=``,
+    ``.../operation/<action>``), else None."""
     target = environ.get("HTTP_X_AMZ_TARGET")
     if target:
         return target.rsplit(".", 1)[-1]
+    if "/operation/" in environ.get("PATH_INFO", ""):
+        return environ["PATH_INFO"].rsplit("/operation/", 1)[1]
     query = parse_qs(environ.get("QUERY_STRING", ""))
     if "Action" in query:
         return query["Action"][0]

@@ -97,6 +97,9 @@ def test_compaction_keeps_the_last_write_of_each_object_and_whatever_a_copy_may_
     ("POST", "/", "SageMaker.CreateEndpoint", "", True),
     ("POST", "/", "SageMaker.DescribeEndpoint", "", False),
     ("POST", "/2015-03-31/functions/f/invocations", None, "", False),
+    ("POST", "/service/GraniteServiceVersion20100801/operation/PutMetricData", None, "", False),
+    ("POST", "/service/GraniteServiceVersion20100801/operation/PutMetricAlarm", None, "", True),
+    ("POST", "/", "Logs_20140328.PutLogEvents", "", True),
 ])
 def test_what_is_journaled(method, path, target, form, expected):
     environ = {"REQUEST_METHOD": method, "PATH_INFO": path,
