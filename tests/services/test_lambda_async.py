@@ -151,7 +151,10 @@ def test_maximum_retry_attempts_and_success_destinations(aws, client, tmp_path):
     successes, successes_arn = queue(aws, "successes")
     topic = aws["sns"].create_topic(Name="successes")["TopicArn"]
     aws["sns"].subscribe(TopicArn=topic, Protocol="sqs", Endpoint=successes_arn)
-    name = deploy(aws, "once")
+    dead_letters, dead_letters_arn = queue(aws, "dead-topic-letters")
+    dead_topic = aws["sns"].create_topic(Name="dead-letters")["TopicArn"]
+    aws["sns"].subscribe(TopicArn=dead_topic, Protocol="sqs", Endpoint=dead_letters_arn)
+    name = deploy(aws, "once", DeadLetterConfig={"TargetArn": dead_topic})
     aws["lambda"].put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=0, DestinationConfig={
         "OnSuccess": {"Destination": topic}, "OnFailure": {"Destination": ACCOUNT_ARN.format(
             "lambda", "function:recorder")}})
@@ -175,6 +178,11 @@ def test_maximum_retry_attempts_and_success_destinations(aws, client, tmp_path):
     assert record["requestContext"]["condition"] == "RetriesExhausted"
     assert record["requestContext"]["approximateInvokeCount"] == 1  # MaximumRetryAttempts 0: no retry
     assert len(runs(attempts, failed)) == 1
+    (dead,) = receive(aws, dead_letters)
+    envelope = json.loads(dead["Body"])  # SNS's: the event as sent, Lambda's attributes
+    assert json.loads(envelope["Message"]) == {"fail": True, "dir": str(attempts)}
+    assert envelope["MessageAttributes"]["RequestID"] == {"Type": "String", "Value": failed}
+    assert envelope["MessageAttributes"]["ErrorCode"] == {"Type": "Number", "Value": "200"}
 
 
 def test_eventbridge_destination_and_reserved_concurrency_zero(aws, client):
