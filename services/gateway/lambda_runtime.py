@@ -38,6 +38,7 @@ from pathlib import Path
 import requests
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..observability import lambda_metrics
 from ..stack import settings
 from . import lambda_sandbox
 from .emulator import Recent, client
@@ -76,13 +77,14 @@ class Function:
     code_sha: str  # base64 SHA-256 of the zip, as the API reports it
     variables: tuple  # (name, value) pairs
     reserved: int | None  # reserved concurrency, None when unset
+    layers: tuple = ()  # layer version ARNs, in the configuration's order
     boot: str = ""  # the emulator's boot id (X-Dogops-Boot-Id): a restarted emulator forgot the role's sessions
 
     @property
     def environment_key(self) -> tuple:
         """Workers started for one key serve every invocation with that key."""
         return (self.version, self.handler, self.runtime, self.timeout, self.memory, self.role, self.code_sha,
-                self.variables, self.boot)
+                self.variables, self.layers, self.boot)
 
 
 @dataclass
@@ -124,21 +126,30 @@ def _lookup(name: str, qualifier: str | None) -> Function:
                     handler=config.get("Handler") or "", runtime=config.get("Runtime") or "python3.12",
                     timeout=int(config.get("Timeout") or 3), memory=int(config.get("MemorySize") or 128),
                     role=config["Role"], code_sha=config["CodeSha256"], variables=tuple(sorted(variables.items())),
-                    reserved=reserved, boot=found["ResponseMetadata"]["HTTPHeaders"].get("x-dogops-boot-id", ""))
+                    reserved=reserved, layers=tuple(layer["Arn"] for layer in config.get("Layers") or []), boot=found["ResponseMetadata"]["HTTPHeaders"].get("x-dogops-boot-id", ""))
 
 
 class CodeCache:
-    """Deployed zips unpacked once per ``CodeSha256`` under ``root``."""
+    """Deployed zips unpacked once per ``CodeSha256`` under ``root/code``, and each list of layers once into its
+    ``/opt`` under ``root/opt`` (a layer version never changes); both read-only."""
 
     def __init__(self, root: Path):
         self.root = root
         self._lock = threading.Lock()
 
     def path(self, fn: Function) -> Path:
-        target = self.root / base64.b64decode(fn.code_sha).hex()
+        target = self.root / "code" / base64.b64decode(fn.code_sha).hex()
         with self._lock:
             if not target.is_dir():
-                self._unpack(self._download(fn), target)
+                self._unpack([self._download(fn)], target)
+        return target
+
+    def opt(self, fn: Function) -> Path:
+        """The function's ``/opt``: its layers unpacked in their order, a later one's files over an earlier one's."""
+        target = self.root / "opt" / hashlib.sha256("\n".join(fn.layers).encode()).hexdigest()[:32]
+        with self._lock:
+            if not target.is_dir():
+                self._unpack([self._layer(arn) for arn in fn.layers], target)
         return target
 
     @staticmethod
@@ -156,12 +167,28 @@ class CodeCache:
                                f"The code of {fn.name} is not the one with CodeSha256 {fn.code_sha}", Type="User")
         return response.content
 
-    def _unpack(self, data: bytes, target: Path) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(dir=self.root, prefix=".unpacking-"))
+    @staticmethod
+    def _layer(arn: str) -> bytes:
+        """A layer version's zip (``arn:aws:lambda:<region>:<account>:layer:<name>:<version>``), as GetLayerVersion
+        hands it out, checked against its ``CodeSha256``."""
         try:
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                archive.extractall(partial)  # member names with .. or a leading / stay inside
+            name, version = arn.split(":")[6:8]
+            content = client("lambda").get_layer_version(LayerName=name, VersionNumber=int(version))["Content"]
+            response = requests.get(content["Location"], timeout=60)
+            response.raise_for_status()
+        except (requests.RequestException, ClientError, BotoCoreError, KeyError, ValueError) as e:
+            raise ServiceError(500, "ServiceException", f"could not fetch the layer {arn}: {e}") from None
+        if base64.b64encode(hashlib.sha256(response.content).digest()).decode() != content["CodeSha256"]:
+            raise ServiceError(500, "ServiceException", f"the layer {arn} is not the one with its CodeSha256")
+        return response.content
+
+    def _unpack(self, archives: list[bytes], target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(dir=target.parent, prefix=".unpacking-"))
+        try:
+            for data in archives:
+                with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                    archive.extractall(partial)  # member names with .. or a leading / stay inside
         except zipfile.BadZipFile as e:
             shutil.rmtree(partial)
             raise ServiceError(502, "InvalidZipFileException", f"Could not unzip the deployment package: {e}",
@@ -289,6 +316,8 @@ class Worker:
         outcome = Outcome(result.body, "application/json" if result.error_type else result.content_type,
                           error=result.error_type is not None)
         outcome.log = self.output.invocation_log()
+        region, qualifier = _region_and_qualifier(arn)
+        lambda_metrics.invoked(region, fn.name, millis, outcome.error, qualifier)
         return outcome
 
     def unreported_init(self) -> None:
@@ -339,14 +368,18 @@ class _Slots:
         self.provisioned: dict[tuple, list[Worker]] = {}  # per environment key: workers kept initialised
 
 
+def _region_and_qualifier(arn: str) -> tuple[str, str | None]:
+    """The region and the qualifier (version or alias; None) of an invoked function's ARN."""
+    parts = arn.split(":")
+    return parts[3], parts[7] if len(parts) > 7 else None
+
+
 class Runtime:
     """Every function's workers, in this process."""
 
     def __init__(self, root: Path, log_dir: Path):
-        self.code = CodeCache(root / "code")
+        self.code = CodeCache(root)
         self.runtime_dir = lambda_sandbox.build_runtime(root / "runtime")
-        self.opt_dir = root / "opt"  # no layers: an empty /opt
-        self.opt_dir.mkdir(exist_ok=True)
         self.log_dir = log_dir
         self._slots: dict[str, _Slots] = {}
         self._lock = threading.Lock()
@@ -357,7 +390,15 @@ class Runtime:
         """Run ``payload`` (JSON text) on a warm or new worker. ``wait``: queue instead of throttling (``Event``)."""
         with self._lock:
             slots = self._slots.setdefault(fn.name, _Slots())
-        worker, retired = self._admit(slots, fn, wait)
+        region, qualifier = _region_and_qualifier(arn)
+        try:
+            worker, retired = self._admit(slots, fn, wait)
+        except ServiceError:
+            lambda_metrics.throttled(region, fn.name, qualifier)
+            raise
+        with self._lock:
+            everyone = sum(s.active for s in self._slots.values())
+        lambda_metrics.concurrency(region, fn.name, slots.active, everyone)
         for old in retired:
             old.kill()
         try:
@@ -373,7 +414,7 @@ class Runtime:
 
     def start(self, fn: Function, initialization: str = "on-demand") -> Worker:
         """A new worker for ``fn`` (its init not waited for)."""
-        worker = Worker(fn, self.code.path(fn), self.opt_dir, self.runtime_dir, self.log_dir / fn.name,
+        worker = Worker(fn, self.code.path(fn), self.code.opt(fn), self.runtime_dir, self.log_dir / fn.name,
                         initialization)
         line = lambda_sandbox.mismatch(fn.runtime)
         with self._lock:
