@@ -65,6 +65,7 @@ from . import (  # noqa: F401 (each patches moto)
     iam_enforcement,
     iam_simulate,
     lambda_async_config,
+    lambda_layers,
     lambda_versions,
     sagemaker_describes,
     sagemaker_endpoints,
@@ -219,6 +220,8 @@ class Emulator:
             response = _secret(request)
         elif path.startswith(sagemaker_endpoints.PREFIX):
             response = sagemaker_endpoints.handle(request)
+        elif lambda_layers.is_content(path):
+            response = lambda_layers.content(request)
         else:
             response = _function_code(request)
         return response(environ, start_response)

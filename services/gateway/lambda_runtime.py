@@ -126,7 +126,8 @@ def _lookup(name: str, qualifier: str | None) -> Function:
                     handler=config.get("Handler") or "", runtime=config.get("Runtime") or "python3.12",
                     timeout=int(config.get("Timeout") or 3), memory=int(config.get("MemorySize") or 128),
                     role=config["Role"], code_sha=config["CodeSha256"], variables=tuple(sorted(variables.items())),
-                    reserved=reserved, layers=tuple(layer["Arn"] for layer in config.get("Layers") or []), boot=found["ResponseMetadata"]["HTTPHeaders"].get("x-dogops-boot-id", ""))
+                    reserved=reserved, layers=tuple(layer["Arn"] for layer in config.get("Layers") or []),
+                    boot=found["ResponseMetadata"]["HTTPHeaders"].get("x-dogops-boot-id", ""))
 
 
 class CodeCache:

@@ -180,3 +180,19 @@ def test_a_runtime_mismatch_is_stated_once(client, deploy, logs):
     stated = [e["message"] for e in found if "configured for python3.13" in e["message"]]
     assert stated == [f"dogops: this function is configured for python3.13; the local stack has no python3.13 with "
                       f"the Lambda runtime client, so {INTERPRETER} runs it\n"]
+
+
+def test_a_layer_provides_what_the_package_lacks(client, deploy, stack):
+    lam = processes.client("lambda", stack[0].url)
+    first = lam.publish_layer_version(LayerName="helpers", Content={"ZipFile": build_zip({
+        "python/helper.py": b"WHO = 'layer 1'\n",
+        f"python/lib/{INTERPRETER}/site-packages/sitepkg.py": b"WHO = 'site-packages of layer 1'\n"})})
+    second = lam.publish_layer_version(LayerName="override", Content={"ZipFile": build_zip({
+        "python/helper.py": b"WHO = 'layer 2'\n"})})
+    files = {"app.py": b"import helper, sitepkg\ndef handler(e, c):\n    return [helper.WHO, sitepkg.WHO]\n"}
+    lacking = call(client, deploy("no-layer", files=files), {})
+    assert lacking["Body"]["errorType"] == "Runtime.ImportModuleError"
+    one = deploy("one-layer", files=files, Layers=[first["LayerVersionArn"]])
+    assert call(client, one, {})["Body"] == ["layer 1", "site-packages of layer 1"]
+    both = deploy("two-layers", files=files, Layers=[first["LayerVersionArn"], second["LayerVersionArn"]])
+    assert call(client, both, {})["Body"] == ["layer 2", "site-packages of layer 1"]  # the later layer's file wins
