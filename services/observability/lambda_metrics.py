@@ -23,11 +23,9 @@ def _dimension_sets(function: str, qualifier: str | None) -> list[tuple[tuple[st
 
 def invoked(region: str, function: str, duration_ms: float, error: bool, qualifier: str | None = None) -> None:
     """One invocation that ran (``error``: the function failed: an unhandled error, a timeout, a crash)."""
-    record = metrics.shared().record
     for dims in _dimension_sets(function, qualifier):
-        record(NAMESPACE, "Invocations", 1, "Count", dims, region=region)
-        record(NAMESPACE, "Errors", int(error), "Count", dims, region=region)
-        record(NAMESPACE, "Duration", duration_ms, "Milliseconds", dims, region=region)
+        metrics.shared().record_many(NAMESPACE, dims, [("Invocations", 1, "Count"), ("Errors", int(error), "Count"),
+                                                       ("Duration", duration_ms, "Milliseconds")], region=region)
 
 
 def throttled(region: str, function: str, qualifier: str | None = None) -> None:

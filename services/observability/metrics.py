@@ -4,7 +4,8 @@
 are dropped and counted, never waited for). A thread drains the queue every ``interval`` seconds, folds the samples
 of each metric (namespace, name, dimensions, unit, region) per second into one datum (``Value``, or
 ``StatisticValues``: SampleCount, Sum, Minimum, Maximum) and sends them with ``PutMetricData`` (at most 1,000 data
-per call). Per-second folding keeps every period of one second or more exact.
+per call). Per-second folding keeps every period of one second or more exact. :meth:`MetricPublisher.record_many`
+queues several samples of one moment as one entry (a request's metrics at the cost of one).
 
     metrics.shared().record("AWS/SageMaker", "Invocations", 1, dimensions=(("EndpointName", "ep"),
                             ("VariantName", "AllTraffic")))
@@ -42,11 +43,16 @@ class MetricPublisher:
     def record(self, namespace: str, name: str, value: float, unit: str = "None", dimensions: Dimensions = (),
                timestamp: float | None = None, region: str = settings.REGION) -> None:
         """One sample (``timestamp`` in epoch seconds, default now)."""
+        self.record_many(namespace, dimensions, [(name, value, unit)], timestamp, region)
+
+    def record_many(self, namespace: str, dimensions: Dimensions, samples: list[tuple[str, float, str]],
+                    timestamp: float | None = None, region: str = settings.REGION) -> None:
+        """Several samples ``(name, value, unit)`` of one moment and dimensions: one queue entry (one lock)."""
         try:
-            self._queue.put_nowait((region, namespace, name, dimensions, unit,
-                                    int(time.time() if timestamp is None else timestamp), float(value)))
+            self._queue.put_nowait((region, namespace, dimensions, int(time.time() if timestamp is None else timestamp),
+                                    samples))
         except queue.Full:
-            self.dropped += 1
+            self.dropped += len(samples)
 
     def flush(self) -> None:
         """Send every queued sample now (in the caller's thread)."""
@@ -78,11 +84,13 @@ class MetricPublisher:
             self.flush()
 
 
-def fold(samples: list[tuple]) -> dict[tuple[str, str], list[dict]]:
-    """The samples as ``PutMetricData``'s ``MetricData`` per (region, namespace): one datum per metric and second."""
+def fold(entries: list[tuple]) -> dict[tuple[str, str], list[dict]]:
+    """The queued entries as ``PutMetricData``'s ``MetricData`` per (region, namespace): one datum per metric and
+    second."""
     folded: dict[tuple, list[float]] = {}
-    for region, namespace, name, dimensions, unit, second, value in samples:
-        folded.setdefault((region, namespace, name, dimensions, unit, second), []).append(value)
+    for region, namespace, dimensions, second, samples in entries:
+        for name, value, unit in samples:
+            folded.setdefault((region, namespace, name, dimensions, unit, second), []).append(float(value))
     out: dict[tuple[str, str], list[dict]] = {}
     for (region, namespace, name, dimensions, unit, second), values in folded.items():
         datum = {"MetricName": name, "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions],

@@ -22,16 +22,15 @@ def _dims(endpoint: str, variant: str) -> tuple[tuple[str, str], ...]:
 def invocation(region: str, endpoint: str, variant: str, instances: int, status: int,
                model_us: float | None, overhead_us: float | None) -> None:
     """One ``InvokeEndpoint`` that reached the variant: ``status`` the model server's HTTP status (0: none)."""
-    record, dims = metrics.shared().record, _dims(endpoint, variant)
-    record(NAMESPACE, "Invocations", 1, "None", dims, region=region)
-    record(NAMESPACE, "InvocationsPerInstance", 1 / max(1, instances), "None", dims, region=region)
-    record(NAMESPACE, "Invocation4XXErrors", int(400 <= status < 500), "None", dims, region=region)
-    record(NAMESPACE, "Invocation5XXErrors", int(500 <= status < 600), "None", dims, region=region)
-    record(NAMESPACE, "InvocationModelErrors", int(not 200 <= status < 300), "None", dims, region=region)
+    samples = [("Invocations", 1, "None"), ("InvocationsPerInstance", 1 / max(1, instances), "None"),
+               ("Invocation4XXErrors", int(400 <= status < 500), "None"),
+               ("Invocation5XXErrors", int(500 <= status < 600), "None"),
+               ("InvocationModelErrors", int(not 200 <= status < 300), "None")]
     if model_us is not None:
-        record(NAMESPACE, "ModelLatency", model_us, "Microseconds", dims, region=region)
+        samples.append(("ModelLatency", model_us, "Microseconds"))
     if overhead_us is not None:
-        record(NAMESPACE, "OverheadLatency", overhead_us, "Microseconds", dims, region=region)
+        samples.append(("OverheadLatency", overhead_us, "Microseconds"))
+    metrics.shared().record_many(NAMESPACE, _dims(endpoint, variant), samples, region=region)
 
 
 def model_setup(region: str, endpoint: str, variant: str, seconds: float) -> None:
@@ -42,7 +41,6 @@ def model_setup(region: str, endpoint: str, variant: str, seconds: float) -> Non
 
 def utilization(region: str, endpoint: str, variant: str, cpu: float, memory: float, disk: float) -> None:
     """One sample of an instance's use, in percent."""
-    record, dims = metrics.shared().record, _dims(endpoint, variant)
-    record(INSTANCE_NAMESPACE, "CPUUtilization", cpu, "Percent", dims, region=region)
-    record(INSTANCE_NAMESPACE, "MemoryUtilization", memory, "Percent", dims, region=region)
-    record(INSTANCE_NAMESPACE, "DiskUtilization", disk, "Percent", dims, region=region)
+    metrics.shared().record_many(INSTANCE_NAMESPACE, _dims(endpoint, variant), [
+        ("CPUUtilization", cpu, "Percent"), ("MemoryUtilization", memory, "Percent"),
+        ("DiskUtilization", disk, "Percent")], region=region)
