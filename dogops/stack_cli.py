@@ -145,6 +145,7 @@ def up(args) -> None:
     argv = [sys.executable, "-m", "services.stack.supervisor", "--state-dir", str(layout.root)]
     argv += ["--data", str(args.data.absolute())] if args.data else []
     argv += ["--retrain"] if args.retrain else []
+    argv += ["--fresh"] if args.fresh else []
     layout.logs.mkdir(parents=True, exist_ok=True)
     layout.state.unlink(missing_ok=True)
     if args.foreground:
@@ -182,7 +183,9 @@ def down(args) -> None:
 
 def status(args) -> dict:
     """Each service's pid and health, printed; returned as ``status --json`` prints it; exit 1 if any is unhealthy."""
-    if args.aws or args.enforce_ttl:
+    if args.enforce_ttl and not args.aws:
+        raise SystemExit("--enforce-ttl deletes what has expired on AWS: it needs --aws (and a confirmation, or --yes)")
+    if args.aws:
         return aws_status(args)
     layout = Layout()
     state = _running_supervisor(layout)
@@ -214,7 +217,7 @@ def aws_status(args) -> dict:
     """What runs for the project on AWS, or on the local stack where every endpoint resolves to it, and its cost."""
     from dogops.promote.status import status as promote_status
 
-    return promote_status(args.config, args.enforce_ttl)
+    return promote_status(args.config, args.enforce_ttl, yes=args.yes)
 
 
 def env_lines() -> list[str]:
@@ -299,6 +302,8 @@ def add_commands(commands) -> None:
                                 "demo page (no Docker)")
     start.add_argument("--data", type=Path, help="data in the dogImages layout (default: generated)")
     start.add_argument("--retrain", action="store_true", help="train even if the model on disk is current")
+    start.add_argument("--fresh", action="store_true", help="start with an empty emulator: forget the buckets, "
+                       "models, endpoints, functions and roles kept from earlier runs")
     start.add_argument("--foreground", action="store_true", help="run the supervisor here until Ctrl-C")
     start.add_argument("--timeout", type=float, default=UP_TIMEOUT, help="seconds to wait for the stack")
     start.set_defaults(func=up)
@@ -313,6 +318,7 @@ def add_commands(commands) -> None:
                        "with expiry and cost per hour (on the local stack where boto3's endpoints resolve to it)")
     check.add_argument("--enforce-ttl", action="store_true", help="with --aws: delete what is past its expires-at "
                        "tag (the stage's stack, or the endpoint alone)")
+    check.add_argument("--yes", action="store_true", help="with --aws --enforce-ttl: delete without asking")
     check.add_argument("--config", type=Path, default=Path("promote.yaml"), help="the promote stages (for --aws)")
     json_flag(check)
     check.set_defaults(func=status)

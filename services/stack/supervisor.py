@@ -7,16 +7,18 @@ variant, ``services.hosting.reconciler``); ``seed``, ``train`` and ``publish``
 hyperparameters), whose ``CreateEndpoint`` makes the emulator host the stack's
 endpoint like any other; once it is ``InService``, the gateway. While it runs
 it restarts the gateway when it exits (with backoff; the emulator replaces a
-dead ``serve`` itself), brings a dead emulator back and bootstraps it again,
-and keeps ``state.json`` current (each pid with its start time, the stack
+dead ``serve`` itself), brings a dead emulator back at once (it restores its
+state from ``emulator/`` and hosts its endpoints again; the gateway renews what
+it held from the old one, seeing its ``boot_id`` change), and keeps ``state.json`` current (each pid with its start time, the stack
 endpoint's ``serve`` as ``serving``, so ``dogops down`` never signals a later
 process that reused one). SIGTERM or SIGINT stops every child: SIGTERM to its
 process group, SIGKILL after a grace period.
 
-    python -m services.stack.supervisor [--state-dir DIR] [--data DIR] [--retrain]
+    python -m services.stack.supervisor [--state-dir DIR] [--data DIR] [--retrain] [--fresh]
 
 The state folder (``$DOGOPS_STATE_DIR``, default ``.dogops/stack``) holds
-``state.json``, ``logs/<service>.log``, the SageMaker tree ``ml/``, the
+``state.json``, ``logs/<service>.log``, the emulator's journal ``emulator/``
+(``--fresh`` removes it first), the SageMaker tree ``ml/``, the
 gateway's ``samples/``, the feature cache and ``hosting/``: each hosted
 variant's unpacked model and ``serve.log``.
 """
@@ -65,6 +67,7 @@ class Layout:
         self.cache = self.root / "feature-cache"
         self.tmp = self.root / "tmp"
         self.hosting = self.root / "hosting"
+        self.emulator = self.root / "emulator"  # the emulator's state (services.emulator.persistence)
 
     def read_state(self) -> dict | None:
         try:
@@ -188,15 +191,22 @@ def base_env() -> dict[str, str]:
 
 
 def model_is_current(ml: Path) -> bool:
-    """Whether ``ml/model`` holds a model trained on ``ml``'s training channel with its hyperparameters."""
+    """Whether ``ml/model`` holds a whole model (every file as its manifest says) trained on ``ml``'s training
+    channel with its hyperparameters. A model a crash left half-written is not: it is said, and trained again."""
+    from training.artifact import ArtifactError, verify_artifact
     from training.dataset import open_dataset
 
+    if not (ml / "model").is_dir() or not any((ml / "model").iterdir()):
+        return False
+    try:
+        verify_artifact(ml / "model")
+    except (ArtifactError, OSError, ValueError, KeyError) as exc:
+        log.warning("not trusting the model on disk: %s; training it again", exc)
+        return False
     try:
         metrics = json.loads((ml / "model" / "metrics.json").read_text(encoding="utf-8"))
         wanted = json.loads((ml / "input" / "config" / "hyperparameters.json").read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
-        return False
-    if not (ml / "model" / "manifest.json").exists():
         return False
     used = metrics.get("hyperparameters", {})
     if any(used.get(key) != str(value) for key, value in wanted.items()):
@@ -248,8 +258,8 @@ class Child:
 class Supervisor:
     """Starts the stack, keeps it up, stops it."""
 
-    def __init__(self, layout: Layout, data: Path | None = None, retrain: bool = False):
-        self.layout, self.data, self.retrain = layout, data, retrain
+    def __init__(self, layout: Layout, data: Path | None = None, retrain: bool = False, fresh: bool = False):
+        self.layout, self.data, self.retrain, self.fresh = layout, data, retrain, fresh
         self.stopping = threading.Event()
         self.wake = threading.Event()  # set on SIGCHLD: a dead serve's orphaned workers go at once, as in a container
         self.started = time.monotonic()
@@ -286,6 +296,7 @@ class Supervisor:
                     str(settings.EMULATOR_PORT)]
             env.update(DOGOPS_FUNCTION_URL_BASE=settings.function_url_base(),  # the FunctionUrl a host user calls
                        DOGOPS_HOSTING="native", DOGOPS_HOSTING_DIR=str(self.layout.hosting),
+                       DOGOPS_EMULATOR_STATE_DIR=str(self.layout.emulator),
                        DOGOPS_GATEWAY_URL=settings.gateway_url())  # the models may fetch the gateway's samples
             if os.environ.get("SAGEMAKER_MODEL_SERVER_WORKERS"):  # each variant's workers (default 1)
                 env["SAGEMAKER_MODEL_SERVER_WORKERS"] = os.environ["SAGEMAKER_MODEL_SERVER_WORKERS"]
@@ -397,8 +408,28 @@ class Supervisor:
         for pid in hosted_processes(self.layout.hosting):
             kill_group(pid, signal.SIGKILL)
 
+    def recover_emulator(self, code: int) -> None:
+        """A dead emulator started again: it restores its state and hosts its endpoints; bootstrapped again only if
+        the stack's endpoint did not come back (its state was lost)."""
+        from botocore.exceptions import ClientError
+
+        log.error("the emulator exited with code %s; starting it again (its state is restored from %s)", code,
+                  self.layout.emulator)
+        self.kill_hosted()  # the dead emulator's servers: the new one hosts its endpoints itself
+        self.phase("recovering")
+        began = time.monotonic()
+        self.start_service("emulator")
+        self.state["restarts"]["emulator"] = self.state["restarts"].get("emulator", 0) + 1
+        try:
+            self.wait_hosted()
+        except (ClientError, BootstrapError) as exc:  # no such endpoint, or its model: the state did not survive
+            log.error("the stack's endpoint did not come back (%s): bootstrapping again", exc)
+            self.bootstrap()
+        log.info("the emulator is back, its endpoint in service, %.1f s after it was started again",
+                 time.monotonic() - began)
+
     def watch(self) -> None:
-        """Restart serving or the gateway when it exits; bootstrap a dead emulator again."""
+        """Restart serving or the gateway when it exits; bring a dead emulator back."""
         backoff = {name: 1.0 for name in RESTARTED}
         due: dict[str, float] = {}  # service -> when to restart it
         while not self.stopping.is_set():
@@ -408,11 +439,7 @@ class Supervisor:
                 break
             code = self.children["emulator"].poll()
             if code is not None:
-                log.error("the emulator exited with code %s: its state is gone; starting it and bootstrapping again",
-                          code)
-                self.kill_hosted()
-                self.phase("recovering")
-                self.bootstrap()
+                self.recover_emulator(code)
                 self.phase("ready")
             self.refresh_serving()
             for name in RESTARTED:
@@ -449,6 +476,8 @@ class Supervisor:
         self.kill_hosted()  # an earlier stack's, killed with its supervisor
         shutil.rmtree(self.layout.tmp, ignore_errors=True)
         shutil.rmtree(self.layout.hosting, ignore_errors=True)  # models unpacked for earlier servers
+        if self.fresh:
+            shutil.rmtree(self.layout.emulator, ignore_errors=True)
         error = None
         try:
             self.bootstrap()
@@ -474,9 +503,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-dir", type=Path, help="default: $DOGOPS_STATE_DIR or .dogops/stack")
     parser.add_argument("--data", type=Path, help="data in the dogImages layout (default: generated)")
     parser.add_argument("--retrain", action="store_true", help="train even if the model on disk is current")
+    parser.add_argument("--fresh", action="store_true", help="start the emulator empty (its saved state removed)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    supervisor = Supervisor(Layout(args.state_dir), args.data and args.data.absolute(), args.retrain)
+    supervisor = Supervisor(Layout(args.state_dir), args.data and args.data.absolute(), args.retrain, args.fresh)
 
     def stop(signum, frame):
         log.info("%s: stopping the stack", signal.Signals(signum).name)
