@@ -117,8 +117,20 @@ def _update_alias(self: LambdaStorage, name: str, function_name: str, function_v
     return _moto_update_alias(self, name, function_name, function_version, description, routing_config)
 
 
+_moto_delete_alias = LambdaStorage.delete_alias
+
+
+def _delete_alias(self: LambdaStorage, name: str, function_name: str) -> None:
+    """moto's, and the alias's provisioned concurrency goes with it, as on AWS."""
+    _moto_delete_alias(self, name, function_name)
+    function = self._functions.get(function_name, {}).get("latest")
+    if function is not None:
+        provisioned(function).pop(name, None)
+
+
 LambdaStorage.put_alias = _put_alias
 LambdaStorage.update_alias = _update_alias
+LambdaStorage.delete_alias = _delete_alias
 
 
 def _target(backend: LambdaBackend, path: str, qualifier: str | None) -> tuple[LambdaFunction, str | None]:
@@ -142,13 +154,12 @@ def _unreserved(backend: LambdaBackend, skip: tuple[str, str] | None = None) -> 
     return free
 
 
-def _put(self: LambdaResponse):
-    function, qualifier = _target(self.backend, self.path, self.querystring.get("Qualifier", [None])[0])
+def configure(backend: LambdaBackend, function: LambdaFunction, qualifier: str | None, requested: int) -> Provisioned:
+    """Put a provisioned concurrency config on the function's version or alias, or refuse it as AWS does."""
     if not qualifier or qualifier == "$LATEST":
         raise InvalidParameterValueException("Provisioned Concurrency Configs cannot be applied to unpublished "
                                              "function versions.")
-    self.backend.get_function(function.function_name, qualifier)  # ResourceNotFoundException when unknown
-    requested = int(self.json_body.get("ProvisionedConcurrentExecutions") or 0)
+    backend.get_function(function.function_name, qualifier)  # ResourceNotFoundException when unknown
     if requested < 1:
         raise InvalidParameterValueException("ProvisionedConcurrentExecutions must be at least 1.")
     others = sum(c.requested for q, c in provisioned(function).items() if q != qualifier)
@@ -157,11 +168,18 @@ def _put(self: LambdaResponse):
             raise InvalidParameterValueException("Requested Provisioned Concurrency should not be greater than the "
                                                  "reservedConcurrentExecution for function")
     else:
-        free = _unreserved(self.backend, (function.function_name, qualifier)) - UNRESERVED_MINIMUM
+        free = _unreserved(backend, (function.function_name, qualifier)) - UNRESERVED_MINIMUM
         if requested > free:
             raise InvalidParameterValueException(f"Specified ConcurrentExecutions for function is greater than "
                                                  f"account's unreserved concurrency [{max(free, 0)}].")
     config = provisioned(function)[qualifier] = Provisioned(requested)
+    return config
+
+
+def _put(self: LambdaResponse):
+    function, qualifier = _target(self.backend, self.path, self.querystring.get("Qualifier", [None])[0])
+    config = configure(self.backend, function, qualifier,
+                       int(self.json_body.get("ProvisionedConcurrentExecutions") or 0))
     return 202, {"status": 202}, json.dumps(config.to_json())
 
 
