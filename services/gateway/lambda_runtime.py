@@ -19,6 +19,7 @@ emulator and to ``DOGOPS_LOG_DIR/lambda/<function>/<stream>.log`` (``lambda_outp
 
 import atexit
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -48,6 +49,7 @@ from .runtime_api import Event, Exited, Result, RuntimeApi
 MAX_WORKERS = int(os.environ.get("DOGOPS_LAMBDA_MAX_WORKERS") or 8)
 INIT_TIMEOUT = 10.0  # s: Lambda's init phase; a slower init gets the function's timeout instead
 MAX_AGE = 45 * 60  # s: a worker is replaced before its role credentials (1 h) expire
+MEMORY_POLL = 0.05  # s: how often a worker's resident memory is compared with its MemorySize
 
 
 class ServiceError(Exception):
@@ -207,12 +209,12 @@ def _exit_reason(returncode: int) -> str:
     return f"Runtime exited with error: exit status {returncode}"
 
 
-def _peak_mb(pid: int) -> int:
-    """The process's peak resident memory (``VmHWM``) in MB, as Lambda's Max Memory Used."""
+def _memory_mb(pid: int, field: str = "VmRSS") -> int:
+    """The process's resident memory (``VmRSS``), or its peak (``VmHWM``: Lambda's Max Memory Used), in MB."""
     try:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
-                if line.startswith("VmHWM:"):
+                if line.startswith(f"{field}:"):
                     return math.ceil(int(line.split()[1]) / 1024)
     except OSError:
         pass
@@ -245,10 +247,23 @@ class Worker:
             os.close(write_fd)
         self.output.follow(read_fd)
         self._init_ms: float | None = None
-        threading.Thread(target=self._reap, name=f"lambda-worker-{self.process.pid}", daemon=True).start()
+        self.memory, self.out_of_memory, self._peak = fn.memory, False, 0
+        threading.Thread(target=self._watch, name=f"lambda-worker-{self.process.pid}", daemon=True).start()
 
-    def _reap(self) -> None:
-        self.process.wait()
+    def _watch(self) -> None:
+        """Until the process ends: kill it when its memory passes the function's MemorySize, as Lambda does."""
+        while True:
+            try:
+                self.process.wait(timeout=MEMORY_POLL)
+                break
+            except subprocess.TimeoutExpired:
+                self._peak = max(self._peak, _memory_mb(self.process.pid, "VmHWM"))
+                if _memory_mb(self.process.pid) > self.memory:
+                    self.out_of_memory = True
+                    try:
+                        os.killpg(self.process.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
         self.api.exited()
 
     def _environment(self, fn: Function, code_dir: Path, initialization: str) -> dict:
@@ -301,11 +316,17 @@ class Worker:
                       json.dumps(client_context) if client_context is not None else None)
         try:
             result = self.api.invoke(event, began + fn.timeout)
+            if _memory_mb(self.process.pid, "VmHWM") > fn.memory:  # over it between two looks of the watcher
+                self.out_of_memory = True
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                raise Exited
         except TimeoutError:
             self.kill()
             result, status = _document(_timeout_document(request_id, fn.timeout)), "\tStatus: timeout"
         except Exited:
-            result, status = _document(self._exit_document(request_id)), "\tStatus: error"
+            result = _document(self._exit_document(request_id))
+            status = f"\tStatus: error\tError Type: {result.error_type}"
         millis = (time.monotonic() - began) * 1000
         self.output.drain()
         init = f"\tInit Duration: {self._init_ms:.2f} ms" if self._init_ms is not None else ""
@@ -313,13 +334,18 @@ class Worker:
         self.output.runtime_line(f"END RequestId: {request_id}\n")
         self.output.runtime_line(
             f"REPORT RequestId: {request_id}\tDuration: {millis:.2f} ms\tBilled Duration: {math.ceil(millis)} ms\t"
-            f"Memory Size: {fn.memory} MB\tMax Memory Used: {_peak_mb(self.process.pid)} MB{init}{status}\t\n")
+            f"Memory Size: {fn.memory} MB\tMax Memory Used: {self.max_memory_used()} MB{init}{status}\t\n")
         outcome = Outcome(result.body, "application/json" if result.error_type else result.content_type,
                           error=result.error_type is not None)
         outcome.log = self.output.invocation_log()
         region, qualifier = _region_and_qualifier(arn)
         lambda_metrics.invoked(region, fn.name, millis, outcome.error, qualifier)
         return outcome
+
+    def max_memory_used(self) -> int:
+        """Lambda's Max Memory Used: the peak resident memory, in MB, at most MemorySize."""
+        self._peak = max(self._peak, _memory_mb(self.process.pid, "VmHWM"))
+        return min(self._peak, self.memory)
 
     def unreported_init(self) -> None:
         """Its init happened ahead of any invocation (provisioned): no Init Duration in its first REPORT."""
@@ -346,8 +372,8 @@ class Worker:
             self.kill()
             returncode = self.process.returncode
         self.kill()
-        return {"errorType": "Runtime.ExitError", "errorMessage": f"RequestId: {request_id} Error: "
-                                                                  f"{_exit_reason(returncode)}"}
+        return {"errorType": "Runtime.OutOfMemory" if self.out_of_memory else "Runtime.ExitError",
+                "errorMessage": f"RequestId: {request_id} Error: {_exit_reason(returncode)}"}
 
 
 def _document(document: dict) -> Result:

@@ -196,3 +196,17 @@ def test_a_layer_provides_what_the_package_lacks(client, deploy, stack):
     assert call(client, one, {})["Body"] == ["layer 1", "site-packages of layer 1"]
     both = deploy("two-layers", files=files, Layers=[first["LayerVersionArn"], second["LayerVersionArn"]])
     assert call(client, both, {})["Body"] == ["layer 2", "site-packages of layer 1"]  # the later layer's file wins
+
+
+def test_a_function_over_its_memory_is_killed_as_on_aws(client, deploy):
+    files = {"app.py": b"def handler(e, c):\n    hog = bytearray(e['mb'] * 1024 * 1024)\n    return len(hog)\n"}
+    name = deploy("hog", files=files, MemorySize=128)
+    assert call(client, name, {"mb": 16})["Body"] == 16 * 1024 * 1024
+    out = call(client, name, {"mb": 400}, LogType="Tail")
+    rid = out["ResponseMetadata"]["RequestId"]
+    assert out["FunctionError"] == "Unhandled"
+    assert out["Body"] == {"errorType": "Runtime.OutOfMemory",
+                           "errorMessage": f"RequestId: {rid} Error: Runtime exited with error: signal: killed"}
+    assert re.search(rf"REPORT RequestId: {rid}\t.*\tMemory Size: 128 MB\tMax Memory Used: 128 MB\t"
+                     rf"Status: error\tError Type: Runtime.OutOfMemory\t\n$", out["Tail"]), out["Tail"]
+    assert call(client, name, {"mb": 16})["Body"] == 16 * 1024 * 1024  # a new worker serves the next call
