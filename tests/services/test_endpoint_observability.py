@@ -82,3 +82,21 @@ def test_the_servers_log_and_metrics_reach_cloudwatch(stack):
     sagemaker.delete_endpoint(EndpointName=ENDPOINT)  # the log stays, as on AWS
     assert _until(lambda: not any(hosting.iterdir()))
     assert events()[:len(written)] == written
+
+
+def test_a_failed_endpoints_log_says_why(stack):
+    """As AWS's FailureReason asks ("Please check CloudWatch logs for this endpoint"): the server's error is there."""
+    server = stack[0]
+    sagemaker, logs = client("sagemaker", server.url), client("logs", server.url)
+    _model(stack, "broken", {"model.pth": b"not a TorchScript archive"})
+    _config(stack, "broken", {"AllTraffic": ("broken", 1.0)})
+    sagemaker.create_endpoint(EndpointName="broken", EndpointConfigName="broken")
+    assert _until(lambda: sagemaker.describe_endpoint(EndpointName="broken")["EndpointStatus"] == "Failed", 120)
+    reason = sagemaker.describe_endpoint(EndpointName="broken")["FailureReason"]
+    assert "Please check CloudWatch logs for this endpoint" in reason
+
+    def messages() -> list[str]:
+        return [e["message"] for page in logs.get_paginator("filter_log_events").paginate(
+            logGroupName="/aws/sagemaker/Endpoints/broken") for e in page["events"]]
+    assert _until(lambda: any("Please ensure model is saved using torchscript" in m for m in messages()))
+    sagemaker.delete_endpoint(EndpointName="broken")
