@@ -3,7 +3,8 @@ it in.
 
 - ``AWS::Lambda::Alias`` (accepted, nothing created): created, moved to a new version on
   update and deleted with the stack through moto's Lambda backend, so alias-qualified
-  permissions and ``Invoke`` of ``function:alias`` find it;
+  permissions and ``Invoke`` of ``function:alias`` find it; its ``ProvisionedConcurrencyConfig`` is the alias's
+  provisioned concurrency config (``lambda_versions``);
 - ``AWS::Lambda::Url`` (accepted, nothing created): the function URL config, for its qualifier, created,
   updated and deleted with the stack (``lambda_urls``); ``Ref`` is the (qualified) function ARN,
   ``Fn::GetAtt`` gives ``FunctionArn`` and ``FunctionUrl`` (on the local gateway);
@@ -45,6 +46,7 @@ from moto.sagemaker.models import FakeEndpoint, sagemaker_backends
 from moto.utilities.utils import get_partition
 
 from .lambda_urls import create_url, delete_url, get_url
+from .lambda_versions import Provisioned, provisioned
 from .sagemaker_endpoints import roll_endpoint
 
 
@@ -79,6 +81,7 @@ class Alias(CloudFormationModel):
         props = cloudformation_json["Properties"]
         alias = lambda_backends[account_id][region_name].create_alias(
             props["Name"], props["FunctionName"], str(props["FunctionVersion"]), props.get("Description", ""), None)
+        _provision(account_id, region_name, props)
         return cls(alias.arn, props["FunctionName"], props["Name"])
 
     @classmethod
@@ -89,6 +92,7 @@ class Alias(CloudFormationModel):
         backend = lambda_backends[account_id][region_name]
         backend.update_alias(original_resource.name, original_resource.function, str(props["FunctionVersion"]),
                              props.get("Description", ""), None)
+        _provision(account_id, region_name, props)
         return original_resource
 
     @classmethod
@@ -96,9 +100,22 @@ class Alias(CloudFormationModel):
                                         account_id: str, region_name: str) -> None:
         function, name = resource_name.split(":")[-2:]  # the alias ARN
         try:
+            provisioned(lambda_backends[account_id][region_name].get_function(function)).pop(name, None)
             lambda_backends[account_id][region_name].delete_alias(name, function)
         except UnknownFunctionException:  # the function went first: its aliases went with it
             pass
+
+
+def _provision(account_id: str, region_name: str, props: dict[str, Any]) -> None:
+    """The alias's ``ProvisionedConcurrencyConfig`` as its provisioned concurrency config (``lambda_versions``);
+    none in the template: none kept."""
+    function = lambda_backends[account_id][region_name].get_function(props["FunctionName"])
+    count = int((props.get("ProvisionedConcurrencyConfig") or {}).get("ProvisionedConcurrentExecutions") or 0)
+    configs = provisioned(function)
+    if not count:
+        configs.pop(props["Name"], None)
+    elif getattr(configs.get(props["Name"]), "requested", None) != count:
+        configs[props["Name"]] = Provisioned(count)
 
 
 class FunctionUrl(CloudFormationModel):
