@@ -160,6 +160,9 @@ def configure(backend: LambdaBackend, function: LambdaFunction, qualifier: str |
         raise InvalidParameterValueException("Provisioned Concurrency Configs cannot be applied to unpublished "
                                              "function versions.")
     backend.get_function(function.function_name, qualifier)  # ResourceNotFoundException when unknown
+    alias = backend._lambdas._get_function_aliases(function.function_name).get(qualifier)
+    if alias is not None and ((alias.routing_config or {}).get("AdditionalVersionWeights")):
+        raise InvalidParameterValueException("Alias with weights can not be used with Provisioned Concurrency")
     if requested < 1:
         raise InvalidParameterValueException("ProvisionedConcurrentExecutions must be at least 1.")
     others = sum(c.requested for q, c in provisioned(function).items() if q != qualifier)

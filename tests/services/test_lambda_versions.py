@@ -177,6 +177,14 @@ def test_provisioned_concurrency_is_refused_on_latest_and_beyond_reserved_concur
     with pytest.raises(lam.exceptions.InvalidParameterValueException):
         lam.put_provisioned_concurrency_config(FunctionName="bounded", Qualifier="1",
                                                ProvisionedConcurrentExecutions=2)
+    lam.update_function_code(FunctionName="bounded", ZipFile=code(2))
+    lam.publish_version(FunctionName="bounded")
+    lam.create_alias(FunctionName="bounded", Name="canary", FunctionVersion="1",
+                     RoutingConfig={"AdditionalVersionWeights": {"2": 0.1}})
+    with pytest.raises(lam.exceptions.InvalidParameterValueException) as caught:
+        lam.put_provisioned_concurrency_config(FunctionName="bounded", Qualifier="canary",
+                                               ProvisionedConcurrentExecutions=1)
+    assert caught.value.response["Error"]["Message"] == "Alias with weights can not be used with Provisioned Concurrency"
     unreserved = lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"]
     deploy(control, "greedy")
     lam.publish_version(FunctionName="greedy")
