@@ -202,13 +202,28 @@ def status(args) -> dict:
         note = f"  (restarted {restarts[name]}x)" if restarts.get(name) else ""
         print(f"  {name:<9} pid {pids.get(name, '-')!s:<8} {url:<44} {'healthy' if good else 'UNHEALTHY'}{note}")
     ok = all(service["healthy"] for service in services)
+    mismatches = lambda_mismatches()
+    for found in mismatches:
+        print(f"  lambda {found['function']}: configured for {found['runtime']}; the stack has no {found['runtime']} "
+              f"with the Lambda runtime client, so {found['runs_on']} runs it")
     native = {"supervisor": state["supervisor"], "phase": state["phase"], "error": state.get("error")} if state else None
     document = {"native_stack": native, "services": services, "healthy": ok,
-                "demo_page": f"{settings.gateway_url()}/"}
+                "demo_page": f"{settings.gateway_url()}/", "lambda_runtime_mismatches": mismatches}
     if not ok:
         raise ExitWith(1, document)
     print(f"demo page: {document['demo_page']}")
     return document
+
+
+def lambda_mismatches() -> list[dict]:
+    """The gateway's functions that ran on another Python than their configured runtime ([] when it cannot say)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(settings.gateway_url() + "/_dogops/lambda/mismatches", timeout=2) as response:
+            return json.load(response)["mismatches"]
+    except (OSError, ValueError, KeyError):
+        return []
 
 
 def aws_status(args) -> dict:

@@ -8,7 +8,7 @@ the Lambda concurrency counters and warm function workers live in it).
 from flask import Flask
 
 from ..security.guard import Guard
-from . import apigw, emulator_proxy, function_url, lambda_api, sagemaker_runtime, signatures
+from . import apigw, emulator_proxy, function_url, lambda_api, lambda_runtime, sagemaker_runtime, signatures
 
 
 def create_app() -> Flask:
@@ -22,6 +22,7 @@ def create_app() -> Flask:
     app.register_blueprint(function_url.blueprint)
     app.register_blueprint(apigw.blueprint)
     app.add_url_rule("/_dogops/health", "health", lambda: {"status": "ok"})
+    app.add_url_rule("/_dogops/lambda/mismatches", "lambda_mismatches", lambda: {"mismatches": lambda_runtime.mismatches()})
     methods = ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"]
     app.add_url_rule("/", "emulator_root", emulator_proxy.forward, methods=[m for m in methods if m != "GET"])
     app.add_url_rule("/<path:path>", "emulator", emulator_proxy.forward, methods=methods)

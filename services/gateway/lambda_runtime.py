@@ -446,15 +446,17 @@ class Runtime:
         line = lambda_sandbox.mismatch(fn.runtime)
         with self._lock:
             first = line is not None and (fn.name, fn.runtime) not in self._mismatches
-            self._mismatches.add((fn.name, fn.runtime))
+            if first:
+                self._mismatches.add((fn.name, fn.runtime))
         if first:
             worker.output.runtime_line(line)
         return worker
 
-    def mismatches(self) -> list[str]:
+    def mismatches(self) -> list[dict]:
         """The functions run by another Python than their configured runtime, as stated in their logs."""
         with self._lock:
-            return sorted(f"{name}: {lambda_sandbox.mismatch(runtime).strip()}" for name, runtime in self._mismatches)
+            return [{"function": name, "runtime": runtime, "runs_on": lambda_sandbox.INTERPRETER}
+                    for name, runtime in sorted(self._mismatches)]
 
     @staticmethod
     def _admit(slots: _Slots, fn: Function, wait: bool) -> tuple[Worker | None, list[Worker]]:
@@ -524,6 +526,11 @@ class Runtime:
 
 _runtime: Runtime | None = None
 _runtime_lock = threading.Lock()
+
+
+def mismatches() -> list[dict]:
+    """Functions this process ran on another Python than their configured runtime (``dogops status`` shows them)."""
+    return _runtime.mismatches() if _runtime is not None else []
 
 
 def runtime() -> Runtime:

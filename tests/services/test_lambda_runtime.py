@@ -210,3 +210,14 @@ def test_a_function_over_its_memory_is_killed_as_on_aws(client, deploy):
     assert re.search(rf"REPORT RequestId: {rid}\t.*\tMemory Size: 128 MB\tMax Memory Used: 128 MB\t"
                      rf"Status: error\tError Type: Runtime.OutOfMemory\t\n$", out["Tail"]), out["Tail"]
     assert call(client, name, {"mb": 16})["Body"] == 16 * 1024 * 1024  # a new worker serves the next call
+
+
+def test_dogops_status_states_the_mismatch(client, deploy, stack, monkeypatch):
+    from dogops.stack_cli import lambda_mismatches
+
+    call(client, deploy("mismatched", runtime="python3.12"), {})
+    call(client, deploy("matched"), {})
+    monkeypatch.setenv("DOGOPS_GATEWAY_URL", stack[1].url)
+    found = lambda_mismatches()
+    assert {"function": "mismatched", "runtime": "python3.12", "runs_on": INTERPRETER} in found
+    assert not [m for m in found if m["function"] == "matched"]
