@@ -65,11 +65,15 @@ class Provisioner:
         self._kept = wanted
 
     def run(self) -> None:
+        failure = None
         while True:
             try:
                 self.sync()
+                failure = None
             except Exception as e:  # noqa: BLE001 (the thread keeps provisioning whatever one poll met)
-                log.warning("provisioned concurrency: %s", e)
+                if str(e) != failure:  # said once, not every second while the emulator is away
+                    log.warning("provisioned concurrency: %s", e)
+                failure = str(e)
             time.sleep(POLL_SECONDS)
 
 
