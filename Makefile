@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 ML     := .dogops/stack/ml
 PORT   ?= 8080
 
-.PHONY: help setup lock demo up down serve tune test test-slow test-all images test-images bench-train bench-serve bench-stack bench-hosting bench-tune clean
+.PHONY: help setup lock demo up down serve tune test test-slow test-all images test-images bench-train bench-serve bench-stack bench-lambda bench-hosting bench-tune clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -102,6 +102,9 @@ bench-serve: setup  ## serve's p50/p99 latency and throughput as ratios to the r
 
 bench-stack: setup  ## the native stack's cold start; Lambda -> gateway -> endpoint against /invocations directly
 	$(BIN)/python benchmarks/bench_stack.py
+
+bench-lambda: setup  ## a Lambda function's cold start and warm invoke on the gateway (awslambdaric workers)
+	$(BIN)/python benchmarks/bench_lambda.py
 
 bench-hosting: setup  ## native hosting: CreateEndpoint to InService, and the memory of 1, 2 and 4 endpoints
 	$(BIN)/python benchmarks/bench_hosting.py
