@@ -228,6 +228,24 @@ def test_an_event_older_than_its_maximum_age_is_discarded_to_failure(aws, client
     holder.join(90)
 
 
+def test_records_are_sent_with_the_functions_role(aws, client, emulator, tmp_path):
+    """A role that may not send to the destination gets no record there (AWS drops it, as here)."""
+    records, records_arn = queue(aws, "unreachable")
+    iam = processes.client("iam", emulator.url)
+    trust = {"Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                            "Action": "sts:AssumeRole"}]}
+    bare = iam.create_role(RoleName="bare", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    aws["lambda"].create_function(FunctionName="unpermitted", Runtime="python3.12", Role=bare, Handler="app.handler",
+                                  Code={"ZipFile": build_zip({"app.py": APP})})
+    name = "unpermitted"
+    aws["lambda"].put_function_event_invoke_config(FunctionName=name, MaximumRetryAttempts=0, DestinationConfig={
+        "OnFailure": {"Destination": records_arn}})
+    rid = send(client, name, {"fail": True, "dir": str(tmp_path)})
+    wait_for(lambda: len(runs(tmp_path, rid)) == 1)
+    time.sleep(2)
+    assert "Messages" not in aws["sqs"].receive_message(QueueUrl=records, WaitTimeSeconds=1)
+
+
 def test_event_invoke_config_api(aws):
     lam = aws["lambda"]
     name = deploy(aws, "configured")
