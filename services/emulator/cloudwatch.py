@@ -1,10 +1,11 @@
 """CloudWatch as AWS answers it, where moto differs: statistics per period and alarms that are evaluated.
 
+- ``PutMetricData``: a datum's ``Values``/``Counts`` are kept as one datum (moto made one per count);
 - ``GetMetricStatistics``: a metric is its namespace, name and *whole* set of dimensions (a query naming only some
   of them finds nothing, as on AWS); periods start at ``StartTime`` rounded down to the minute (to the second for
   periods under a minute), each datapoint stamped with its period's start (moto starts them at the first datum);
-  ``ExtendedStatistics`` (``p50``, ``p99.9``, ...) from the values sent one by one (``Value``/``Values``), none from
-  ``StatisticValues``, as on AWS;
+  ``ExtendedStatistics`` (``p50``, ``p99.9``, ...) from the values sent (``Value``, ``Values`` with ``Counts``), none
+  where a ``StatisticValues`` datum is in the period, as on AWS;
 - ``PutMetricAlarm``: a new alarm is ``INSUFFICIENT_DATA`` (moto: ``OK``), and a thread evaluates every metric
   alarm every ``DOGOPS_ALARM_EVALUATION_S`` seconds (default 60, as CloudWatch evaluates standard alarms each
   minute): the statistic over its last ``EvaluationPeriods`` periods, ``DatapointsToAlarm`` of them breaching the
@@ -22,7 +23,13 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from moto.cloudwatch.exceptions import InvalidParameterValue
-from moto.cloudwatch.models import CloudWatchBackend, Statistics, cloudwatch_backends
+from moto.cloudwatch.models import (
+    CloudWatchBackend,
+    MetricAggregatedDatum,
+    MetricDatum,
+    Statistics,
+    cloudwatch_backends,
+)
 from moto.cloudwatch.responses import CloudWatchResponse
 from moto.core.responses import ActionResult
 
@@ -45,10 +52,48 @@ def _rounded(start: datetime, period: int) -> datetime:
     return start.replace(second=0, microsecond=0) if period >= 60 else start.replace(microsecond=0)
 
 
-def percentile(values: list[float], p: float) -> float:
-    """The ``p``-th percentile of ``values`` (nearest rank, as CloudWatch's pNN of raw values)."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+class Distribution(MetricAggregatedDatum):
+    """A datum's ``Values`` with their ``Counts``, kept as sent (moto made one datum per count): its statistics as
+    an aggregate's, its percentiles from the pairs."""
+
+    def __init__(self, namespace: str, name: str, pairs: list[tuple[float, float]], dimensions: list[dict],
+                 timestamp, unit):
+        super().__init__(namespace, name, min(v for v, _ in pairs), max(v for v, _ in pairs),
+                         sum(c for _, c in pairs), sum(v * c for v, c in pairs), dimensions, timestamp, unit)
+        self.pairs = pairs
+
+
+def _put_metric_data(self, namespace: str, metric_data: list[dict]) -> None:
+    for number, metric in enumerate(metric_data, 1):
+        self._validate_parameters_put_metric_data(metric, number)
+    others = []
+    for metric in metric_data:
+        if not metric.get("Values"):
+            others.append(metric)
+            continue
+        counts = metric.get("Counts") or [1] * len(metric["Values"])
+        pairs = [(float(v), float(c)) for v, c in zip(metric["Values"], counts) if float(c) > 0]
+        if pairs:
+            self.metric_data.append(Distribution(namespace, metric["MetricName"], pairs,
+                                                 metric.get("Dimensions", []), metric.get("Timestamp"),
+                                                 metric.get("Unit")))
+    if others:
+        _moto_put_metric_data(self, namespace, others)
+
+
+_moto_put_metric_data = CloudWatchBackend.put_metric_data
+CloudWatchBackend.put_metric_data = _put_metric_data
+
+
+def percentile(pairs: list[tuple[float, float]], p: float) -> float:
+    """The ``p``-th percentile of values with counts (nearest rank, as CloudWatch's pNN of raw values)."""
+    ordered = sorted(pairs)
+    rank, seen = max(1.0, math.ceil(p / 100 * sum(c for _, c in ordered))), 0.0
+    for value, count in ordered:
+        seen += count
+        if seen >= rank:
+            return value
+    return ordered[-1][0]
 
 
 class _Period(Statistics):
@@ -60,10 +105,12 @@ class _Period(Statistics):
 
     @property
     def extended_statistics(self) -> dict[str, float] | None:
-        values = self.metric_single_values_list
-        if not self.extended or not values or len(values) != len(self.metric_data):
-            return None
-        return {p: percentile(values, float(p[1:])) for p in self.extended}
+        pairs = [(md.value, 1.0) for md in self.metric_data if isinstance(md, MetricDatum)]
+        pairs += [pair for md in self.metric_data if isinstance(md, Distribution) for pair in md.pairs]
+        if not self.extended or not pairs or any(
+                isinstance(md, MetricAggregatedDatum) and not isinstance(md, Distribution) for md in self.metric_data):
+            return None  # a StatisticValues datum has no values to take percentiles of (as on AWS)
+        return {p: percentile(pairs, float(p[1:])) for p in self.extended}
 
 
 def matching(backend: CloudWatchBackend, namespace: str, name: str, dimensions: list[dict], unit: str | None,

@@ -2,8 +2,8 @@
 
 :meth:`MetricPublisher.record` puts one sample on a bounded queue (a few microseconds; past ``max_queue`` samples
 are dropped and counted, never waited for). A thread drains the queue every ``interval`` seconds, folds the samples
-of each metric (namespace, name, dimensions, unit, region) per second into one datum (``Value``, or
-``StatisticValues``: SampleCount, Sum, Minimum, Maximum) and sends them with ``PutMetricData`` (at most 1,000 data
+of each metric (namespace, name, dimensions, unit, region) per second into its distinct values with their counts
+(``Values``/``Counts``: exact, and percentiles stay possible) and sends them with ``PutMetricData`` (at most 1,000 data
 per call). Per-second folding keeps every period of one second or more exact. :meth:`MetricPublisher.record_many`
 queues several samples of one moment as one entry (a request's metrics at the cost of one).
 
@@ -24,6 +24,7 @@ from .clients import root_client
 log = logging.getLogger(__name__)
 
 MAX_DATA_PER_CALL = 1000
+MAX_VALUES = 150  # distinct values in one datum
 Dimensions = tuple[tuple[str, str], ...]
 
 
@@ -70,7 +71,7 @@ class MetricPublisher:
                     try:
                         client.put_metric_data(Namespace=namespace, MetricData=chunk)
                     except Exception as exc:  # noqa: BLE001 - the emulator may be down: the data are lost, not the caller
-                        self.dropped += sum(d.get("StatisticValues", {}).get("SampleCount", 1) for d in chunk)
+                        self.dropped += int(sum(sum(d["Counts"]) for d in chunk))
                         log.warning("PutMetricData %s: %d data not sent: %s", namespace, len(chunk), exc)
 
     def close(self) -> None:
@@ -85,22 +86,23 @@ class MetricPublisher:
 
 
 def fold(entries: list[tuple]) -> dict[tuple[str, str], list[dict]]:
-    """The queued entries as ``PutMetricData``'s ``MetricData`` per (region, namespace): one datum per metric and
-    second."""
-    folded: dict[tuple, list[float]] = {}
+    """The queued entries as ``PutMetricData``'s ``MetricData`` per (region, namespace): per metric and second, its
+    distinct values with their counts (``Values``/``Counts``, at most ``MAX_VALUES`` a datum): exact, and what
+    CloudWatch computes percentiles from."""
+    folded: dict[tuple, dict[float, int]] = {}
     for region, namespace, dimensions, second, samples in entries:
         for name, value, unit in samples:
-            folded.setdefault((region, namespace, name, dimensions, unit, second), []).append(float(value))
+            counts = folded.setdefault((region, namespace, name, dimensions, unit, second), {})
+            counts[float(value)] = counts.get(float(value), 0) + 1
     out: dict[tuple[str, str], list[dict]] = {}
-    for (region, namespace, name, dimensions, unit, second), values in folded.items():
-        datum = {"MetricName": name, "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions],
-                 "Timestamp": datetime.fromtimestamp(second, timezone.utc), "Unit": unit}
-        if len(values) == 1:
-            datum["Value"] = values[0]
-        else:
-            datum["StatisticValues"] = {"SampleCount": float(len(values)), "Sum": sum(values),
-                                        "Minimum": min(values), "Maximum": max(values)}
-        out.setdefault((region, namespace), []).append(datum)
+    for (region, namespace, name, dimensions, unit, second), counts in folded.items():
+        pairs = sorted(counts.items())
+        for start in range(0, len(pairs), MAX_VALUES):
+            chunk = pairs[start:start + MAX_VALUES]
+            out.setdefault((region, namespace), []).append({
+                "MetricName": name, "Dimensions": [{"Name": k, "Value": v} for k, v in dimensions],
+                "Timestamp": datetime.fromtimestamp(second, timezone.utc), "Unit": unit,
+                "Values": [v for v, _ in chunk], "Counts": [float(c) for _, c in chunk]})
     return out
 
 

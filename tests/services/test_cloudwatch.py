@@ -1,5 +1,5 @@
 """CloudWatch on the emulator as AWS answers it (services/emulator/cloudwatch.py), through boto3: datapoints per
-period aligned to the minute, a metric found only by its whole set of dimensions, percentiles of raw values, and
+period aligned to the minute, a metric found only by its whole set of dimensions, percentiles of values and counts, and
 alarms whose state is evaluated from the data (every second here)."""
 
 import time
@@ -43,6 +43,20 @@ def test_percentiles_of_the_values_sent(cloudwatch):
         Namespace="Test/Percentiles", MetricName="Latency", StartTime=now - timedelta(minutes=1),
         EndTime=now + timedelta(minutes=1), Period=300, ExtendedStatistics=["p50", "p99", "p100"])["Datapoints"]
     assert [p["ExtendedStatistics"] for p in points] == [{"p50": 50.0, "p99": 99.0, "p100": 100.0}]
+    cloudwatch.put_metric_data(Namespace="Test/Percentiles", MetricData=[{
+        "MetricName": "Counted", "Values": [1.0, 2.0, 3.0], "Counts": [98, 1, 1], "Timestamp": now}])
+    counted = cloudwatch.get_metric_statistics(
+        Namespace="Test/Percentiles", MetricName="Counted", StartTime=now - timedelta(minutes=1),
+        EndTime=now + timedelta(minutes=1), Period=300, Statistics=["SampleCount", "Sum"],
+        ExtendedStatistics=["p50", "p99", "p100"])["Datapoints"]
+    assert [(p["SampleCount"], p["Sum"], p["ExtendedStatistics"]) for p in counted] == [
+        (100.0, 103.0, {"p50": 1.0, "p99": 2.0, "p100": 3.0})]
+    cloudwatch.put_metric_data(Namespace="Test/Percentiles", MetricData=[{
+        "MetricName": "Counted", "StatisticValues": {"SampleCount": 1, "Sum": 5, "Minimum": 5, "Maximum": 5},
+        "Timestamp": now}])
+    assert "ExtendedStatistics" not in cloudwatch.get_metric_statistics(  # no values to take them from, as on AWS
+        Namespace="Test/Percentiles", MetricName="Counted", StartTime=now - timedelta(minutes=1),
+        EndTime=now + timedelta(minutes=1), Period=300, ExtendedStatistics=["p50"])["Datapoints"][0]
     with pytest.raises(cloudwatch.exceptions.ClientError, match="not supported"):
         cloudwatch.get_metric_statistics(Namespace="Test/Percentiles", MetricName="Latency", StartTime=now,
                                          EndTime=now + timedelta(minutes=1), Period=60, ExtendedStatistics=["q9"])

@@ -93,6 +93,12 @@ def test_invocations_errors_and_latencies_as_sent(stack):
     model = _statistics(cloudwatch, "ModelLatency", ["SampleCount", "Minimum", "Maximum", "Sum"])
     overhead = _statistics(cloudwatch, "OverheadLatency", ["SampleCount", "Maximum", "Sum"])
     assert model["Unit"] == overhead["Unit"] == "Microseconds"
+    now = datetime.now(timezone.utc)
+    tail = cloudwatch.get_metric_statistics(
+        Namespace="AWS/SageMaker", MetricName="ModelLatency", Dimensions=DIMS, StartTime=now - timedelta(minutes=10),
+        EndTime=now + timedelta(minutes=1), Period=3600, ExtendedStatistics=["p50", "p100"])["Datapoints"][0]
+    assert tail["ExtendedStatistics"]["p100"] == model["Maximum"]
+    assert model["Minimum"] <= tail["ExtendedStatistics"]["p50"] <= model["Maximum"]
     assert model["SampleCount"] == overhead["SampleCount"] == 11
     assert model["Sum"] >= sum(served_us) and model["Maximum"] >= max(served_us) >= 30_000  # it slept 30 ms in 6
     assert model["Sum"] + overhead["Sum"] <= sum(client_us)  # both within what the caller waited
