@@ -244,7 +244,7 @@ class EventQueue:
             return self._fail(event, fn, config, "RetriesExhausted", last)
         arn = lambda_runtime.function_arn(fn.name, event.qualifier)
         try:
-            outcome = lambda_runtime.runtime().invoke(fn, event.id, event.payload, arn, None, wait=False)
+            outcome = lambda_runtime.runtime().invoke(fn, event.id, event.payload, arn)  # 429 when busy
         except ServiceError as e:  # throttled, or the service failed: back on the queue
             log.info("asynchronous invocation %s of %s returned to the queue: %s", event.id, fn.name, e.message)
             event.throttles += 1
