@@ -66,6 +66,7 @@ from . import (  # noqa: F401 (each patches moto)
     iam_simulate,
     lambda_async_config,
     lambda_layers,
+    lambda_limits,
     lambda_versions,
     sagemaker_describes,
     sagemaker_endpoints,

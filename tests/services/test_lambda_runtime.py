@@ -221,3 +221,19 @@ def test_dogops_status_states_the_mismatch(client, deploy, stack, monkeypatch):
     found = lambda_mismatches()
     assert {"function": "mismatched", "runtime": "python3.12", "runs_on": INTERPRETER} in found
     assert not [m for m in found if m["function"] == "matched"]
+
+
+def test_the_environment_is_limited_to_4_kb(deploy, stack):
+    lam = processes.client("lambda", stack[0].url)
+    fits = {"A": "x" * (4096 - len('{"A":""}'))}  # exactly 4096 bytes as compact JSON
+    name = deploy("env-limit", Environment={"Variables": fits})
+    over = {"A": "x" * (4097 - len('{"A":""}'))}
+    for call_ in (lambda: lam.update_function_configuration(FunctionName=name, Environment={"Variables": over}),
+                  lambda: deploy("env-over", Environment={"Variables": over})):
+        with pytest.raises(lam.exceptions.InvalidParameterValueException) as caught:
+            call_()
+        assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+        assert caught.value.response["Error"]["Message"] == (
+            "Lambda was unable to configure your environment variables because the environment variables you have "
+            f"provided exceeded the 4KB limit. String measured: {json.dumps(over, separators=(',', ':'))}")
+    assert lam.get_function_configuration(FunctionName=name)["Environment"]["Variables"] == fits
