@@ -4,7 +4,8 @@ exception is a function's code, which ``GetFunction`` through the gateway hands 
 (``Code.Location``), pre-signed with the root key: the emulator checks that signature.
 
 So ``AWS_ENDPOINT_URL_LAMBDA`` may name the gateway: ``Invoke`` runs here, and
-``CreateFunction``, ``GetFunction`` and the rest of Lambda's control plane reach moto.
+``CreateFunction``, ``GetFunction`` and the rest of Lambda's control plane reach moto. While the emulator is down
+(restarting), the answer is a 503 ``ServiceUnavailable`` in the service's protocol, at once.
 """
 
 import re
@@ -12,6 +13,7 @@ import re
 import requests
 from flask import Response, request
 
+from ..security import refusals
 from ..security.guard import raw_uri
 from ..stack import settings
 
@@ -26,7 +28,12 @@ def forward(path: str = "") -> Response:
     if request.path.startswith("/_dogops/") and not CODE_LOCATION.fullmatch(request.path):
         return Response('{"message": "not found"}', 404, content_type="application/json")
     headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-    upstream = _session.request(request.method, settings.emulator_url() + raw_uri(request.environ),
-                                headers=headers, data=request.get_data(), allow_redirects=False, timeout=60)
+    try:
+        upstream = _session.request(request.method, settings.emulator_url() + raw_uri(request.environ),
+                                    headers=headers, data=request.get_data(), allow_redirects=False, timeout=60)
+    except requests.RequestException as exc:
+        signed = request.environ.get("dogops.signed")
+        return refusals.error(signed.service if signed else "dogops", 503, "ServiceUnavailable",
+                              f"the stack's emulator did not answer (restarting?): {type(exc).__name__}")
     relayed = [(k, v) for k, v in upstream.raw.headers.items() if k.lower() not in HOP_BY_HOP]
     return Response(upstream.content, upstream.status_code, headers=relayed)

@@ -222,3 +222,31 @@ def test_state_survives_sigkill_and_fresh_starts_empty(tmp_path, monkeypatch):
             processes.client("iam", fresh.url).get_role(RoleName="persisted-role")
     finally:
         fresh.stop()
+
+
+def test_while_the_emulator_is_down_the_gateway_answers_aws_errors_at_once_then_serves_again(tmp_path):
+    """The emulator SIGKILLed: through the gateway, Lambda's Invoke and a control-plane call it passes on fail at
+    once with ServiceUnavailable (boto3 parses it); restarted on its state, the same function answers again."""
+    state, logs = tmp_path / "state", tmp_path / "logs"
+    logs.mkdir()
+    emulator = processes.Process("services.emulator", logs, None, DOGOPS_EMULATOR_STATE_DIR=state)
+    gateway = processes.gateway(logs, emulator.url)
+    try:
+        processes.deploy_function(emulator.url, "echo", "def handler(event, context):\n    return event\n")
+        lam = processes.client("lambda", gateway.url, retries={"max_attempts": 0}, read_timeout=10)
+        assert json.loads(lam.invoke(FunctionName="echo", Payload=b'{"n": 1}')["Payload"].read()) == {"n": 1}
+        emulator.proc.send_signal(signal.SIGKILL)
+        emulator.proc.wait()
+        for call in (lambda: lam.invoke(FunctionName="echo", Payload=b"{}"),
+                     lambda: lam.get_function(FunctionName="echo")):
+            started = time.monotonic()
+            with pytest.raises(ClientError) as failure:
+                call()
+            assert failure.value.response["Error"]["Code"] in ("ServiceUnavailable", "ServiceUnavailableException")
+            assert failure.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+            assert time.monotonic() - started < 5
+        emulator = processes.Process("services.emulator", logs, emulator.port, DOGOPS_EMULATOR_STATE_DIR=state)
+        assert json.loads(lam.invoke(FunctionName="echo", Payload=b'{"n": 2}')["Payload"].read()) == {"n": 2}
+    finally:
+        gateway.stop()
+        emulator.stop()
