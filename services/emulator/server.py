@@ -61,6 +61,7 @@ from ..stack import settings
 from . import (  # noqa: F401 (each patches moto)
     cloudformation,
     cloudwatch,
+    cloudwatch_logs,
     ecr,
     iam_enforcement,
     iam_simulate,

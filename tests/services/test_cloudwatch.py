@@ -13,10 +13,15 @@ DIMS = [{"Name": "EndpointName", "Value": "ep"}, {"Name": "VariantName", "Value"
 
 
 @pytest.fixture(scope="module")
-def cloudwatch(tmp_path_factory):
+def url(tmp_path_factory):
     server = emulator(tmp_path_factory.mktemp("cloudwatch"), DOGOPS_ALARM_EVALUATION_S="1")
-    yield client("cloudwatch", server.url)
+    yield server.url
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def cloudwatch(url):
+    return client("cloudwatch", url)
 
 
 def test_datapoints_are_per_period_from_the_minute_and_need_every_dimension(cloudwatch):
@@ -90,3 +95,19 @@ def test_an_alarm_is_evaluated_from_the_data(cloudwatch):
     history = cloudwatch.describe_alarm_history(AlarmName="too-many")["AlarmHistoryItems"]
     assert history[0]["HistorySummary"] == "Alarm updated from ALARM to OK"
     assert history[1]["HistorySummary"].endswith(" to ALARM") and history[1]["HistoryItemType"] == "StateUpdate"
+
+
+def test_filter_log_events_takes_a_stream_prefix_and_interleaves(url):
+    logs = client("logs", url)
+    logs.create_log_group(logGroupName="/test/filter")
+    base = int(time.time() * 1000) - 60_000
+    for stream, times in (("job-a/algo-1-1", (1, 3)), ("job-a/algo-2-1", (2, 4)), ("job-ab/algo-1-1", (0,))):
+        logs.create_log_stream(logGroupName="/test/filter", logStreamName=stream)
+        logs.put_log_events(logGroupName="/test/filter", logStreamName=stream,
+                            logEvents=[{"timestamp": base + t, "message": f"{stream} {t}"} for t in times])
+    events = logs.filter_log_events(logGroupName="/test/filter", logStreamNamePrefix="job-a/")["events"]
+    assert [e["message"] for e in events] == ["job-a/algo-1-1 1", "job-a/algo-2-1 2", "job-a/algo-1-1 3",
+                                              "job-a/algo-2-1 4"]
+    assert logs.filter_log_events(logGroupName="/test/filter", logStreamNamePrefix="nothing/")["events"] == []
+    with pytest.raises(logs.exceptions.InvalidParameterException):
+        logs.filter_log_events(logGroupName="/test/filter", logStreamNamePrefix="job-a/", logStreamNames=["x"])
