@@ -233,7 +233,8 @@ def _private(request, full_url: str, headers: dict):
     region = re.search(r"Credential=[^/]+/\d{8}/([^/]+)/", headers["Authorization"]).group(1)
     backend = lambda_backends[settings.ACCOUNT][region]
     if request.method == "GET":
-        found = [{"FunctionName": f.function_name, "Qualifier": q, "Requested": c.requested}
+        found = [{"FunctionName": f.function_name, "Qualifier": q, "Requested": c.requested,
+                  "Allocated": c.allocated, "Failed": c.failed}
                  for f in backend._lambdas.latest() for q, c in provisioned(f).items()]
         return 200, {"Content-Type": "application/json"}, json.dumps({"Configs": found})
     report = json.loads(request.data or b"{}")

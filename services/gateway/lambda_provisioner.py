@@ -57,8 +57,10 @@ class Provisioner:
             if old is not None and old.environment_key != fn.environment_key:
                 runtime.provision(old, 0)
             ready = runtime.provision(fn, config["Requested"])
-            _emulator("POST", {"FunctionName": key[0], "Qualifier": key[1], "Requested": config["Requested"],
-                               "Allocated": ready, "Failed": ready < config["Requested"]})  # an init failed
+            failed = ready < config["Requested"]  # short: an init failed
+            if (config["Allocated"], config["Failed"]) != (ready, failed):  # a change only: the emulator journals it
+                _emulator("POST", {"FunctionName": key[0], "Qualifier": key[1], "Requested": config["Requested"],
+                                   "Allocated": ready, "Failed": failed})
         for key, fn in self._kept.items():
             if key not in wanted:
                 runtime.provision(fn, 0)
