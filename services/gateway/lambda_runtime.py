@@ -412,14 +412,14 @@ class Runtime:
         self._lock = threading.Lock()
         self._mismatches: set[tuple[str, str]] = set()  # (function, runtime) already stated in the log
 
-    def invoke(self, fn: Function, request_id: str, payload: str, arn: str, client_context: dict | None = None,
-               wait: bool = False) -> Outcome:
-        """Run ``payload`` (JSON text) on a warm or new worker. ``wait``: queue instead of throttling (``Event``)."""
+    def invoke(self, fn: Function, request_id: str, payload: str, arn: str,
+               client_context: dict | None = None) -> Outcome:
+        """Run ``payload`` (JSON text) on a warm or new worker; ``ServiceError`` 429 past reserved concurrency."""
         with self._lock:
             slots = self._slots.setdefault(fn.name, _Slots())
         region, qualifier = _region_and_qualifier(arn)
         try:
-            worker, retired = self._admit(slots, fn, wait)
+            worker, retired = self._admit(slots, fn)
         except ServiceError:
             lambda_metrics.throttled(region, fn.name, qualifier)
             raise
@@ -459,11 +459,11 @@ class Runtime:
                     for name, runtime in sorted(self._mismatches)]
 
     @staticmethod
-    def _admit(slots: _Slots, fn: Function, wait: bool) -> tuple[Worker | None, list[Worker]]:
+    def _admit(slots: _Slots, fn: Function) -> tuple[Worker | None, list[Worker]]:
         limit = MAX_WORKERS if fn.reserved is None else fn.reserved
         with slots.ready:
             while slots.active >= limit:
-                if fn.reserved is not None and (not wait or fn.reserved == 0):
+                if fn.reserved is not None:
                     raise ServiceError(429, "TooManyRequestsException", "Rate Exceeded.", {"Retry-After": "1"},
                                        Type="User", Reason="ReservedFunctionConcurrentInvocationLimitExceeded")
                 slots.ready.wait()
