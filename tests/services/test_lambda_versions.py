@@ -7,6 +7,10 @@ import math
 import time
 
 import pytest
+import requests
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from dogops.lambda_package import build_zip
 
@@ -221,3 +225,18 @@ def test_an_alias_routing_config_is_checked(control, version, weights, error, me
                          RoutingConfig={"AdditionalVersionWeights": weights})
     assert caught.value.response["Error"]["Code"] == error
     lam.delete_alias(FunctionName="routed", Name="checked")
+
+
+def test_the_gateways_provisioning_route_takes_only_the_root_key(stack):
+    """An IAM user cannot read or mark provisioned concurrency configs through the emulator's route for the
+    gateway."""
+    emulator, _ = stack
+    iam = processes.client("iam", emulator.url)
+    iam.create_user(UserName="someone")
+    key = iam.create_access_key(UserName="someone")["AccessKey"]
+    url = emulator.url + "/2019-09-30/dogops/provisioned-concurrency"
+    for method in ("GET", "POST"):
+        signed = AWSRequest(method, url, data=b"{}")
+        SigV4Auth(Credentials(key["AccessKeyId"], key["SecretAccessKey"]), "lambda", "us-east-1").add_auth(signed)
+        answer = requests.request(method, url, data=b"{}", headers=dict(signed.headers), timeout=10)
+        assert answer.status_code == 403, answer.text
