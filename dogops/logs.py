@@ -86,8 +86,9 @@ def tail(logs, group: str, prefix: str | None, start: int | None, follow: bool, 
                 if event["eventId"] in seen:
                     continue
                 moment = datetime.fromtimestamp(event["timestamp"] / 1000, timezone.utc)
-                print(f"{moment.isoformat(timespec='milliseconds')} {event['logStreamName']} {event['message']}",
-                      file=out, flush=True)
+                message = event["message"].rstrip("\n")  # Lambda's lines end with one
+                print(f"{moment.isoformat(timespec='milliseconds')} {event['logStreamName']} {message}", file=out,
+                      flush=True)
                 printed += 1
             if events:  # as `aws logs tail`: the next poll starts at the last time, skipping what it printed
                 last = events[-1]["timestamp"]

@@ -77,13 +77,13 @@ def test_a_jobs_streams_interleaved_by_time_and_since(url):
 def test_follow_prints_what_comes_later_until_interrupted(url):
     logs = client("logs", url)
     group = "/aws/lambda/followed"
-    _put(logs, group, "2026/12/03/[$LATEST]abc", [(_ms(datetime.now(timezone.utc)), "START RequestId: 1")])
+    _put(logs, group, "2026/12/03/[$LATEST]abc", [(_ms(datetime.now(timezone.utc)), "START RequestId: 1\n")])
     proc = subprocess.Popen([DOGOPS, "logs", "function", "followed", "--follow"], env=_env(url),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().rstrip("\n").endswith(" 2026/12/03/[$LATEST]abc START RequestId: 1")
         for n in (2, 3):
-            _put(logs, group, "2026/12/03/[$LATEST]abc", [(_ms(datetime.now(timezone.utc)), f"END RequestId: {n}")])
+            _put(logs, group, "2026/12/03/[$LATEST]abc", [(_ms(datetime.now(timezone.utc)), f"END RequestId: {n}\n")])
             assert proc.stdout.readline().rstrip("\n").endswith(f" END RequestId: {n}")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=30) == 0
