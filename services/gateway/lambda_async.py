@@ -19,7 +19,9 @@
   record; the dead-letter queue (SQS, SNS) the event as sent, with the ``RequestID``, ``ErrorCode`` and
   ``ErrorMessage`` attributes. Both are sent with the function's execution role (STS ``AssumeRole``), as AWS sends
   them; a Lambda destination is invoked asynchronously, through this queue. A record that cannot be sent is logged
-  and dropped (AWS counts it in ``DestinationDeliveryFailures``).
+  and dropped.
+- Metrics (``AWS/Lambda``, as AWS names them): ``AsyncEventsReceived``, ``AsyncEventAge``, ``AsyncEventsDropped``,
+  ``DestinationDeliveryFailures``, ``DeadLetterErrors``.
 """
 
 import hashlib
@@ -37,6 +39,7 @@ from pathlib import Path
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..observability import lambda_metrics
 from ..stack import settings
 from . import lambda_runtime, lambda_versions
 from .aws_errors import request_id
@@ -167,6 +170,7 @@ class EventQueue:
             self._db.execute("INSERT INTO events VALUES (?, ?, ?, ?, ?, 0, 0, NULL, ?, 0)", (
                 event.id, event.function, event.qualifier, event.payload, event.received, event.received))
             self._ready.notify()
+        _metric(event.function, "AsyncEventsReceived", qualifier=event.qualifier)
 
     def _dispatch(self) -> None:
         while True:
@@ -243,6 +247,7 @@ class EventQueue:
         if fn.reserved == 0:
             return self._fail(event, fn, config, "RetriesExhausted", last)
         arn = lambda_runtime.function_arn(fn.name, event.qualifier)
+        began = time.time()
         try:
             outcome = lambda_runtime.runtime().invoke(fn, event.id, event.payload, arn)  # 429 when busy
         except ServiceError as e:  # throttled, or the service failed: back on the queue
@@ -250,6 +255,7 @@ class EventQueue:
             event.throttles += 1
             return self._later(event, min(THROTTLE_DELAY * 2 ** (event.throttles - 1), THROTTLE_MAX), True)
         self._freed(fn.name)
+        _metric(fn.name, "AsyncEventAge", (began - event.received) * 1000, "Milliseconds", event.qualifier)
         event.attempts += 1
         response = _response(fn, outcome)
         if not outcome.error:
@@ -261,6 +267,7 @@ class EventQueue:
         self._later(event, retry_delay() * 2 ** (event.attempts - 1))
 
     def _fail(self, event: Event, fn: Function, config: dict, condition: str, response: dict | None) -> None:
+        _metric(fn.name, "AsyncEventsDropped", qualifier=event.qualifier)
         self._send(fn, config, "OnFailure", record(event, condition, response))
         target = dead_letter_target(fn)
         if target:
@@ -290,6 +297,7 @@ class EventQueue:
                     "Resources": [lambda_runtime.function_arn(fn.name, fn.version), destination]}])
         except (ClientError, BotoCoreError, ServiceError) as e:
             log.warning("the %s record of %s could not be sent to %s: %s", condition, fn.name, destination, e)
+            _metric(fn.name, "DestinationDeliveryFailures")
 
     @staticmethod
     def _dead_letter(fn: Function, target: str, event: Event, response: dict | None) -> None:
@@ -311,6 +319,11 @@ class EventQueue:
         except (ClientError, BotoCoreError) as e:
             log.warning("event %s of %s could not be sent to its dead-letter queue %s: %s", event.id, fn.name,
                         target, e)
+            _metric(fn.name, "DeadLetterErrors")
+
+
+def _metric(function: str, name: str, value: float = 1, unit: str = "Count", qualifier: str | None = None) -> None:
+    lambda_metrics.asynchronous(settings.REGION, function, name, value, unit, qualifier)
 
 
 def _queue_url(arn: str) -> str:

@@ -6,7 +6,8 @@ runtime to call around each invocation:
   as AWS publishes both;
 - :func:`throttled`: ``Throttles`` 1 (a request refused for concurrency; not an invocation);
 - :func:`concurrency`: ``ConcurrentExecutions`` (Count; its Maximum is what AWS charts), per function and for the
-  account (no dimension).
+  account (no dimension);
+- :func:`asynchronous`: the asynchronous invocation metrics (``services.gateway.lambda_async``).
 """
 
 from . import metrics
@@ -39,3 +40,11 @@ def concurrency(region: str, function: str, running: int, account_running: int) 
     record = metrics.shared().record
     record(NAMESPACE, "ConcurrentExecutions", running, "Count", (("FunctionName", function),), region=region)
     record(NAMESPACE, "ConcurrentExecutions", account_running, "Count", (), region=region)
+
+
+def asynchronous(region: str, function: str, name: str, value: float = 1, unit: str = "Count",
+                 qualifier: str | None = None) -> None:
+    """An asynchronous invocation metric, as AWS names them: ``AsyncEventsReceived``, ``AsyncEventAge``
+    (Milliseconds), ``AsyncEventsDropped``, ``DestinationDeliveryFailures``, ``DeadLetterErrors``."""
+    for dims in _dimension_sets(function, qualifier):
+        metrics.shared().record(NAMESPACE, name, value, unit, dims, region=region)

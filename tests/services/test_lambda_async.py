@@ -5,6 +5,7 @@ killed with SIGKILL. Retry delays are shortened with ``DOGOPS_LAMBDA_RETRY_DELAY
 import json
 import threading
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -67,7 +68,7 @@ def aws(emulator):
     iam.put_role_policy(RoleName="async", PolicyName="destinations", PolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
             "sqs:SendMessage", "sns:Publish", "events:PutEvents", "lambda:InvokeFunction"]}]}))
-    return {service: processes.client(service, emulator.url) for service in ("lambda", "sqs", "sns", "events")} | {
+    return {service: processes.client(service, emulator.url) for service in ("lambda", "sqs", "sns", "events", "cloudwatch")} | {
         "role": role}
 
 
@@ -111,6 +112,17 @@ def runs(directory: Path, request_id: str | None = None) -> list[float]:
                   if request_id is None or p.name.startswith(request_id + "."))
 
 
+def metric(aws, function: str, name: str) -> dict:
+    """The function's ``AWS/Lambda`` metric in the emulator's CloudWatch now: its sample count and sum (the gateway
+    sends what it recorded every second)."""
+    now = datetime.now(timezone.utc)
+    points = aws["cloudwatch"].get_metric_statistics(
+        Namespace="AWS/Lambda", MetricName=name, Dimensions=[{"Name": "FunctionName", "Value": function}],
+        StartTime=now - timedelta(minutes=10), EndTime=now + timedelta(minutes=1), Period=3600,
+        Statistics=["SampleCount", "Sum"])["Datapoints"]
+    return {k: sum(p[k] for p in points) for k in ("SampleCount", "Sum")}
+
+
 def wait_for(check, seconds: float = 30):
     deadline = time.monotonic() + seconds
     while not check():
@@ -145,6 +157,9 @@ def test_a_failing_event_is_retried_twice_then_recorded_on_failure_and_in_the_de
     attributes = {k: v["StringValue"] for k, v in dead["MessageAttributes"].items()}
     assert attributes == {"RequestID": rid, "ErrorCode": "200", "ErrorMessage": "failed on purpose"}
     assert dead["MessageAttributes"]["ErrorCode"]["DataType"] == "Number"
+    wait_for(lambda: metric(aws, name, "AsyncEventAge")["SampleCount"] == 3, 10)  # one per attempt
+    for counted in ("AsyncEventsReceived", "AsyncEventsDropped"):  # sent within a second of being counted
+        wait_for(lambda counted=counted: metric(aws, name, counted) == {"SampleCount": 1, "Sum": 1}, 10)
 
 
 def test_maximum_retry_attempts_and_success_destinations(aws, client, tmp_path):
@@ -244,6 +259,7 @@ def test_records_are_sent_with_the_functions_role(aws, client, emulator, tmp_pat
     wait_for(lambda: len(runs(tmp_path, rid)) == 1)
     time.sleep(2)
     assert "Messages" not in aws["sqs"].receive_message(QueueUrl=records, WaitTimeSeconds=1)
+    wait_for(lambda: metric(aws, name, "DestinationDeliveryFailures") == {"SampleCount": 1, "Sum": 1}, 10)
 
 
 def test_event_invoke_config_api(aws):
