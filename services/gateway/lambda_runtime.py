@@ -80,13 +80,14 @@ class Function:
     variables: tuple  # (name, value) pairs
     reserved: int | None  # reserved concurrency, None when unset
     layers: tuple = ()  # layer version ARNs, in the configuration's order
+    tmp_mb: int = 512  # EphemeralStorage: the size of its /tmp (TMPDIR)
     boot: str = ""  # the emulator's boot id (X-Dogops-Boot-Id): a restarted emulator forgot the role's sessions
 
     @property
     def environment_key(self) -> tuple:
         """Workers started for one key serve every invocation with that key."""
         return (self.version, self.handler, self.runtime, self.timeout, self.memory, self.role, self.code_sha,
-                self.variables, self.layers, self.boot)
+                self.variables, self.layers, self.tmp_mb, self.boot)
 
 
 @dataclass
@@ -129,6 +130,7 @@ def _lookup(name: str, qualifier: str | None) -> Function:
                     timeout=int(config.get("Timeout") or 3), memory=int(config.get("MemorySize") or 128),
                     role=config["Role"], code_sha=config["CodeSha256"], variables=tuple(sorted(variables.items())),
                     reserved=reserved, layers=tuple(layer["Arn"] for layer in config.get("Layers") or []),
+                    tmp_mb=int((config.get("EphemeralStorage") or {}).get("Size") or 512),
                     boot=found["ResponseMetadata"]["HTTPHeaders"].get("x-dogops-boot-id", ""))
 
 
@@ -237,7 +239,8 @@ class Worker:
         read_fd, write_fd = os.pipe()
         try:
             self.process = subprocess.Popen(
-                lambda_sandbox.command(runtime_dir, opt_dir), cwd=code_dir, env=environment,
+                lambda_sandbox.contained(lambda_sandbox.command(runtime_dir, opt_dir), self.tmp, fn.tmp_mb, code_dir,
+                                         opt_dir), cwd=code_dir, env=environment,
                 stdin=subprocess.DEVNULL, stdout=write_fd, stderr=write_fd, start_new_session=True)
         except OSError:
             os.close(read_fd)

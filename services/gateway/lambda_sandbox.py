@@ -8,7 +8,12 @@ the runtime's own packages, and nothing of the stack.
   function configured for another minor runs on it, and ``mismatch`` says so (the function's log, ``dogops
   status``);
 - the task root (``LAMBDA_TASK_ROOT``) is the unpacked package, read-only (``read_only``);
-- ``/opt``: the configuration's layers unpacked in order into one directory per list of layers.
+- ``/opt``: the configuration's layers unpacked in order into one directory per list of layers;
+- on Linux with ``unshare`` (util-linux; a user namespace too unless root), each worker runs in a mount namespace
+  of its own (``contained``) where the task root and ``/opt`` are read-only mounts (writes fail with EROFS,
+  "Read-only file system", as on Lambda, root included) and its ``TMPDIR`` is a tmpfs of the function's
+  ``EphemeralStorage`` size (a write past it fails with ENOSPC). Without it they are only chmod'ed read-only
+  and ``TMPDIR`` is a plain directory.
 """
 
 import importlib.metadata
@@ -16,6 +21,7 @@ import os
 import re
 import shutil
 import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -51,6 +57,52 @@ def build_runtime(target: Path) -> Path:
 
 def command(runtime_dir: Path, opt_dir: Path) -> list[str]:
     return [sys.executable, "-I", "-S", str(runtime_dir / "bootstrap.py"), str(opt_dir)]
+
+
+_CONTAIN = """
+tmp=$1 size=$2 task=$3 opt=$4
+shift 4
+mount -t tmpfs -o "size=${size}m,mode=1777" tmpfs "$tmp" || exit 97
+for ro in "$task" "$opt"; do
+    { mount --bind "$ro" "$ro" && mount -o remount,bind,ro "$ro"; } || exit 97
+done
+cd "$task" || exit 97
+exec "$@"
+"""
+
+
+def _unshare() -> list[str]:
+    unshare = shutil.which("unshare")
+    if unshare is None or sys.platform != "linux":
+        return []
+    namespaces = ["--mount"] if os.geteuid() == 0 else ["--user", "--map-root-user", "--mount"]
+    return [unshare, *namespaces, "--propagation", "private"]
+
+
+def _can_contain() -> bool:
+    """Whether this machine lets a process mount in a namespace of its own (a container may not)."""
+    prefix = _unshare()
+    if not prefix:
+        return False
+    probe = Path(os.environ.get("TMPDIR") or "/tmp")
+    try:
+        result = subprocess.run([*prefix, "sh", "-c", _CONTAIN, "probe", str(probe), "1", str(probe), str(probe),
+                                 "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return result.returncode == 0
+
+
+CAN_CONTAIN = _can_contain()
+
+
+def contained(argv: list[str], tmp: Path, tmp_mb: int, task_root: Path, opt_dir: Path) -> list[str]:
+    """``argv`` in a mount namespace of its own: ``tmp`` a tmpfs of ``tmp_mb`` MB, the task root and ``/opt``
+    read-only; ``argv`` itself where the machine cannot."""
+    if not CAN_CONTAIN:
+        return argv
+    return [*_unshare(), "sh", "-c", _CONTAIN, "lambda-sandbox", str(tmp), str(tmp_mb), str(task_root),
+            str(opt_dir), *argv]
 
 
 def mismatch(runtime: str) -> str | None:

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from dogops.lambda_package import build_zip
-from services.gateway.lambda_sandbox import INTERPRETER
+from services.gateway.lambda_sandbox import CAN_CONTAIN, INTERPRETER
 
 from . import processes
 
@@ -237,3 +237,38 @@ def test_the_environment_is_limited_to_4_kb(deploy, stack):
             "Lambda was unable to configure your environment variables because the environment variables you have "
             f"provided exceeded the 4KB limit. String measured: {json.dumps(over, separators=(',', ':'))}")
     assert lam.get_function_configuration(FunctionName=name)["Environment"]["Variables"] == fits
+
+
+SANDBOXED = b'''
+import errno, os
+
+def handler(event, context):
+    answers = {}
+    for where in (os.environ["LAMBDA_TASK_ROOT"] + "/new.txt", "new.txt"):
+        try:
+            open(where, "w").close()
+            answers[where] = "written"
+        except OSError as e:
+            answers[where] = errno.errorcode[e.errno]
+    path, written = os.path.join(os.environ["TMPDIR"], "fill"), 0
+    try:
+        with open(path, "wb") as f:
+            while True:
+                f.write(b"\\0" * (1 << 20))
+                f.flush()
+                written += 1
+    except OSError as e:
+        answers["tmp"] = [errno.errorcode[e.errno], written]
+    finally:
+        os.remove(path)
+    return answers
+'''
+
+
+@pytest.mark.skipif(not CAN_CONTAIN, reason="this machine lets no process mount in a namespace of its own")
+def test_read_only_task_root_and_ephemeral_storage_size(client, deploy):
+    name = deploy("sandboxed", files={"app.py": SANDBOXED}, EphemeralStorage={"Size": 512}, MemorySize=256)
+    answers = call(client, name, {})["Body"]
+    tmp = answers.pop("tmp")
+    assert set(answers.values()) == {"EROFS"}, answers  # "Read-only file system", as /var/task on Lambda
+    assert tmp == ["ENOSPC", 512]  # MB written when TMPDIR is full: its EphemeralStorage size
