@@ -27,8 +27,9 @@ On disk (``journal.jsonl`` and ``blobs/``, mode 0600 in a 0700 folder):
 
 Reads (GET/HEAD, actions named ``Describe``/``List``/``Get``/...), STS sessions (temporary: callers make new
 ones), ``Invoke`` and CloudWatch's ``PutMetricData`` (the stack's own metrics) are not journaled. Loading compacts: an S3 object written
-again or deleted later loses its older ``PutObject`` (unless a copy or a versioned bucket may need it), and blobs
-no record names are removed, so a journal grows with what exists, not with every upload.
+again or deleted later loses its older ``PutObject`` (unless a copy or a versioned bucket may need it), runs of
+``PutLogEvents`` to one stream become one request, and blobs no record names are removed, so a journal grows with
+what exists, not with every upload or log batch.
 """
 
 import base64
@@ -44,7 +45,8 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
@@ -276,9 +278,57 @@ def _s3_target(record: dict) -> tuple[str, str] | None:
     return (parts[0], parts[1]) if len(parts) == 2 and parts[1] else None
 
 
-def compact(records: list[dict]) -> list[dict]:
+PUT_LOG_EVENTS = "Logs_20140328.PutLogEvents"
+LOG_BATCH_SPAN = timedelta(hours=1)  # CloudWatch Logs takes events up to 2 h ahead of its clock: merged batches span less
+LOG_BATCH_EVENTS = 10_000  # PutLogEvents' limit
+
+
+def _merge_log_batches(records: list[dict], body: Callable[[dict], bytes]) -> list[dict]:
+    """``records`` with each run of ``PutLogEvents`` to one log stream (no other request on its log group between,
+    within ``LOG_BATCH_SPAN`` and ``LOG_BATCH_EVENTS``) as one request: the stack's log writers send a batch every
+    half second, which replayed one by one would make a start slow."""
+    merged, open_batches = [], {}  # (group, stream) -> index in merged of the batch still taking events
+    for record in records:
+        environ = record.get("environ", {})
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if not target.startswith("Logs_"):
+            merged.append(record)
+            continue
+        try:
+            request = json.loads(body(record) or b"{}")
+        except ValueError:
+            request = {}
+        group = request.get("logGroupName") or request.get("logGroupIdentifier")
+        if target != PUT_LOG_EVENTS or not isinstance(request.get("logEvents"), list):
+            open_batches = {key: i for key, i in open_batches.items() if key[0] != group}  # a change to the group
+            merged.append(record)
+            continue
+        key, index = (group, request.get("logStreamName")), open_batches.get((group, request.get("logStreamName")))
+        if index is not None:
+            first = merged[index]
+            events = first["events"] + request["logEvents"]
+            if record["at"] - first["started"] < LOG_BATCH_SPAN and len(events) <= LOG_BATCH_EVENTS:
+                first.update(events=events, at=record["at"])
+                continue
+        open_batches[key] = len(merged)
+        merged.append({**record, "events": request["logEvents"], "started": record["at"], "request": request})
+    out = []
+    for record in merged:
+        if "events" in record:
+            request = {**record.pop("request"), "logEvents": sorted(record.pop("events"), key=lambda e: e["timestamp"])}
+            request.pop("sequenceToken", None)
+            record.pop("started")
+            record.pop("blob", None)
+            record["body"] = base64.b64encode(json.dumps(request).encode()).decode("ascii")
+        out.append(record)
+    return out
+
+
+def compact(records: list[dict], body: Callable[[dict], bytes] = lambda record: b"") -> list[dict]:
     """``records`` without the S3 writes a later write or delete of the same object replaced, in buckets with no
-    versioning, copy or multipart upload (which could read an older object) in the journal."""
+    versioning, copy or multipart upload (which could read an older object) in the journal, and with consecutive
+    log batches to a stream merged (``body``: a record's body)."""
+    records = _merge_log_batches(records, body)
     unsafe = set()
     for record in records:
         environ = record.get("environ", {})
@@ -378,7 +428,7 @@ class Store:
                     os.environ.pop(name, None)
                 else:
                     os.environ[name] = value
-        self.journal.rewrite(compact(records))
+        self.journal.rewrite(compact(records, self.journal.body))
         self._end_interrupted_jobs()
         self._host_endpoints()
         counts["seconds"] = round(time.monotonic() - started, 2)

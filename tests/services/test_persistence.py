@@ -250,3 +250,34 @@ def test_while_the_emulator_is_down_the_gateway_answers_aws_errors_at_once_then_
     finally:
         gateway.stop()
         emulator.stop()
+
+
+def test_log_batches_are_merged_by_compaction_and_every_event_stays(tmp_path):
+    """A log writer's many small PutLogEvents become one request per stream in the journal; every event, in
+    order, is there after two restarts (the second replays the merged journal)."""
+    state, logs = tmp_path / "state", tmp_path / "logs"
+    logs.mkdir()
+    emulator = processes.Process("services.emulator", logs, None, DOGOPS_EMULATOR_STATE_DIR=state)
+    try:
+        cloudwatch = processes.client("logs", emulator.url)
+        cloudwatch.create_log_group(logGroupName="/aws/lambda/persisted")
+        for stream in ("a", "b"):
+            cloudwatch.create_log_stream(logGroupName="/aws/lambda/persisted", logStreamName=stream)
+        now = int(time.time() * 1000)
+        for batch in range(30):
+            for stream in ("a", "b"):
+                cloudwatch.put_log_events(logGroupName="/aws/lambda/persisted", logStreamName=stream, logEvents=[
+                    {"timestamp": now + batch * 10 + i, "message": f"{stream} {batch} {i}"} for i in range(3)])
+
+        def events(stream):
+            return [e["message"] for e in processes.client("logs", emulator.url).get_log_events(
+                logGroupName="/aws/lambda/persisted", logStreamName=stream, startFromHead=True)["events"]]
+
+        before = {stream: events(stream) for stream in ("a", "b")}
+        assert len(before["a"]) == 90 and before["a"][:2] == ["a 0 0", "a 0 1"]
+        for _ in range(2):
+            emulator = _restart(emulator, logs, state)
+            assert {stream: events(stream) for stream in ("a", "b")} == before
+        assert len(Journal(state).records()) == 1 + 2 + 2  # the group, two streams, one batch each
+    finally:
+        emulator.stop()
