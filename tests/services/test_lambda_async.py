@@ -262,6 +262,22 @@ def test_records_are_sent_with_the_functions_role(aws, client, emulator, tmp_pat
     wait_for(lambda: metric(aws, name, "DestinationDeliveryFailures") == {"SampleCount": 1, "Sum": 1}, 10)
 
 
+def test_an_alias_has_its_own_config_and_runs_its_version(aws, client):
+    records, records_arn = queue(aws, "alias-records")
+    name = deploy(aws, "versioned")
+    aws["lambda"].publish_version(FunctionName=name)
+    aws["lambda"].create_alias(FunctionName=name, Name="live", FunctionVersion="1")
+    aws["lambda"].put_function_event_invoke_config(FunctionName=name, Qualifier="live", DestinationConfig={
+        "OnSuccess": {"Destination": records_arn}})
+    unqualified = send(client, name, {"n": 0})  # $LATEST has no config: no record
+    out = client.invoke(FunctionName=name, Qualifier="live", InvocationType="Event", Payload=b'{"n": 1}')
+    (message,) = receive(aws, records)
+    record = json.loads(message["Body"])
+    assert record["requestContext"]["requestId"] == out["ResponseMetadata"]["RequestId"] != unqualified
+    assert record["requestContext"]["functionArn"] == "arn:aws:lambda:us-east-1:123456789012:function:versioned:live"
+    assert record["responseContext"]["executedVersion"] == "1" and record["responsePayload"] == {"ok": 1}
+
+
 def test_event_invoke_config_api(aws):
     lam = aws["lambda"]
     name = deploy(aws, "configured")
