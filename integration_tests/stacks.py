@@ -75,7 +75,8 @@ class Native(Stack):
     mode = "native"
 
     def up(self) -> None:
-        subprocess.run([str(BIN / "dogops"), "up"], check=True, cwd=ROOT, timeout=900)
+        """A stack of its own: an emulator without what earlier runs left (its state now lasts across up/down)."""
+        subprocess.run([str(BIN / "dogops"), "up", "--fresh"], check=True, cwd=ROOT, timeout=900)
 
     def down(self) -> None:
         subprocess.run([str(BIN / "dogops"), "down"], check=True, cwd=ROOT, timeout=120)
