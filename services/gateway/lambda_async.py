@@ -67,7 +67,7 @@ class Event:
     received: float  # epoch s
     attempts: int = 0  # function runs so far
     throttles: int = 0
-    response: str | None = None  # the last failed attempt: {"version", "body"}
+    response: str | None = None  # the last failed attempt, JSON: {"version", "body", "error"}
 
 
 _configs = Recent(CONFIG_SECONDS)
@@ -98,20 +98,37 @@ def dead_letter_target(fn: Function) -> str | None:
     return (config.get("DeadLetterConfig") or {}).get("TargetArn")
 
 
-_role_clients = Recent(30 * 60)  # role credentials last an hour
+ROLE_SECONDS = 30 * 60  # a role's client is reused this long (its credentials last an hour)
+STALE_CREDENTIALS = {"InvalidClientTokenId", "UnrecognizedClientException", "ExpiredToken",
+                     "ExpiredTokenException", "InvalidToken"}  # e.g. a restarted emulator forgot the session
+_role_clients: dict[tuple[str, str], tuple[float, object]] = {}
 _role_lock = threading.Lock()
 
 
-def role_client(role: str, service: str):
-    """A client on the emulator with the function's execution role."""
-    def make():
-        credentials = client("sts").assume_role(RoleArn=role, RoleSessionName="lambda-async")["Credentials"]
-        with _role_lock:  # making a client is not thread-safe
-            return boto3.session.Session().client(
-                service, endpoint_url=settings.emulator_url(), region_name=settings.REGION,
-                aws_access_key_id=credentials["AccessKeyId"], aws_secret_access_key=credentials["SecretAccessKey"],
-                aws_session_token=credentials["SessionToken"])
-    return _role_clients.get((role, service), make)
+def role_client(role: str, service: str, fresh: bool = False):
+    """A client on the emulator with the function's execution role (``fresh``: with new credentials)."""
+    with _role_lock:
+        made_at, found = _role_clients.get((role, service), (0.0, None))
+        if found is not None and not fresh and time.monotonic() - made_at < ROLE_SECONDS:
+            return found
+    credentials = client("sts").assume_role(RoleArn=role, RoleSessionName="lambda-async")["Credentials"]
+    with _role_lock:  # making a client is not thread-safe
+        made = boto3.session.Session().client(
+            service, endpoint_url=settings.emulator_url(), region_name=settings.REGION,
+            aws_access_key_id=credentials["AccessKeyId"], aws_secret_access_key=credentials["SecretAccessKey"],
+            aws_session_token=credentials["SessionToken"])
+    _role_clients[(role, service)] = (time.monotonic(), made)
+    return made
+
+
+def as_role(role: str, service: str, operation: str, **args) -> dict:
+    """``operation`` with the role's client, once more with new credentials if the emulator forgot the old."""
+    try:
+        return getattr(role_client(role, service), operation)(**args)
+    except ClientError as e:
+        if e.response["Error"]["Code"] not in STALE_CREDENTIALS:
+            raise
+        return getattr(role_client(role, service, fresh=True), operation)(**args)
 
 
 def _timestamp() -> str:
@@ -286,12 +303,12 @@ class EventQueue:
                 self.put(Event(request_id(), name, qualifier or None, body,
                                time.time()))
             elif service == "sqs":
-                role_client(fn.role, "sqs").send_message(QueueUrl=_queue_url(destination), MessageBody=body)
+                as_role(fn.role, "sqs", "send_message", QueueUrl=_queue_url(destination), MessageBody=body)
             elif service == "sns":
-                role_client(fn.role, "sns").publish(TopicArn=destination, Message=body)
+                as_role(fn.role, "sns", "publish", TopicArn=destination, Message=body)
             else:  # events
                 detail = "Success" if condition == "OnSuccess" else "Failure"
-                role_client(fn.role, "events").put_events(Entries=[{
+                as_role(fn.role, "events", "put_events", Entries=[{
                     "Source": "lambda", "DetailType": f"Lambda Function Invocation Result - {detail}",
                     "Detail": body, "EventBusName": destination,
                     "Resources": [lambda_runtime.function_arn(fn.name, fn.version), destination]}])
@@ -311,11 +328,11 @@ class EventQueue:
                                        .decode(errors="ignore") or "-"}}
         try:
             if target.split(":")[2] == "sqs":
-                role_client(fn.role, "sqs").send_message(QueueUrl=_queue_url(target), MessageBody=event.payload,
-                                                         MessageAttributes=attributes)
+                as_role(fn.role, "sqs", "send_message", QueueUrl=_queue_url(target), MessageBody=event.payload,
+                        MessageAttributes=attributes)
             else:
-                role_client(fn.role, "sns").publish(TopicArn=target, Message=event.payload,
-                                                    MessageAttributes=attributes)
+                as_role(fn.role, "sns", "publish", TopicArn=target, Message=event.payload,
+                        MessageAttributes=attributes)
         except (ClientError, BotoCoreError) as e:
             log.warning("event %s of %s could not be sent to its dead-letter queue %s: %s", event.id, fn.name,
                         target, e)
