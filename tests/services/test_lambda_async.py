@@ -318,7 +318,7 @@ def test_a_full_queue_answers_throttling(aws, client):
     outcomes = []
     for _ in range(QUEUE_LIMIT + 5):
         try:
-            send(client, name, {"sleep": 2})
+            send(client, name, {"sleep": 5})  # none ends while the queue fills
             outcomes.append(202)
         except client.exceptions.TooManyRequestsException as e:
             assert e.response["ResponseMetadata"]["HTTPStatusCode"] == 429
