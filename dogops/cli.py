@@ -9,7 +9,7 @@
     dogops deploy [--endpoint-name dogops] [--image IMAGE] [--record .dogops/best.json]
     dogops up [--data DIR] [--retrain] [--foreground]      the local stack as host processes (no Docker)
     dogops down | status [--json] | env                    stop it, check it, export lines for boto3
-    dogops status --aws [--enforce-ttl] [--json]           what runs for the project on AWS, its cost per hour
+    dogops status --aws [--enforce-ttl [--yes]] [--json]   what runs for the project on AWS, its cost per hour
     dogops invoke --url URL | --file PATH [--function NAME]
     dogops promote push [IMAGE] --stage S [--repository R] [--tag T] [--aws]   print its ECR URI by digest
     dogops promote plan|apply --stage S --image URI [--model-data-url s3://...] [--yes] [--aws] [--json: plan]

@@ -183,7 +183,9 @@ def down(args) -> None:
 
 def status(args) -> dict:
     """Each service's pid and health, printed; returned as ``status --json`` prints it; exit 1 if any is unhealthy."""
-    if args.aws or args.enforce_ttl:
+    if args.enforce_ttl and not args.aws:
+        raise SystemExit("--enforce-ttl deletes what has expired on AWS: it needs --aws (and a confirmation, or --yes)")
+    if args.aws:
         return aws_status(args)
     layout = Layout()
     state = _running_supervisor(layout)
@@ -230,7 +232,7 @@ def aws_status(args) -> dict:
     """What runs for the project on AWS, or on the local stack where every endpoint resolves to it, and its cost."""
     from dogops.promote.status import status as promote_status
 
-    return promote_status(args.config, args.enforce_ttl)
+    return promote_status(args.config, args.enforce_ttl, yes=args.yes)
 
 
 def env_lines() -> list[str]:
@@ -331,6 +333,7 @@ def add_commands(commands) -> None:
                        "with expiry and cost per hour (on the local stack where boto3's endpoints resolve to it)")
     check.add_argument("--enforce-ttl", action="store_true", help="with --aws: delete what is past its expires-at "
                        "tag (the stage's stack, or the endpoint alone)")
+    check.add_argument("--yes", action="store_true", help="with --aws --enforce-ttl: delete without asking")
     check.add_argument("--config", type=Path, default=Path("promote.yaml"), help="the promote stages (for --aws)")
     json_flag(check)
     check.set_defaults(func=status)

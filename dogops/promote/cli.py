@@ -64,7 +64,7 @@ def _preflight_only(args) -> None:
 
 def _apply(args) -> None:
     """Push (unless --image names a pushed digest), preflight and pin the model, plan, confirm, apply."""
-    from .stack import apply, discard, outputs
+    from .stack import apply, discard, ensure_expiry_roles, outputs
 
     stage, session = _session(args)
     image = args.image
@@ -80,6 +80,7 @@ def _apply(args) -> None:
         if answer.strip().lower() not in ("y", "yes"):
             discard(p, session)
             raise SystemExit("not applied (pass --yes to apply without asking)")
+    ensure_expiry_roles(session, stage)  # the roles the stack's schedule deletes it with, at its expires-at
     print(f"stack {p.stack}: {apply(p, session)}")
     if not args.aws:
         _host_locally(stage, session)
@@ -113,7 +114,7 @@ def _push(args) -> None:
 def _destroy(args) -> None:
     from .destroy import destroy
 
-    stage, session = _session(args)
+    stage, session = connect(args.stage, args.config, args.aws, limits=False)  # whatever it asked for goes
     if not args.aws:
         from services.hosting.endpoints import unhost_endpoint
 

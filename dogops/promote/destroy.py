@@ -6,7 +6,7 @@ import boto3
 from . import ec2, training_stack
 from .config import Stage
 from .push import repositories
-from .stack import delete_stack
+from .stack import delete_stack, expiry_stack_name
 
 JOBS = {"training-job": ("describe_training_job", "TrainingJobName", "TrainingJobStatus"),
         "hyper-parameter-tuning-job": ("describe_hyper_parameter_tuning_job", "HyperParameterTuningJobName",
@@ -15,13 +15,14 @@ JOBS = {"training-job": ("describe_training_job", "TrainingJobName", "TrainingJo
 
 def destroy(stage: Stage, session=None, echo=print, timeout: float = 3600, images: bool = False) -> None:
     """Delete the stage's stack, the EC2 training instances still running, the training stack (roles, instance
-    profile, security group, launch template, log group) and with ``images`` the stage's ECR repositories; then
+    profile, security group, launch template, log group), the expiry stack (its schedule's roles) and with ``images`` the stage's ECR repositories; then
     check that nothing tagged with the project and stage is left (but the repositories kept without ``images``)."""
     session = session or boto3.Session(region_name=stage.region)
     delete_stack(session, stage.stack_name, echo, timeout)
     for instance in ec2.terminate_instances(stage, session):  # they use the training stack's group and profile
         echo(f"instance {instance}: terminated")
     delete_stack(session, training_stack.stack_name(stage), echo, timeout)
+    delete_stack(session, expiry_stack_name(stage), echo, timeout)  # last: the roles that delete the stage's stack
     ecr = session.client("ecr")
     kept = repositories(ecr, stage.project, stage.name)
     for repo in kept if images else []:

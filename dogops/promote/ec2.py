@@ -43,6 +43,7 @@ HELPER = Path(__file__).with_name("ec2_instance.py")
 USER_DATA_LIMIT = 16 * 1024  # EC2's limit, before base64
 PATH_TAG = {"Key": "dogops-path", "Value": "ec2-training"}
 SPOT_INTERRUPTED = "Server.SpotInstanceTermination"
+CLI_GRACE_S = 300  # the CLI terminates an instance this long after its own cap should have powered it off
 
 
 def ssh_cidr(value: str) -> str:
@@ -54,11 +55,12 @@ def ssh_cidr(value: str) -> str:
 
 
 def render_user_data(job: str, stage: Stage, image: str, data: str, checkpoints: str, output: str,
-                     hyperparameters: dict, instance_type: str, log_group: str) -> str:
-    """The instance's user data with the job's values (each shell-quoted) and the helper inlined."""
+                     hyperparameters: dict, instance_type: str, log_group: str, max_run_s: int = 86400) -> str:
+    """The instance's user data with the job's values (each shell-quoted) and the helper inlined; ``max_run_s``
+    is the instance's own cap (it powers itself off that long after boot)."""
     values = {"JOB": job, "REGION": stage.region, "IMAGE": image, "DATA": data, "CHECKPOINTS": checkpoints,
               "OUTPUT": output, "LOG_GROUP": log_group, "INSTANCE_TYPE": instance_type,
-              "HYPERPARAMETERS": json.dumps(hyperparameters, sort_keys=True)}
+              "HYPERPARAMETERS": json.dumps(hyperparameters, sort_keys=True), "MAX_RUN_S": str(int(max_run_s))}
     text = USER_DATA.read_text()
     for key, value in values.items():
         text = text.replace(f"@@{key}@@", shlex.quote(value))
@@ -144,7 +146,8 @@ class Watch:
             return False
 
     def until_ended(self, poll_s: float, max_run_s: float, running=lambda: True) -> dict:
-        """Poll until the instance is terminated (or stopped); over ``max_run_s`` it is terminated."""
+        """Poll until the instance is terminated (or stopped); over ``max_run_s`` (the instance's own cap and a
+        grace) the CLI terminates it, a second line behind the cap."""
         started = time.monotonic()
         while True:
             instance = self.ec2.describe_instances(InstanceIds=[self.instance_id])["Reservations"][0]["Instances"][0]
@@ -203,7 +206,8 @@ def _job(job: str, image: str, data: str, model_uri: str, hyperparameters: dict,
 def _run_locally(session, infrastructure: dict[str, str], instance: dict, interrupt_at: str | None,
                  root: Path) -> dict:
     """The local stack's instance: its user data (as the emulator stored it) run by a thread; the instance is
-    terminated on the emulator when the script ends (its shutdown). ``{"running": callable, "noticed": bool}``."""
+    terminated on the emulator when the script ends (its shutdown) or its max-runtime cap powers it off.
+    ``{"done", "noticed", "capped"}``."""
     from . import ec2_local
 
     ec2, iid = session.client("ec2"), instance["InstanceId"]
@@ -216,11 +220,11 @@ def _run_locally(session, infrastructure: dict[str, str], instance: dict, interr
     env = ec2_local.instance_env(endpoint, imds, root / iid, docker=docker,
                                  train_on_host=None if docker else str(Path(sys.executable).parent / "train"),
                                  sync_s=int(os.environ.get("DOGOPS_SYNC_S", "60")))
-    state = {"done": False, "noticed": False}
+    state = {"done": False, "noticed": False, "capped": False}
 
     def run():
         try:
-            _, state["noticed"] = ec2_local.run_user_data(user_data, env, imds, interrupt_at)
+            _, state["noticed"], state["capped"] = ec2_local.run_user_data(user_data, env, imds, interrupt_at)
         finally:
             ec2.terminate_instances(InstanceIds=[iid])
             imds.close()
@@ -246,8 +250,9 @@ def train_on_ec2(args, stage: Stage, session, echo=print) -> dict:
                             Ec2Access(vpc_of(session, stage, subnet), ssh_from))
     made = infrastructure.outputs
     ami = getattr(args, "ami", None) or latest_ami(session)
+    max_run_s = int(conf.get("max_run_s", 86400))
     user_data = render_user_data(job, stage, args.image, data, checkpoints, output, conf["hyperparameters"],
-                                 instance_type, made["LogGroupName"])
+                                 instance_type, made["LogGroupName"], max_run_s)
     request = run_request(stage, job, made, ami, instance_type, user_data, subnet, getattr(args, "key_name", None))
     echo(f"EC2 training {job}: {instance_type} spot, {ami}, launch template {made['LaunchTemplateId']} "
          f"v{made['LaunchTemplateVersion']}, security group {made['SecurityGroupId']} "
@@ -261,9 +266,9 @@ def train_on_ec2(args, stage: Stage, session, echo=print) -> dict:
             echo(f"instance {instance['InstanceId']} launched (attempt {attempt + 1})")
             began = time.monotonic()
             local_run = _run_locally(session, made, instance, interrupt_at if attempt == 0 else None,
-                                     Path(tmp)) if local else {"done": True, "noticed": False}
+                                     Path(tmp)) if local else {"done": True, "noticed": False, "capped": False}
             watch = Watch(session, made["LogGroupName"], job, instance["InstanceId"], model_uri, echo)
-            ended = watch.until_ended(getattr(args, "poll", 5.0), float(conf.get("max_run_s", 86400)),
+            ended = watch.until_ended(getattr(args, "poll", 5.0), max_run_s + CLI_GRACE_S,
                                       lambda run=local_run: not run["done"])
             seconds += time.monotonic() - began
             echo(f"instance {instance['InstanceId']} ended after {time.monotonic() - began:.1f} s")
@@ -274,6 +279,10 @@ def train_on_ec2(args, stage: Stage, session, echo=print) -> dict:
             if reason == SPOT_INTERRUPTED or local_run["noticed"]:
                 echo("spot interruption: another instance resumes from the checkpoints")
                 continue
+            if local_run["capped"] or time.monotonic() - began >= max_run_s:
+                raise SystemExit(f"EC2 training {job}: the instance reached its maximum runtime ({max_run_s} s, "
+                                 f"training.max_run_s) and powered itself off ({reason}); no model. Its checkpoints "
+                                 f"are in {checkpoints}; see {made['LogGroupName']}")
             raise SystemExit(f"EC2 training {job} ended without a model ({reason}); see the log above and "
                              f"{made['LogGroupName']}")
         else:

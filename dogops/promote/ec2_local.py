@@ -4,7 +4,10 @@ What the rehearsal replaces, and nothing else: the AWS endpoint (``AWS_ENDPOINT_
 service (:class:`Imds`, a loopback stand-in that insists on IMDSv2 tokens, serves the instance role's temporary
 credentials, assumed on the emulator, so the script runs with the role's permissions only, and can post the spot
 ``instance-action`` notice), the Docker command (or ``train`` on the host in place of the container, marked so in
-the job log), the instance's folder and ``shutdown`` (a no-op: the caller terminates the instance).
+the job log), the instance's folder, ``shutdown`` (a no-op: the caller terminates the instance) and ``systemd-run``
+(the max-runtime cap: a stand-in records ``--on-boot``; when that time since the script's start (the instance's
+boot) has passed, the "instance" powers off: every process of the script is killed, as power-off would, and the
+caller terminates the instance).
 """
 
 import json
@@ -98,7 +101,8 @@ def instance_env(endpoint: str, imds: Imds, root: Path, docker: str | None = Non
            if not k.startswith(("AWS_", "SM_", "SAGEMAKER_", "DOGOPS_", "TRAINING_JOB"))}
     env.update(AWS_ENDPOINT_URL=endpoint, AWS_EC2_METADATA_SERVICE_ENDPOINT=imds.url + "/",
                AWS_SHARED_CREDENTIALS_FILE=str(root / "no-credentials"), AWS_CONFIG_FILE=str(root / "no-config"),
-               DOGOPS_IMDS_URL=imds.url, DOGOPS_EC2_ROOT=str(root), DOGOPS_SHUTDOWN="true", DOGOPS_SYNC_S=str(sync_s))
+               DOGOPS_IMDS_URL=imds.url, DOGOPS_EC2_ROOT=str(root), DOGOPS_SHUTDOWN="true", DOGOPS_SYNC_S=str(sync_s),
+               DOGOPS_SYSTEMD_RUN=str(root / "systemd-run"))
     if docker:
         env["DOGOPS_DOCKER"] = docker
     if train_on_host:
@@ -106,17 +110,30 @@ def instance_env(endpoint: str, imds: Imds, root: Path, docker: str | None = Non
     return env
 
 
+SYSTEMD_RUN = """#!/bin/bash
+# the rehearsal's systemd-run: records --on-boot=<N>s for the runner, which powers the "instance" off then
+for a in "$@"; do case $a in --on-boot=*) n=${a#--on-boot=}; echo "${n%s}" >"$(dirname "$0")/poweroff-after";; esac; done
+"""
+
+
 def run_user_data(user_data: str, env: dict, imds: Imds, interrupt_at: str | None = None,
-                  timeout: float = 900) -> tuple[int, bool]:
+                  timeout: float = 900) -> tuple[int, bool, bool]:
     """Run the script as the instance would; with ``interrupt_at``, post the spot notice once the job log shows
-    that text. ``(exit code, notice posted)``."""
+    that text; at its max-runtime cap, power off. ``(exit code, notice posted, powered off by the cap)``."""
     root = Path(env["DOGOPS_EC2_ROOT"])
     root.mkdir(parents=True, exist_ok=True)
-    script = root / "user-data.sh"
+    script, cap = root / "user-data.sh", root / "poweroff-after"
     script.write_text(user_data)
+    (root / "systemd-run").write_text(SYSTEMD_RUN)
+    (root / "systemd-run").chmod(0o755)
+    booted = time.monotonic()
     proc = subprocess.Popen(["bash", str(script)], env=env, start_new_session=True)
     deadline = time.monotonic() + timeout
     while proc.poll() is None:
+        if cap.exists() and cap.read_text().strip() and time.monotonic() - booted >= float(cap.read_text()):
+            os.killpg(proc.pid, 9)  # power-off: nothing of the script runs on
+            proc.wait()
+            return proc.returncode, imds.notice is not None, True
         if interrupt_at and imds.notice is None and (root / "job.log").exists() and \
                 interrupt_at in (root / "job.log").read_text(errors="replace"):
             imds.interrupt()
@@ -125,4 +142,4 @@ def run_user_data(user_data: str, env: dict, imds: Imds, interrupt_at: str | Non
             proc.wait()
             raise TimeoutError(f"the user data ran over {timeout} s; see {root / 'job.log'}")
         time.sleep(0.2)
-    return proc.returncode, imds.notice is not None
+    return proc.returncode, imds.notice is not None, False

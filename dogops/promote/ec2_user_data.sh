@@ -8,7 +8,10 @@
 # output prefix, then shutdown (the launch template makes shutdown terminate the instance).
 # Rehearsal overrides (the local stack; unset on AWS): DOGOPS_EC2_ROOT, DOGOPS_IMDS_URL (and boto3's
 # AWS_EC2_METADATA_SERVICE_ENDPOINT), AWS_ENDPOINT_URL, DOGOPS_DOCKER, DOGOPS_TRAIN_ON_HOST (a `train` on the
-# host instead of the container: rehearsal only), DOGOPS_SHUTDOWN, DOGOPS_SYNC_S.
+# host instead of the container: rehearsal only), DOGOPS_SHUTDOWN, DOGOPS_SYSTEMD_RUN, DOGOPS_SYNC_S.
+# The instance's own cap, set first: systemd powers it off MAX_RUN_S (the job's max_run_s) after boot whatever
+# becomes of this script (a timer of systemd's, not a process of the script); the launch template's
+# InstanceInitiatedShutdownBehavior makes that power-off a termination. Without the cap nothing runs.
 set -uo pipefail
 
 export DOGOPS_JOB=@@JOB@@
@@ -20,6 +23,7 @@ export DOGOPS_OUTPUT=@@OUTPUT@@
 export DOGOPS_LOG_GROUP=@@LOG_GROUP@@
 export DOGOPS_INSTANCE_TYPE=@@INSTANCE_TYPE@@
 export DOGOPS_HYPERPARAMETERS=@@HYPERPARAMETERS@@
+MAX_RUN_S=@@MAX_RUN_S@@
 export DOGOPS_EC2_ROOT=${DOGOPS_EC2_ROOT:-/opt/dogops}
 DOCKER=${DOGOPS_DOCKER:-docker}
 SHUTDOWN=${DOGOPS_SHUTDOWN:-shutdown -h now}
@@ -30,6 +34,15 @@ mkdir -p "$DOGOPS_EC2_ROOT/ml"
 exec >>"$DOGOPS_EC2_ROOT/job.log" 2>&1
 say() { echo "$(date -u +%FT%TZ) dogops-ec2: $*"; }
 helper() { python3 "$HELPER" "$@"; }
+
+if ${DOGOPS_SYSTEMD_RUN:-systemd-run} --on-boot="${MAX_RUN_S}s" --unit=dogops-max-runtime \
+        --description="dogops: the job's maximum runtime" systemctl poweroff; then
+    say "max runtime: the instance powers itself off ${MAX_RUN_S} s after boot"
+else
+    say "could not set the max-runtime cap: not training"
+    $SHUTDOWN
+    exit 1
+fi
 
 cat >"$HELPER" <<'DOGOPS_HELPER'
 @@HELPER@@
@@ -48,6 +61,7 @@ if [ -z "${DOGOPS_DOCKER:-}${DOGOPS_TRAIN_ON_HOST:-}" ] && ! command -v docker >
     dnf install -y docker && systemctl start docker
 fi
 python3 -c "import boto3" 2>/dev/null || dnf install -y python3-boto3
+helper logs || true  # the cap's line reaches CloudWatch Logs before anything that may run into it
 
 say "job $DOGOPS_JOB on $DOGOPS_INSTANCE_TYPE, image $DOGOPS_IMAGE"
 if [ -z "${DOGOPS_TRAIN_ON_HOST:-}" ]; then

@@ -1,7 +1,7 @@
 """``dogops promote preflight``: before anything costs money, the template, its IAM policies, the model and the
 exact pushed image are checked; any failure stops the promotion before a change set exists.
 
-Static, on the stage's template and its training template: cfn-lint, checkov (the few checks these stacks answer on
+Static, on the stage's template, its training template and its expiry template: cfn-lint, checkov (the few checks these stacks answer on
 purpose are skipped with their reason), and parliament on every IAM policy document with the stage's parameters
 substituted (example account; the training stack with its EC2 part and example prefixes and image). The model:
 ``model.tar.gz`` from S3 has SageMaker's layout (the model files at the top level: they land in /opt/ml/model)
@@ -31,7 +31,7 @@ from . import training_stack
 from .config import Stage
 from .push import SCHEMA2, Docker, check_manifest, check_platform, credentials, docker, login, manifest_type
 from .runs import Locations
-from .stack import TEMPLATE, download, parameters
+from .stack import EXPIRY_TEMPLATE, TEMPLATE, download, parameters
 
 EXAMPLE_ACCOUNT = "123456789012"
 EXAMPLE_TRAINING = Locations("s3://example-bucket/data", "s3://example-bucket/training",
@@ -350,8 +350,8 @@ def preflight(stage: Stage, image: str, model_data_url: str, session, echo=print
     ``model_tar`` (``promote apply`` passes the download it pins), else ``model_data_url`` downloaded here."""
     echo(f"preflight {stage.stack_name}: {image}\n  model {model_data_url}")
     params = parameters(stage, image, model_data_url, f"{stage.project}/lambda/function.zip", stage.expires_at())
-    checks = static_checks([(template, params), (training_stack.TEMPLATE, example_training_parameters(stage))],
-                           stage.region, echo)
+    checks = static_checks([(template, params), (training_stack.TEMPLATE, example_training_parameters(stage)),
+                            (EXPIRY_TEMPLATE, {"Project": stage.project, "Stage": stage.name})], stage.region, echo)
     with tempfile.TemporaryDirectory(prefix="dogops-preflight-") as tmp:
         model_dir = Path(tmp) / "model"
         _timed("model.tar.gz", checks, echo, lambda: check_model(

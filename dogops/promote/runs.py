@@ -25,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from training import atomic
 from training.hyperparameters import from_strings
 
 from .config import CONFIG, Stage
@@ -48,6 +49,14 @@ def settings(stage: str, path: Path = CONFIG) -> dict:
     return merged
 
 
+def run_limits(conf: dict, spot: bool, instances: int = 1, interruptions: int | None = None) -> dict:
+    """A run's values that ``limits`` bounds (``None``: not part of this run), named as the user sets them."""
+    return {"max_run_s": ("training.max_run_s", conf["max_run_s"]),
+            "max_wait_s": ("training.max_wait_s", conf["max_wait_s"] if spot else None),
+            "training_instances": ("--instances", instances),
+            "ec2_max_interruptions": ("--max-interruptions", interruptions)}
+
+
 @dataclasses.dataclass(frozen=True)
 class Locations:
     """Where training reads and writes: the data prefix, the output path, the checkpoints' base."""
@@ -67,11 +76,11 @@ def locations(conf: dict, data: str | None = None, output: str | None = None) ->
 
 
 def write_record(record: dict, path: Path, history: str, name: str) -> None:
-    """``record`` as JSON at ``path`` and, kept, at ``<path's folder>/<history>/<name>.json``."""
+    """``record`` as JSON at ``path`` and, kept, at ``<path's folder>/<history>/<name>.json``, each written
+    atomically (``training.atomic``: temporary name, fsync, rename)."""
     path = Path(path)
     for target in (path.parent / history / f"{name}.json", path):
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(record, indent=2) + "\n")
+        atomic.write_text(target, json.dumps(record, indent=2) + "\n")  # a crash leaves the old record or the new
 
 
 def spot_saving(job: dict) -> float | None:

@@ -8,6 +8,7 @@ pinned first (``pin_model``).
 """
 
 import hashlib
+import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from .config import Stage, require_digest
 from .prices import estimate, format_estimate
 
 TEMPLATE = Path(__file__).with_name("template.yaml")
+EXPIRY_TEMPLATE = Path(__file__).with_name("expiry.yaml")
 NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
 VERBS = {"Add": "create", "Remove": "delete"}
 
@@ -115,12 +117,20 @@ def change_set(session, stage: Stage, stack: str, template: Path, params: dict[s
     exists = current is not None and current["StackStatus"] != "REVIEW_IN_PROGRESS"
     previous = {p["ParameterKey"]: p["ParameterValue"] for p in current.get("Parameters", [])} if exists else {}
     params = {**params, **{key: previous[key] for key in keep if key in previous}}
+    if re.fullmatch(r".+T\d\d:\d\dZ", params.get("ExpiresAt", "")):  # a stack made when expiry was to the minute
+        params["ExpiresAt"] = params["ExpiresAt"][:-1] + ":00Z"
     change_set_type = "UPDATE" if exists else "CREATE"
     name = f"{stack}-{time.strftime('%Y%m%d%H%M%S')}"
-    created = cfn.create_change_set(
-        StackName=stack, ChangeSetName=name, ChangeSetType=change_set_type, TemplateBody=template.read_text(),
-        Capabilities=list(capabilities), Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
-        Tags=[{"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name}])
+    try:
+        created = cfn.create_change_set(
+            StackName=stack, ChangeSetName=name, ChangeSetType=change_set_type, TemplateBody=template.read_text(),
+            Capabilities=list(capabilities),
+            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in params.items()],
+            Tags=[{"Key": "project", "Value": stage.project}, {"Key": "stage", "Value": stage.name}])
+    except ClientError as exc:  # an unchanged stack, refused at once rather than as a FAILED change set
+        if not any(reason in str(exc) for reason in NO_CHANGES):
+            raise
+        return Plan(stack, None, change_set_type, [])
     described = _wait_change_set(cfn, created["Id"])
     if described["Status"] == "FAILED":
         if not any(reason in described.get("StatusReason", "") for reason in NO_CHANGES):
@@ -140,6 +150,22 @@ def plan(stage: Stage, image: str, model_data_url: str, session=None) -> Plan:
     p = change_set(session, stage, stage.stack_name, TEMPLATE, params)
     p.cost = estimate(stage, model_bytes)
     return p
+
+
+def expiry_stack_name(stage: Stage) -> str:
+    return f"{stage.stack_name}-expiry"
+
+
+def ensure_expiry_roles(session, stage: Stage, echo=print) -> dict[str, str]:
+    """The stage's expiry stack (``expiry.yaml``: the roles with which its stack's schedule deletes that stack at
+    ``expires-at``), planned and applied when it changes anything; its outputs. Apart from the stage's stack, so
+    that the roles outlive the deletion they carry out."""
+    p = change_set(session, stage, expiry_stack_name(stage), EXPIRY_TEMPLATE,
+                   {"Project": stage.project, "Stage": stage.name}, keep=(), capabilities=("CAPABILITY_NAMED_IAM",))
+    if p.change_set:
+        echo(format_plan(stage, p))
+        apply(p, session, echo)
+    return outputs(session, p.stack)
 
 
 def _wait_change_set(cfn, change_set: str, timeout: float = 300) -> dict:

@@ -1,5 +1,5 @@
 """``dogops status --aws``: what runs for the project in AWS (or the local emulator), what it costs per hour,
-and what is past its ``expires-at`` tag; ``--enforce-ttl`` deletes the expired. Each region is reached through a
+and what is past its ``expires-at`` tag; ``--aws --enforce-ttl`` deletes the expired once confirmed (``--yes``). Each region is reached through a
 session checked to reach the local stack or AWS with every client (``dogops.target``), its target printed first.
 
 Found through the Resource Groups Tagging API (tag ``project``), each stage's stack and its resources, and the
@@ -9,6 +9,7 @@ where that API is missing, as on the emulator, the stack's ``ProvisionedConcurre
 """
 
 import re
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,7 +18,7 @@ import yaml
 from botocore.exceptions import ClientError
 
 from ..target import connect
-from .config import CONFIG, Stage, load_stage
+from .config import CONFIG, EXPIRES_AT, Stage, load_stage
 from .destroy import destroy
 from .prices import load_prices
 from .push import repositories
@@ -41,12 +42,20 @@ class Row:
     params: dict = field(default_factory=dict)  # that stack's parameters
 
     def expired(self, now: datetime) -> bool:
-        return bool(self.expires_at) and datetime.strptime(self.expires_at, TIME).replace(tzinfo=timezone.utc) < now
+        return bool(self.expires_at) and _time(self.expires_at) < now
 
     def document(self, now: datetime) -> dict:
         return {"stage": self.stage, "type": self.kind, "name": self.name, "arn": self.arn, "stack": self.stack,
                 "expires_at": self.expires_at, "expired": self.expired(now), "usd_per_hour": self.per_hour,
                 "note": self.note}
+
+
+def _time(text: str) -> datetime:
+    """An ``expires-at`` value: to the second (``EXPIRES_AT``), or to the minute as stacks made before had it."""
+    try:
+        return datetime.strptime(text, EXPIRES_AT).replace(tzinfo=timezone.utc)
+    except ValueError:
+        return datetime.strptime(text, TIME).replace(tzinfo=timezone.utc)
 
 
 def _kind(arn: str) -> tuple[str, str]:
@@ -166,10 +175,29 @@ def report(rows: list[Row], now: datetime, hours_per_month: float = 730) -> str:
     return "\n".join(lines) if rows else "nothing tagged with the project is running"
 
 
-def enforce_ttl(rows: list[Row], now: datetime, session_for, config: Path = CONFIG, echo=print) -> list[str]:
-    """Delete each expired endpoint: its stage's stack when a stack owns it, else the endpoint alone."""
+def confirmed(question: str, yes: bool) -> bool:
+    """``yes``, or the answer to ``question`` on a terminal (asked on stderr, so ``--json``'s stdout stays one
+    document); no terminal and no ``yes``: not confirmed."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        return False
+    sys.stderr.write(f"{question} [y/N] ")
+    sys.stderr.flush()
+    return input().strip().lower() in ("y", "yes")
+
+
+def enforce_ttl(rows: list[Row], now: datetime, session_for, config: Path = CONFIG, echo=print,
+                yes: bool = False) -> list[str]:
+    """Delete each expired endpoint: its stage's stack when a stack owns it, else the endpoint alone; only once
+    confirmed (``yes``, or asked on a terminal)."""
+    expired = [r for r in rows if r.kind == "sagemaker endpoint" and r.expired(now)]
+    targets = ", ".join(sorted({str(session_for(r.arn.split(":")[3]).target) for r in expired}))
+    if expired and not confirmed(f"delete {', '.join(r.stack or r.name for r in expired)} on {targets}?", yes):
+        raise SystemExit("nothing deleted: --enforce-ttl deletes only once confirmed (pass --yes to delete "
+                         "without asking)")
     done = []
-    for row in [r for r in rows if r.kind == "sagemaker endpoint" and r.expired(now)]:
+    for row in expired:
         if row.stack:
             stage = load_stage(row.stage, config)
             echo(f"stage {row.stage} expired at {row.expires_at}: deleting stack {row.stack}")
@@ -185,7 +213,7 @@ def enforce_ttl(rows: list[Row], now: datetime, session_for, config: Path = CONF
     return done
 
 
-def status(config: Path = CONFIG, enforce: bool = False, echo=print) -> dict:
+def status(config: Path = CONFIG, enforce: bool = False, echo=print, yes: bool = False) -> dict:
     """Print what runs, and with ``enforce`` delete what has expired; return both as ``status --aws --json`` prints
     them (the keys: README's "Machine-readable output")."""
     now = datetime.now(timezone.utc)
@@ -199,7 +227,7 @@ def status(config: Path = CONFIG, enforce: bool = False, echo=print) -> dict:
     rows = running(session_for, config)
     echo(f"running for the project ({datetime.strftime(now, TIME)}):")
     echo(report(rows, now))
-    deleted = enforce_ttl(rows, now, session_for, config, echo) if enforce else []
+    deleted = enforce_ttl(rows, now, session_for, config, echo, yes) if enforce else []
     return {"targets": [session.target.document() for session in sessions.values()], "time": now.strftime(TIME),
             "resources": [row.document(now) for row in sorted(rows, key=lambda r: (r.stage, r.kind, r.name))],
             "usd_per_hour": sum(r.per_hour or 0 for r in rows), "deleted": deleted}

@@ -22,7 +22,8 @@ from ..iam_propagation import ROLE_NOT_ASSUMABLE, while_propagating
 from ..sagemaker_model import validate
 from .config import CONFIG, Stage, connect, require_digest
 from .ec2 import add_ec2_arguments, train_on_ec2
-from .runs import CANDIDATE, DEFAULTS, locations, record_candidate, settings, spot_saving
+from .limits import check
+from .runs import CANDIDATE, DEFAULTS, locations, record_candidate, run_limits, settings, spot_saving
 from .training_stack import ensure
 
 CHANNEL = "training"
@@ -157,10 +158,13 @@ def run_here_if_left_to_the_host(args, session, name: str, echo=print) -> None:
 
 def run(args, echo=print) -> dict:
     """``dogops promote train``: the training stack (the role), request, create, watch, report, record."""
-    stage, session = connect(args.stage, args.config, args.aws)
-    if getattr(args, "ec2", False):
+    conf = settings(args.stage, args.config)
+    ec2 = getattr(args, "ec2", False)
+    check(args.config, run_limits(conf, args.spot and not ec2, args.instances,
+                                  getattr(args, "max_interruptions", None) if ec2 else None))
+    stage, session = connect(args.stage, args.config, args.aws, limits=False)
+    if ec2:
         return train_on_ec2(args, stage, session, echo)
-    conf = settings(stage.name, args.config)
     where = locations(conf, args.data, args.output)
     infrastructure = ensure(session, stage, where, args.image, conf["volume_gb"], echo)
     role = infrastructure.outputs["TrainingJobsRoleArn"]

@@ -24,7 +24,8 @@ from ..tuning.best import CURRENT
 from ..tuning.request import tuning_job_request
 from ..tuning.spec import SpecError, TuningSpec, load_spec
 from .config import Stage, connect, require_digest
-from .runs import locations, settings, write_record
+from .limits import check
+from .runs import locations, run_limits, settings, write_record
 from .train import create, job_arguments, spot_max_wait
 from .training_stack import ensure
 
@@ -115,12 +116,16 @@ def record_best(session, job: dict, stage: Stage, path: Path = CURRENT) -> dict:
 
 def run(args, echo=print) -> dict:
     """``dogops promote tune``: spec, the training stack (the role), request, create, watch, record the best."""
-    stage, session = connect(args.stage, args.config, args.aws)
     try:
         spec = load_spec(args.spec)
     except SpecError as exc:
         raise SystemExit(f"{args.spec}: {exc}") from None
-    conf = settings(stage.name, args.config)
+    conf = settings(args.stage, args.config)
+    spec_limits = "the spec's ResourceLimits."
+    check(args.config, {**run_limits(conf, args.spot),
+                        "tuning_max_jobs": (spec_limits + "MaxNumberOfTrainingJobs", spec.max_jobs),
+                        "tuning_max_parallel_jobs": (spec_limits + "MaxParallelTrainingJobs", spec.max_parallel)})
+    stage, session = connect(args.stage, args.config, args.aws, limits=False)
     where = locations(conf, args.data, args.output)
     conf.update(data=where.data, output=where.output, checkpoints=where.checkpoints)
     infrastructure = ensure(session, stage, where, args.image, conf["volume_gb"], echo)

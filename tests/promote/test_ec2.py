@@ -225,7 +225,7 @@ def uninterrupted(aws, tmp_path_factory):
                               ec2_local.role_credentials(session, made["Ec2RoleArn"], "straight"))
         root = tmp_path_factory.mktemp("instance-straight")
         began = time.monotonic()
-        code, noticed = ec2_local.run_user_data(user_data, ec2_local.instance_env(
+        code, noticed, _ = ec2_local.run_user_data(user_data, ec2_local.instance_env(
             aws, imds, root, train_on_host=str(BIN / "train"), sync_s=2), imds)
         TIMES["uninterrupted"] = time.monotonic() - began
         imds.close()
@@ -300,6 +300,45 @@ def test_promote_train_ec2_is_interrupted_and_resumes_to_the_same_model(aws, ses
     interrupted, resumed = [float(line.rsplit(" ", 2)[1]) for line in lines if " ended after " in line]
     TIMES.update(interrupted_attempt=interrupted, resumed_attempt=resumed)
     print(f"\nEC2 rehearsal wall times (s): {TIMES}")
+
+
+def test_the_instance_powers_itself_off_at_its_max_runtime_and_the_cli_says_so(aws, session, tmp_path):
+    """The cap is the instance's own (systemd's timer, set first by the user data), not the CLI's polling: a job
+    of 20 epochs with max_run_s 4 is powered off mid-way, the instance terminated, no model, the reason said."""
+    config = yaml.safe_load(open("promote.yaml"))
+    config["training"] = {"data": DATA, "output": OUTPUT, "checkpoints": CHECKPOINTS, "hyperparameters": HP,
+                          "max_run_s": 4}
+    path = tmp_path / "promote.yaml"
+    path.write_text(yaml.safe_dump(config))
+    parser = argparse.ArgumentParser()
+    for name, kwargs in (("--config", {}), ("--image", {}), ("--name", {}), ("--poll", {"type": float})):
+        parser.add_argument(name, **kwargs)
+    ec2.add_ec2_arguments(parser)
+    args = parser.parse_args(["--ec2", "--config", str(path), "--image", IMAGE, "--name", "capped", "--poll", "0.3",
+                              "--ami", "ami-12c6146b"])
+    lines = []
+    began = time.monotonic()
+    with pytest.raises(SystemExit, match=r"capped: the instance reached its maximum runtime \(4 s, "
+                                         r"training.max_run_s\) and powered itself off"):
+        ec2.train_on_ec2(args, load_stage("dev"), session, echo=lines.append)
+    assert time.monotonic() - began < 60  # the CLI's own backstop would be max_run_s + 300 s
+    text = "\n".join(lines)
+    assert "max runtime: the instance powers itself off 4 s after boot" in text and ": terminated" in text, text
+    assert "model uploaded" not in text and "(attempt 2)" not in text
+    instances = session.client("ec2").describe_instances(Filters=[
+        {"Name": "tag:dogops-job", "Values": ["capped"]}])["Reservations"]
+    assert [i["State"]["Name"] for r in instances for i in r["Instances"]] == ["terminated"]
+    s3 = client("s3", aws)
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="dev/training/capped/")
+
+
+def test_the_user_data_sets_the_cap_before_anything_else():
+    text = ec2.render_user_data("job-1", load_stage("dev"), IMAGE, DATA, f"{CHECKPOINTS}/job-1", OUTPUT, HP,
+                                "m5.xlarge", "/dogops/dogops-dev/ec2-training", 3600)
+    assert "MAX_RUN_S=3600\n" in text
+    cap = text.index('--on-boot="${MAX_RUN_S}s" --unit=dogops-max-runtime')
+    assert cap < text.index("helper login") and cap < text.index("dnf install")
+    assert 'say "could not set the max-runtime cap: not training"' in text
 
 
 def test_dogops_destroy_deletes_the_training_stack_and_leaves_nothing_tagged(aws, session, stage, infrastructure):

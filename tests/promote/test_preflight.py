@@ -13,7 +13,7 @@ import pytest
 
 from dogops.promote import preflight as pre
 from dogops.promote.config import load_stage
-from dogops.promote.stack import TEMPLATE, parameters
+from dogops.promote.stack import EXPIRY_TEMPLATE, TEMPLATE, parameters
 from dogops.promote.training_stack import TEMPLATE as TRAINING
 
 from ..conftest import tarball
@@ -31,11 +31,14 @@ def params():
 def test_the_templates_pass_cfn_lint_checkov_and_parliament(params):
     lines = []
     training = pre.example_training_parameters(load_stage("dev"))
-    checks = pre.static_checks([(TEMPLATE, params), (TRAINING, training)], "us-east-1", lines.append)
+    expiry = {"Project": "dogops", "Stage": "dev"}
+    checks = pre.static_checks([(TEMPLATE, params), (TRAINING, training), (EXPIRY_TEMPLATE, expiry)], "us-east-1",
+                               lines.append)
     assert [(c.name, c.ok) for c in checks] == [("cfn-lint", True), ("checkov", True), ("parliament", True)], lines
-    assert checks[0].detail == "template.yaml, training.yaml: no findings"
-    assert "skipped on purpose" in checks[1].detail and "5 policies, no findings" in checks[2].detail
-    for policy in ("TrainingJobsRole/training-logs-metrics", "DataModelImagePolicy", "Ec2Role/ec2-training-logs-ssm"):
+    assert checks[0].detail == "template.yaml, training.yaml, expiry.yaml: no findings"
+    assert "skipped on purpose" in checks[1].detail and "7 policies, no findings" in checks[2].detail
+    for policy in ("TrainingJobsRole/training-logs-metrics", "DataModelImagePolicy", "Ec2Role/ec2-training-logs-ssm",
+                   "ExpiryScheduleRole/delete-the-stage-stack", "StackDeleterRole/delete-the-stage-resources"):
         assert policy in checks[2].detail
     assert all(line.startswith("  ✓ ") for line in lines)
 

@@ -1,44 +1,55 @@
 """``dogops status --aws`` and ``dogops destroy --images`` against a real emulator subprocess: what runs, its cost
 per hour, the expired reported and deleted with ``--enforce-ttl``, the pushed repositories deleted on request."""
 
+import dataclasses
 import json
+import os
+import subprocess
 
 import pytest
-import yaml
 
 from dogops.promote.config import CONFIG, load_stage
 from dogops.promote.push import repository_uri
 from dogops.promote.stack import apply, plan
 from services.stack import settings
 
-from ..conftest import run_script, script_env
+from ..conftest import BIN, run_script, script_env
 from ..services.processes import client
 from .conftest import BUCKET, IMAGE
 
 
-@pytest.fixture
-def expired_config(tmp_path):
-    """promote.yaml with dev's time to live in the past: its stack is expired from the start."""
-    config = yaml.safe_load(CONFIG.read_text())
-    config["stages"]["dev"]["ttl_hours"] = -1
-    path = tmp_path / "promote.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+def _env(aws):
+    return script_env(**{**settings.emulator_env(), "AWS_ENDPOINT_URL": aws})
 
 
 def _dogops(aws, *args):
-    env = script_env(**{**settings.emulator_env(), "AWS_ENDPOINT_URL": aws})
-    return run_script("dogops", *args, env=env, timeout=300, check=True).stdout
+    return run_script("dogops", *args, "--config", CONFIG.resolve(), env=_env(aws), timeout=300, check=True).stdout
 
 
-def test_status_lists_the_stage_with_its_cost_and_enforce_ttl_deletes_the_expired(aws, session, expired_config):
-    dev = load_stage("dev", expired_config)
+def _on_a_terminal(aws, answer: str, *args) -> subprocess.CompletedProcess:
+    """``dogops ARGS`` with a terminal as stdin, which answers ``answer``."""
+    controller, terminal = os.openpty()
+    try:
+        proc = subprocess.Popen([str(BIN / "dogops"), *map(str, args), "--config", str(CONFIG.resolve())],
+                                stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(aws), text=True)
+        os.write(controller, f"{answer}\n".encode())
+        out, err = proc.communicate(timeout=300)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_status_lists_the_stage_with_its_cost_and_enforce_ttl_deletes_the_expired(aws, session):
+    # made expired (its schedule's time already past when made: the emulator, like dogops, never runs such a one),
+    # as a stack whose schedule failed or was removed would be: `--enforce-ttl` is the backstop
+    dev = dataclasses.replace(load_stage("dev"), ttl_hours=-1)
     assert apply(plan(dev, IMAGE, f"s3://{BUCKET}/one/model.tar.gz", session), session, lambda _: None) \
         == "CREATE_COMPLETE"
     repository_uri(session.client("ecr"), "dogops-dev/serving", dev)  # as `dogops promote push` leaves it
     _loose_endpoint(aws, "dogops-scratch", "2020-01-01T00:00Z")
 
-    listed = _dogops(aws, "status", "--aws", "--config", expired_config)
+    listed = _dogops(aws, "status", "--aws")
     rows = {(line.split()[2], line.split()[3]): line for line in listed.splitlines() if line.startswith("dev ")}
     endpoint, function = rows["endpoint", "dogops-dev"], rows["function", "dogops-dev-predict"]
     assert "EXPIRED" in endpoint and "0.1150" in endpoint and "1 x ml.m5.large" in endpoint
@@ -47,7 +58,7 @@ def test_status_lists_the_stage_with_its_cost_and_enforce_ttl_deletes_the_expire
     assert "/aws/lambda/dogops-dev-predict" in listed and "0.0560" in listed  # a log group; the loose endpoint
     assert "total: $0.1748/hour" in listed  # ml.m5.large + 256 MB provisioned + ml.t2.medium; prod not deployed
     assert "EXPIRED: endpoint dogops-dev (stage dev)" in listed and "EXPIRED: endpoint dogops-scratch" in listed
-    answer = json.loads(_dogops(aws, "status", "--aws", "--json", "--config", expired_config))  # the same, as data
+    answer = json.loads(_dogops(aws, "status", "--aws", "--json"))  # the same, as data
     resources = {(r["type"], r["name"]): r for r in answer["resources"]}
     assert resources["sagemaker endpoint", "dogops-dev"] == {
         "stage": "dev", "type": "sagemaker endpoint", "name": "dogops-dev", "stack": "dogops-dev", "expired": True,
@@ -58,7 +69,15 @@ def test_status_lists_the_stage_with_its_cost_and_enforce_ttl_deletes_the_expire
     assert [(t["where"], t["account"], t["region"]) for t in answer["targets"]] == [("local", "123456789012",
                                                                                       "us-east-1")]
 
-    enforced = _dogops(aws, "status", "--aws", "--enforce-ttl", "--config", expired_config)
+    refused = subprocess.run([str(BIN / "dogops"), "status", "--aws", "--enforce-ttl", "--config", str(CONFIG.resolve())],
+                             env=_env(aws), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    # no terminal to ask, no --yes
+    assert refused.returncode != 0 and "nothing deleted" in refused.stderr and "--yes" in refused.stderr
+    declined = _on_a_terminal(aws, "n", "status", "--aws", "--enforce-ttl")
+    assert declined.returncode != 0 and "nothing deleted" in declined.stderr
+    assert "delete dogops-dev, dogops-scratch on the local stack (" in declined.stderr and "[y/N]" in declined.stderr
+    assert client("sagemaker", aws).describe_endpoint(EndpointName="dogops-dev")["EndpointStatus"] == "InService"
+    enforced = _on_a_terminal(aws, "y", "status", "--aws", "--enforce-ttl").stdout
     assert "stage dev expired at" in enforced and "deleting stack dogops-dev" in enforced
     assert "endpoint dogops-scratch expired at 2020-01-01T00:00Z and no stage stack owns it: deleting it" in enforced
     assert "but the image repositories dogops-dev/serving (" in enforced  # kept: destroy without --images
@@ -66,13 +85,18 @@ def test_status_lists_the_stage_with_its_cost_and_enforce_ttl_deletes_the_expire
     assert not [s for s in cfn.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
     assert client("sagemaker", aws).list_endpoints()["Endpoints"] == []
 
-    again = _dogops(aws, "status", "--aws", "--config", expired_config)
-    assert "EXPIRED" not in again and "total: $0.0000/hour" in again
+    again = _dogops(aws, "status", "--aws", "--enforce-ttl", "--yes")
+    assert "EXPIRED" not in again and "total: $0.0000/hour" in again and "nothing has expired" in again
 
-    destroyed = _dogops(aws, "destroy", "--stage", "dev", "--images", "--config", expired_config)
+    destroyed = _dogops(aws, "destroy", "--stage", "dev", "--images")
     assert "repository dogops-dev/serving: deleted with its images" in destroyed
     assert "nothing tagged project=dogops stage=dev remains" in destroyed
     assert client("ecr", aws).describe_repositories()["repositories"] == []
+
+
+def test_enforce_ttl_without_aws_is_refused_before_any_call():
+    result = run_script("dogops", "status", "--enforce-ttl", "--yes", env=script_env(AWS_ENDPOINT_URL="https://example.com"))
+    assert result.returncode != 0 and "--enforce-ttl deletes what has expired on AWS: it needs --aws" in result.stderr
 
 
 def test_status_without_aws_credentials_is_refused_against_a_remote_endpoint():
