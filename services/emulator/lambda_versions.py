@@ -49,6 +49,13 @@ class ConfigNotFound(LambdaClientError):
                          "No Provisioned Concurrency Config found for this function")
 
 
+class ResourceConflict(LambdaClientError):
+    code = 409
+
+    def __init__(self, message: str) -> None:
+        super().__init__("ResourceConflictException", message)
+
+
 @dataclass
 class Provisioned:
     requested: int
@@ -155,26 +162,38 @@ def _unreserved(backend: LambdaBackend, skip: tuple[str, str] | None = None) -> 
 
 
 def configure(backend: LambdaBackend, function: LambdaFunction, qualifier: str | None, requested: int) -> Provisioned:
-    """Put a provisioned concurrency config on the function's version or alias, or refuse it as AWS does."""
+    """Put a provisioned concurrency config on the function's version or alias, or refuse it as AWS does (the
+    messages as LocalStack's parity tests recorded them from AWS)."""
     if not qualifier or qualifier == "$LATEST":
         raise InvalidParameterValueException("Provisioned Concurrency Configs cannot be applied to unpublished "
                                              "function versions.")
+    if requested < 1:
+        raise ValidationException(requested, "provisionedConcurrentExecutions",
+                                  "Member must have value greater than or equal to 1")
     backend.get_function(function.function_name, qualifier)  # ResourceNotFoundException when unknown
-    alias = backend._lambdas._get_function_aliases(function.function_name).get(qualifier)
+    aliases = backend._lambdas._get_function_aliases(function.function_name)
+    alias = aliases.get(qualifier)
     if alias is not None and ((alias.routing_config or {}).get("AdditionalVersionWeights")):
         raise InvalidParameterValueException("Alias with weights can not be used with Provisioned Concurrency")
-    if requested < 1:
-        raise InvalidParameterValueException("ProvisionedConcurrentExecutions must be at least 1.")
+    # each version has one config, on itself or on one alias pointing to it
+    if alias is not None and alias.function_version in provisioned(function):
+        raise ResourceConflict("Alias can't be used for Provisioned Concurrency configuration on an already "
+                               "Provisioned version")
+    if alias is None and any(a.function_version == qualifier and a.name in provisioned(function)
+                             for a in aliases.values()):
+        raise ResourceConflict("Version is pointed by a Provisioned Concurrency alias")
     others = sum(c.requested for q, c in provisioned(function).items() if q != qualifier)
     if function.reserved_concurrency is not None:
         if others + requested > int(function.reserved_concurrency):
             raise InvalidParameterValueException("Requested Provisioned Concurrency should not be greater than the "
                                                  "reservedConcurrentExecution for function")
-    else:
-        free = _unreserved(backend, (function.function_name, qualifier)) - UNRESERVED_MINIMUM
-        if requested > free:
-            raise InvalidParameterValueException(f"Specified ConcurrentExecutions for function is greater than "
-                                                 f"account's unreserved concurrency [{max(free, 0)}].")
+    elif requested > account_concurrency():
+        raise InvalidParameterValueException(f"Specified ConcurrentExecutions for function is greater than "
+                                             f"account's unreserved concurrency [{account_concurrency()}].")
+    elif _unreserved(backend, (function.function_name, qualifier)) - requested < UNRESERVED_MINIMUM:
+        raise InvalidParameterValueException(f"Specified ConcurrentExecutions for function decreases account's "
+                                             f"UnreservedConcurrentExecution below its minimum value of "
+                                             f"[{UNRESERVED_MINIMUM}].")
     config = provisioned(function)[qualifier] = Provisioned(requested)
     return config
 

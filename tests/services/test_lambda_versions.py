@@ -154,6 +154,10 @@ def test_provisioned_concurrency_initialises_workers_then_is_ready(control, clie
     listed = lam.list_provisioned_concurrency_configs(FunctionName="provisioned")["ProvisionedConcurrencyConfigs"]
     assert [c["FunctionArn"] for c in listed] == ["arn:aws:lambda:us-east-1:123456789012:function:provisioned:warm"]
     assert lam.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == unreserved - 2
+    with pytest.raises(lam.exceptions.ResourceConflictException) as caught:  # one config per version
+        lam.put_provisioned_concurrency_config(FunctionName="provisioned", Qualifier="1",
+                                               ProvisionedConcurrentExecutions=1)
+    assert caught.value.response["Error"]["Message"] == "Version is pointed by a Provisioned Concurrency alias"
     out, body = call(client, "provisioned", Qualifier="warm", LogType="Tail")
     assert body["init"] == "provisioned-concurrency" and out["ExecutedVersion"] == "1"
     report = [line for line in base64.b64decode(out["LogResult"]).decode().splitlines() if line.startswith("REPORT")]
@@ -195,7 +199,9 @@ def test_provisioned_concurrency_is_refused_on_latest_and_beyond_reserved_concur
     with pytest.raises(lam.exceptions.InvalidParameterValueException) as caught:
         lam.put_provisioned_concurrency_config(FunctionName="greedy", Qualifier="1",
                                                ProvisionedConcurrentExecutions=unreserved - 99)
-    assert "unreserved concurrency" in caught.value.response["Error"]["Message"]
+    assert caught.value.response["Error"]["Message"] == ("Specified ConcurrentExecutions for function decreases "
+                                                         "account's UnreservedConcurrentExecution below its minimum "
+                                                         "value of [100].")
 
 
 @pytest.mark.parametrize("version, weights, error, message", [
