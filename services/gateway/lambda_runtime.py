@@ -235,16 +235,17 @@ class Worker:
         self.api = RuntimeApi()
         self.tmp = Path(tempfile.mkdtemp(prefix="dogops-lambda-tmp-"))
         self.output = Output(log_dir / f"{self.stream.rsplit(']', 1)[1]}.log", f"/aws/lambda/{fn.name}", self.stream)
-        environment = self._environment(fn, code_dir, initialization)
         read_fd, write_fd = os.pipe()
         try:
             self.process = subprocess.Popen(
                 lambda_sandbox.contained(lambda_sandbox.command(runtime_dir, opt_dir), self.tmp, fn.tmp_mb, code_dir,
-                                         opt_dir), cwd=code_dir, env=environment,
+                                         opt_dir), cwd=code_dir, env=self._environment(fn, code_dir, initialization),
                 stdin=subprocess.DEVNULL, stdout=write_fd, stderr=write_fd, start_new_session=True)
-        except OSError:
+        except (OSError, ServiceError):  # no process: nothing of this environment stays
             os.close(read_fd)
             self.api.close()
+            self.output.close()
+            shutil.rmtree(self.tmp, ignore_errors=True)
             raise
         finally:
             os.close(write_fd)
