@@ -85,25 +85,30 @@ def provisioned(function: LambdaFunction) -> dict[str, Provisioned]:
 
 
 def _check_routing(storage: LambdaStorage, function_name: str, version: str | None, routing: dict | None) -> None:
+    """The checks and messages of AWS, in its order (as LocalStack's parity tests recorded them)."""
     weights = (routing or {}).get("AdditionalVersionWeights") or {}
-    if not weights:
-        return
     if len(weights) > 1:
         raise InvalidParameterValueException("Number of items in AdditionalVersionWeights cannot be greater than 1")
-    ((extra, weight),) = weights.items()
-    if version == "$LATEST":
-        raise InvalidParameterValueException("$LATEST is not supported for an alias pointing to more than 1 version")
-    if not 0 <= float(weight) <= 1:
-        raise ValidationException(weight, "routingConfig.additionalVersionWeights",
-                                  "Map value must satisfy constraint: [Member must have value less than or equal to "
-                                  "1.0, Member must have value greater than or equal to 0.0]")
-    if extra == version:
-        raise InvalidParameterValueException(f"Invalid function version {extra}. Function version {extra} is already "
-                                             "included in routing configuration.")
-    if not extra.isdigit():
-        raise InvalidParameterValueException(f"Invalid function version {extra}: an additional version is a "
-                                             "published version number.")
-    storage.get_function_by_name_or_arn_with_qualifier(function_name, extra)  # ResourceNotFoundException
+    for extra, weight in weights.items():
+        constraint = "routingConfig.additionalVersionWeights"
+        if not 0 <= float(weight) < 1:
+            raise LambdaClientError("ValidationException", f"1 validation error detected: Value '{{{extra}={weight}}}' "
+                                    f"at '{constraint}' failed to satisfy constraint: Map value must satisfy "
+                                    "constraint: [Member must have value less than or equal to 1.0, Member must have "
+                                    "value greater than or equal to 0.0, Member must not be null]")
+        if extra == version:
+            raise InvalidParameterValueException(f"Invalid function version {extra}. Function version {extra} is "
+                                                 "already included in routing configuration.")
+        if version == "$LATEST":
+            raise InvalidParameterValueException("$LATEST is not supported for an alias pointing to more than 1 "
+                                                 "version")
+        if not extra.isdigit():
+            raise LambdaClientError("ValidationException", f"1 validation error detected: Value '{{{extra}={weight}}}' "
+                                    f"at '{constraint}' failed to satisfy constraint: Map keys must satisfy "
+                                    "constraint: [Member must have length less than or equal to 1024, Member must have "
+                                    "length greater than or equal to 1, Member must satisfy regular expression pattern: "
+                                    "[0-9]+, Member must not be null]")
+        storage.get_function_by_name_or_arn_with_qualifier(function_name, extra)  # ResourceNotFoundException
 
 
 _moto_put_alias = LambdaStorage.put_alias

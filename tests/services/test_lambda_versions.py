@@ -210,7 +210,11 @@ def test_provisioned_concurrency_is_refused_on_latest_and_beyond_reserved_concur
     ("$LATEST", {"1": 0.5}, "InvalidParameterValueException",
      "$LATEST is not supported for an alias pointing to more than 1 version"),
     ("1", {"9": 0.5}, "ResourceNotFoundException", None),
-    ("1", {"2": 1.5}, "ValidationException", None),
+    ("1", {"2": 1.5}, "ValidationException",
+     "1 validation error detected: Value '{2=1.5}' at 'routingConfig.additionalVersionWeights' failed to satisfy "
+     "constraint: Map value must satisfy constraint: [Member must have value less than or equal to 1.0, Member must "
+     "have value greater than or equal to 0.0, Member must not be null]"),
+    ("1", {"live": 0.5}, "ValidationException", None),
 ])
 def test_an_alias_routing_config_is_checked(control, version, weights, error, message):
     lam, _ = control
