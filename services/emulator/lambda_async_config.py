@@ -73,9 +73,7 @@ def _validate(config: dict[str, Any]) -> None:
     for condition in ("OnSuccess", "OnFailure"):
         destination = ((config.get("DestinationConfig") or {}).get(condition) or {}).get("Destination")
         if destination and not DESTINATION.fullmatch(destination):
-            raise InvalidParameterValueException(
-                f"The destination ARN {destination} is invalid: a destination is an SQS queue, an SNS topic, a "
-                "Lambda function or an EventBridge event bus.")
+            raise InvalidParameterValueException(f"The destination ARN {destination} is invalid.")  # AWS's words
 
 
 def _target(backend: LambdaBackend, path: str, qualifier: str | None) -> tuple[LambdaFunction, str]:

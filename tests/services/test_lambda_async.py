@@ -302,6 +302,10 @@ def test_event_invoke_config_api(aws):
     assert caught.value.response["Error"]["Code"] == "ValidationException"
     with pytest.raises(lam.exceptions.ResourceNotFoundException):
         lam.put_function_event_invoke_config(FunctionName=name, Qualifier="9", MaximumRetryAttempts=0)
+    s3 = "arn:aws:s3:::a-bucket"  # not a destination here (AWS now takes an S3 bucket on failure)
+    with pytest.raises(lam.exceptions.InvalidParameterValueException) as caught:
+        lam.put_function_event_invoke_config(FunctionName=name, DestinationConfig={"OnSuccess": {"Destination": s3}})
+    assert caught.value.response["Error"]["Message"] == f"The destination ARN {s3} is invalid."
     lam.delete_function_event_invoke_config(FunctionName=name, Qualifier="1")
     with pytest.raises(lam.exceptions.ResourceNotFoundException):
         lam.delete_function_event_invoke_config(FunctionName=name, Qualifier="1")
