@@ -10,7 +10,10 @@ from datetime import datetime, timezone
 import pytest
 
 from dogops.promote.config import load_stage
-from dogops.promote.stack import apply, ensure_expiry_roles, expiry_stack_name, plan
+from dogops.promote.runs import Locations
+from dogops.promote.stack import apply, change_set, ensure_expiry_roles, expiry_stack_name, plan
+from dogops.promote.training_stack import TEMPLATE as TRAINING
+from dogops.promote.training_stack import parameters as training_parameters
 
 from ..services.processes import client
 from .conftest import BUCKET, IMAGE
@@ -74,3 +77,40 @@ def test_the_schedule_role_may_only_delete_its_own_stage_stack(aws, session, act
         PolicySourceArn="arn:aws:iam::123456789012:role/dogops-dev-expiry-schedule", ActionNames=[action],
         ResourceArns=[resource], ContextEntries=entries if context else [])["EvaluationResults"][0]
     assert result["EvalDecision"] == decision
+
+
+def test_a_schedule_whose_role_may_not_delete_the_stack_leaves_it(aws, session):
+    """The emulator runs the target as its role: a role the scheduler may assume but whose policies do not allow
+    DeleteStack deletes nothing (the stack is the expiry stack, which its own schedule role may not delete)."""
+    dev = load_stage("dev")
+    ensure_expiry_roles(session, dev, lambda _: None)
+    iam, scheduler, cfn = client("iam", aws), client("scheduler", aws), client("cloudformation", aws)
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {
+        "Service": "scheduler.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+    stack = cfn.describe_stacks(StackName=expiry_stack_name(dev))["Stacks"][0]["StackId"]
+    at = datetime.fromtimestamp(time.time() + 2, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    for name, role in (("no-policy", iam.create_role(RoleName="scheduler-no-policy", AssumeRolePolicyDocument=json.dumps(
+            trust))["Role"]["Arn"]), ("stage-role", "arn:aws:iam::123456789012:role/dogops-dev-expiry-schedule")):
+        scheduler.create_schedule(Name=f"rogue-{name}", ScheduleExpression=f"at({at})", FlexibleTimeWindow={
+            "Mode": "OFF"}, Target={"Arn": "arn:aws:scheduler:::aws-sdk:cloudformation:deleteStack", "RoleArn": role,
+                                    "Input": json.dumps({"StackName": stack})})
+    time.sleep(5)
+    assert cfn.describe_stacks(StackName=stack)["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
+
+
+def test_an_expiry_to_the_minute_from_an_older_stack_is_kept_to_the_second(aws, session):
+    """Stacks made before expiry went to the second hold ``YYYY-MM-DDTHH:MMZ``; a plan keeps that expiry as
+    ``...:00Z``, the form the stage template's schedule takes."""
+    dev = load_stage("dev")
+    where = Locations(f"s3://{BUCKET}/data", f"s3://{BUCKET}/out", f"s3://{BUCKET}/ckpt")
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/dogops-dev/training@sha256:" + "e" * 64
+    made = change_set(session, dev, "dogops-minute", TRAINING, training_parameters(
+        dev, where, image, "123456789012", 30, "2030-01-02T03:04Z"), keep=(), capabilities=("CAPABILITY_NAMED_IAM",))
+    apply(made, session, lambda _: None)
+    again = change_set(session, dev, "dogops-minute", TRAINING, training_parameters(
+        dev, where, image, "123456789012", 30, dev.expires_at()), capabilities=("CAPABILITY_NAMED_IAM",))
+    apply(again, session, lambda _: None)
+    cfn = client("cloudformation", aws)
+    stack = cfn.describe_stacks(StackName="dogops-minute")["Stacks"][0]
+    assert {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}["ExpiresAt"] == "2030-01-02T03:04:00Z"
+    cfn.delete_stack(StackName="dogops-minute")
