@@ -6,7 +6,9 @@ GET ``URL`` (the service's own health route, answered by the same server threads
 200. Docker only marks a failing container ``unhealthy``: after ``--failures`` failed probes in a row (counted in a
 file under /tmp) the probe SIGKILLs the service (the children of the container's init, ``init: true``: pid 1 must
 be ``docker-init`` or ``tini``, so that a probe run elsewhere never kills anything), so the container exits and its
-restart policy starts it again. Standard library only.
+restart policy starts it again. A service younger than ``--grace`` seconds is never killed: it may still be
+starting (the emulator restores its state first), as Docker's ``start_period`` ignores early failures. Standard
+library only.
 """
 
 import argparse
@@ -39,11 +41,18 @@ def service_pids(init: int = 1) -> list[int]:
         return []
 
 
+def age(pid: int) -> float:
+    """Seconds since process ``pid`` started (``/proc``: its start in clock ticks after boot, and the uptime)."""
+    started = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+    return float(Path("/proc/uptime").read_text().split()[0]) - started
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.stack.probe", description=__doc__.splitlines()[0])
     parser.add_argument("url")
     parser.add_argument("--timeout", type=float, default=3.0, help="seconds for one probe")
     parser.add_argument("--failures", type=int, default=3, help="failed probes in a row before the kill")
+    parser.add_argument("--grace", type=float, default=60.0, help="seconds after its start a service is not killed")
     parser.add_argument("--state", type=Path, default=Path(tempfile.gettempdir()) / "dogops-probe-failures")
     parser.add_argument("--init-pid", type=int, default=1, help=argparse.SUPPRESS)  # tests: an init of their own
     args = parser.parse_args(argv)
@@ -59,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     if failed >= args.failures:
         args.state.unlink(missing_ok=True)
         for pid in service_pids(args.init_pid):
+            if age(pid) < args.grace:
+                print(f"the service (pid {pid}) started {age(pid):.0f} s ago: still starting?", file=sys.stderr)
+                continue
             print(f"killing the hung service (pid {pid}) so that the container restarts", file=sys.stderr)
             os.kill(pid, signal.SIGKILL)
     return 1

@@ -24,8 +24,10 @@ def test_a_hung_service_is_killed_after_the_failures_in_a_row(tmp_path):
         while not probe.service_pids(container.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(probe.service_pids(container.pid)) == 1
-        args = [url, "--timeout", "0.3", "--failures", "3", "--state", str(tmp_path / "count"),
-                "--init-pid", str(container.pid)]
+        young = [url, "--timeout", "0.3", "--failures", "1", "--state", str(tmp_path / "count"),
+                 "--init-pid", str(container.pid)]
+        assert probe.main(young) == 1 and container.poll() is None  # started under a minute ago: still starting
+        args = [*young[:4], "3", *young[5:], "--grace", "0"]
         assert probe.main(args) == 1 and probe.main(args) == 1
         assert (tmp_path / "count").read_text() == "2"
         assert container.poll() is None  # two failures: not yet
