@@ -33,11 +33,9 @@ def test_the_schedule_deletes_the_stage_stack_at_its_expiry_without_the_cli(aws,
     dev = load_stage("dev")
     roles = ensure_expiry_roles(session, dev, lambda _: None)
     assert set(roles) == {"ExpiryScheduleRoleArn", "StackDeleterRoleArn"}
-    started = time.monotonic()
-    soon = dataclasses.replace(dev, ttl_hours=12 / 3600)  # 12 s ahead: the stack is made in about 5
+    soon = dataclasses.replace(dev, ttl_hours=20 / 3600)  # 20 s ahead: the stack is made in about 5
     assert apply(plan(soon, IMAGE, f"s3://{BUCKET}/one/model.tar.gz", session), session, lambda _: None) \
         == "CREATE_COMPLETE"
-    assert time.monotonic() - started < 10, "the stack took too long to make for a 12 s expiry"
     cfn, scheduler = client("cloudformation", aws), client("scheduler", aws)
     stack = cfn.describe_stacks(StackName="dogops-dev")["Stacks"][0]
     expires_at = {p["ParameterKey"]: p["ParameterValue"] for p in stack["Parameters"]}["ExpiresAt"]
@@ -49,7 +47,7 @@ def test_the_schedule_deletes_the_stage_stack_at_its_expiry_without_the_cli(aws,
     assert target["RoleArn"] == roles["ExpiryScheduleRoleArn"]
     assert json.loads(target["Input"]) == {"StackName": stack["StackId"], "RoleARN": roles["StackDeleterRoleArn"]}
 
-    assert _gone(cfn, "dogops-dev", 30), "the schedule did not delete the stack"
+    assert _gone(cfn, "dogops-dev", 60), "the schedule did not delete the stack"
     deleted_at = datetime.now(timezone.utc)
     assert deleted_at >= datetime.strptime(expires_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
     assert scheduler.list_schedules()["Schedules"] == []  # the schedule went with its stack
