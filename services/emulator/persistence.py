@@ -41,6 +41,7 @@ import logging
 import os
 import random
 import re
+import secrets
 import sys
 import tempfile
 import threading
@@ -402,7 +403,7 @@ class Store:
             statuses.append(status)
             return start_response(status, headers, exc_info)
 
-        seed = random.getrandbits(63)
+        seed = secrets.randbits(63)  # what moto draws ids and secret keys from: unpredictable
         with self._serial:
             at = moto_utils.utcnow()
             with mutation(seed, at):
