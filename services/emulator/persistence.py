@@ -15,8 +15,9 @@ On disk (``journal.jsonl`` and ``blobs/``, mode 0600 in a 0700 folder):
 - a ``request`` record: the WSGI environ (headers, path, query; the signing key replaced by the root's and any
   session token dropped: the replay is the stack's own), the body, when it ran, and the seed of moto's random
   source for it. Each mutating request runs with moto's ``mock_random`` (moto's documented hook for deterministic
-  ids; ``os.urandom`` too, which S3's upload ids come from) seeded per request in its thread, and is replayed with the same seed and moto's clock (``utcnow``) set to
-  when it ran, so access keys, secrets, upload ids, revision ids and timestamps come back the same;
+  ids; ``os.urandom`` too, which S3's upload ids come from) seeded per request in its thread, and is replayed
+  with the same seed and moto's clock (``utcnow``) set to when it ran, so access keys, secrets, upload ids,
+  revision ids and timestamps come back the same;
 - an ``update`` record: a training or tuning job's status change, from its runner (in this process or reporting
   from the host), replayed on moto's backend as it was made. Runners do not start again on replay (their jobs'
   last reports are restored); a job still running when the emulator stopped is ``Failed`` (``Stopped`` if it
@@ -26,10 +27,10 @@ On disk (``journal.jsonl`` and ``blobs/``, mode 0600 in a 0700 folder):
   hosted elsewhere (``PUT``/``DELETE /_dogops/hosting/...``: compose's containers) is journaled and replayed.
 
 Reads (GET/HEAD, actions named ``Describe``/``List``/``Get``/...), STS sessions (temporary: callers make new
-ones), ``Invoke`` and CloudWatch's ``PutMetricData`` (the stack's own metrics) are not journaled. Loading compacts: an S3 object written
-again or deleted later loses its older ``PutObject`` (unless a copy or a versioned bucket may need it), runs of
-``PutLogEvents`` to one stream become one request, and blobs no record names are removed, so a journal grows with
-what exists, not with every upload or log batch.
+ones), ``Invoke`` and CloudWatch's ``PutMetricData`` (the stack's own metrics) are not journaled. Loading
+compacts: an S3 object written again or deleted later loses its older ``PutObject`` (unless a copy or a versioned
+bucket may need it), runs of ``PutLogEvents`` to one stream become one request, and blobs no record names are
+removed, so a journal grows with what exists, not with every upload or log batch.
 """
 
 import base64
@@ -43,7 +44,6 @@ import random
 import re
 import secrets
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -55,6 +55,8 @@ from moto.core import utils as moto_utils
 from moto.moto_api._internal import mock_random
 from moto.s3.models import FakeBucket
 from werkzeug.wrappers import Request
+
+from training import atomic
 
 from ..security.guard import read_body
 from ..stack import settings
@@ -123,14 +125,6 @@ def _decode(document: str) -> dict:
                       if set(o) == {"__datetime__"} else o)
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class Journal:
     """``journal.jsonl`` and ``blobs/`` in ``folder``: append-only, each record on disk before it counts."""
 
@@ -175,7 +169,7 @@ class Journal:
             if self._file is None:
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 self._file = os.fdopen(fd, "ab", buffering=0)
-                _fsync_dir(self.folder)
+                atomic.fsync_dir(self.folder)
             self._file.write(line)
             os.fsync(self._file.fileno())
 
@@ -186,20 +180,8 @@ class Journal:
 
     def _put_blob(self, body: bytes) -> str:
         digest = hashlib.sha256(body).hexdigest()
-        path = self.blobs / digest
-        if not path.exists():
-            fd, temp = tempfile.mkstemp(dir=self.blobs, prefix=".tmp-")
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    out.write(body)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(temp, path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(temp)
-                raise
-            _fsync_dir(self.blobs)
+        if not (self.blobs / digest).exists():
+            atomic.write_bytes(self.blobs / digest, body)
         return digest
 
     def rewrite(self, records: list[dict]) -> None:
@@ -208,14 +190,9 @@ class Journal:
             if self._file is not None:
                 self._file.close()
                 self._file = None
-            fd, temp = tempfile.mkstemp(dir=self.folder, prefix=".journal-")
-            with os.fdopen(fd, "wb") as out:
+            with atomic.replacing(self.path) as out:
                 for record in records:
                     out.write((json.dumps(record, default=_encode, separators=(",", ":")) + "\n").encode("utf-8"))
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(temp, self.path)
-            _fsync_dir(self.folder)
             named = {record["blob"] for record in records if "blob" in record}
             for blob in self.blobs.iterdir():
                 if blob.name not in named:
