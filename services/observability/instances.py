@@ -7,17 +7,24 @@ server's process group from ``/proc`` (Linux): ``CPUUtilization`` (percent of on
 100 x cores, as AWS counts it), ``MemoryUtilization`` (resident memory of the group over the machine's) and
 ``DiskUtilization`` (of the file system holding the server's folder). :meth:`InstanceWatch.ready` records
 ``ModelSetupTime``; :meth:`InstanceWatch.stop` sends what is left.
+
+:class:`ContainerWatch` does the same for a model container (hosting with Docker), in the hoster's process and
+through its boto3 session: ``docker logs --follow`` into the stream, ``docker stats`` (CPU and memory) sampled,
+until the container is gone.
 """
 
 import logging
 import os
 import secrets
 import shutil
+import subprocess
 import threading
 import time
 from pathlib import Path
 
 from . import cloudwatch_logs, sagemaker_metrics
+from .cloudwatch_logs import LogWriter
+from .metrics import MetricPublisher
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +33,10 @@ FOLLOW_S = 0.5
 
 def instance_id() -> str:
     return "i-" + secrets.token_hex(9)[:17]
+
+
+def _interval() -> float:
+    return float(os.environ.get("DOGOPS_INSTANCE_METRICS_S", "10"))
 
 
 def group_usage(pgid: int) -> tuple[float, int]:
@@ -61,7 +72,7 @@ class InstanceWatch:
         self.log_path, self.pgid, self.folder = log_path, pgid, folder
         self.stream = f"{variant}/{instance_id()}"
         self.started = time.monotonic()
-        self.interval = float(os.environ.get("DOGOPS_INSTANCE_METRICS_S", "10"))
+        self.interval = _interval()
         self._offset, self._partial = 0, b""
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"instance-{endpoint}-{variant}", daemon=True)
@@ -122,3 +133,43 @@ class InstanceWatch:
                                           cpu=max(0.0, cpu - before[0]) / (now - before[1]) * 100,
                                           memory=rss / total * 100, disk=disk.used / disk.total * 100)
         return cpu, now
+
+
+class ContainerWatch:
+    """One model container's log and use, for endpoint ``endpoint``'s variant ``variant``, through ``session``."""
+
+    def __init__(self, session, endpoint: str, variant: str, container: str, ready_s: float):
+        self.region, self.endpoint, self.variant, self.container = session.region_name, endpoint, variant, container
+        self.stream = f"{variant}/{instance_id()}"
+        self.logs = LogWriter(session.client("logs"))
+        cloudwatch = session.client("cloudwatch")
+        self.publisher = MetricPublisher(lambda region: cloudwatch)
+        sagemaker_metrics.model_setup(self.region, endpoint, variant, ready_s, self.publisher)
+        self._gone = threading.Event()
+        threading.Thread(target=self._follow, name=f"container-log-{container}", daemon=True).start()
+        threading.Thread(target=self._sample, name=f"container-stats-{container}", daemon=True).start()
+
+    def _follow(self) -> None:
+        """``docker logs --follow`` until the container is removed; then what is left is sent."""
+        group = f"/aws/sagemaker/Endpoints/{self.endpoint}"
+        try:
+            with subprocess.Popen(["docker", "logs", "--follow", self.container], stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+                                  errors="replace") as proc:
+                for line in proc.stdout:
+                    self.logs.write(group, self.stream, line.rstrip("\n"))
+        finally:
+            self._gone.set()
+            self.logs.close()
+
+    def _sample(self) -> None:
+        while not self._gone.wait(_interval()):
+            stats = subprocess.run(["docker", "stats", "--no-stream", "--format", "{{.CPUPerc}} {{.MemPerc}}",
+                                    self.container], capture_output=True, text=True, timeout=60)
+            try:
+                cpu, memory = (float(part.rstrip("%")) for part in stats.stdout.split())
+            except ValueError:  # gone, or not answered
+                continue
+            sagemaker_metrics.utilization(self.region, self.endpoint, self.variant, cpu, memory,
+                                          publisher=self.publisher)
+        self.publisher.close()

@@ -33,14 +33,17 @@ def invocation(region: str, endpoint: str, variant: str, instances: int, status:
     metrics.shared().record_many(NAMESPACE, _dims(endpoint, variant), samples, region=region)
 
 
-def model_setup(region: str, endpoint: str, variant: str, seconds: float) -> None:
+def model_setup(region: str, endpoint: str, variant: str, seconds: float,
+                publisher: metrics.MetricPublisher | None = None) -> None:
     """A model server of the variant became ready ``seconds`` after it was started."""
-    metrics.shared().record(NAMESPACE, "ModelSetupTime", seconds * 1e6, "Microseconds", _dims(endpoint, variant),
-                            region=region)
+    (publisher or metrics.shared()).record(NAMESPACE, "ModelSetupTime", seconds * 1e6, "Microseconds",
+                                           _dims(endpoint, variant), region=region)
 
 
-def utilization(region: str, endpoint: str, variant: str, cpu: float, memory: float, disk: float) -> None:
-    """One sample of an instance's use, in percent."""
-    metrics.shared().record_many(INSTANCE_NAMESPACE, _dims(endpoint, variant), [
-        ("CPUUtilization", cpu, "Percent"), ("MemoryUtilization", memory, "Percent"),
-        ("DiskUtilization", disk, "Percent")], region=region)
+def utilization(region: str, endpoint: str, variant: str, cpu: float, memory: float, disk: float | None = None,
+                publisher: metrics.MetricPublisher | None = None) -> None:
+    """One sample of an instance's use, in percent (``disk`` None: not known)."""
+    samples = [("CPUUtilization", cpu, "Percent"), ("MemoryUtilization", memory, "Percent")]
+    if disk is not None:
+        samples.append(("DiskUtilization", disk, "Percent"))
+    (publisher or metrics.shared()).record_many(INSTANCE_NAMESPACE, _dims(endpoint, variant), samples, region=region)
