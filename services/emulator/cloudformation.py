@@ -46,7 +46,7 @@ from moto.sagemaker.models import FakeEndpoint, sagemaker_backends
 from moto.utilities.utils import get_partition
 
 from .lambda_urls import create_url, delete_url, get_url
-from .lambda_versions import Provisioned, provisioned
+from .lambda_versions import configure, provisioned
 from .sagemaker_endpoints import roll_endpoint
 
 
@@ -100,8 +100,7 @@ class Alias(CloudFormationModel):
                                         account_id: str, region_name: str) -> None:
         function, name = resource_name.split(":")[-2:]  # the alias ARN
         try:
-            provisioned(lambda_backends[account_id][region_name].get_function(function)).pop(name, None)
-            lambda_backends[account_id][region_name].delete_alias(name, function)
+            lambda_backends[account_id][region_name].delete_alias(name, function)  # its provisioned config too
         except UnknownFunctionException:  # the function went first: its aliases went with it
             pass
 
@@ -109,13 +108,14 @@ class Alias(CloudFormationModel):
 def _provision(account_id: str, region_name: str, props: dict[str, Any]) -> None:
     """The alias's ``ProvisionedConcurrencyConfig`` as its provisioned concurrency config (``lambda_versions``);
     none in the template: none kept."""
-    function = lambda_backends[account_id][region_name].get_function(props["FunctionName"])
+    backend = lambda_backends[account_id][region_name]
+    function = backend.get_function(props["FunctionName"])
     count = int((props.get("ProvisionedConcurrencyConfig") or {}).get("ProvisionedConcurrentExecutions") or 0)
     configs = provisioned(function)
     if not count:
         configs.pop(props["Name"], None)
     elif getattr(configs.get(props["Name"]), "requested", None) != count:
-        configs[props["Name"]] = Provisioned(count)
+        configure(backend, function, props["Name"], count)  # refused as the API refuses it
 
 
 class FunctionUrl(CloudFormationModel):
