@@ -206,7 +206,8 @@ def _job(job: str, image: str, data: str, model_uri: str, hyperparameters: dict,
 def _run_locally(session, infrastructure: dict[str, str], instance: dict, interrupt_at: str | None,
                  root: Path) -> dict:
     """The local stack's instance: its user data (as the emulator stored it) run by a thread; the instance is
-    terminated on the emulator when the script ends (its shutdown) or its max-runtime cap powers it off.
+    terminated on the emulator, as one that shut itself down (``services/emulator/ec2_shutdown.py``), when the
+    script ends (its shutdown) or its max-runtime cap powers it off.
     ``{"done", "noticed", "capped"}``."""
     from . import ec2_local
 
@@ -225,7 +226,8 @@ def _run_locally(session, infrastructure: dict[str, str], instance: dict, interr
     def run():
         try:
             _, state["noticed"], state["capped"] = ec2_local.run_user_data(user_data, env, imds, interrupt_at)
-        finally:
+        finally:  # the instance shut itself down (its script's end, or its cap): said so to the emulator
+            ec2.create_tags(Resources=[iid], Tags=[{"Key": "dogops:shutdown", "Value": "instance-initiated"}])
             ec2.terminate_instances(InstanceIds=[iid])
             imds.close()
             state["done"] = True

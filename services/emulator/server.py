@@ -62,6 +62,7 @@ from . import (  # noqa: F401 (each patches moto)
     cloudformation,
     cloudwatch,
     cloudwatch_logs,
+    ec2_shutdown,
     ecr,
     iam_enforcement,
     iam_simulate,

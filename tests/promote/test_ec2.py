@@ -323,11 +323,15 @@ def test_the_instance_powers_itself_off_at_its_max_runtime_and_the_cli_says_so(a
         ec2.train_on_ec2(args, load_stage("dev"), session, echo=lines.append)
     assert time.monotonic() - began < 60  # the CLI's own backstop would be max_run_s + 300 s
     text = "\n".join(lines)
-    assert "max runtime: the instance powers itself off 4 s after boot" in text and ": terminated" in text, text
+    assert "max runtime: the instance powers itself off 4 s after boot" in text, text
+    assert ": terminated (Client.InstanceInitiatedShutdown: Instance initiated shutdown)" in text, text
     assert "model uploaded" not in text and "(attempt 2)" not in text
     instances = session.client("ec2").describe_instances(Filters=[
         {"Name": "tag:dogops-job", "Values": ["capped"]}])["Reservations"]
-    assert [i["State"]["Name"] for r in instances for i in r["Instances"]] == ["terminated"]
+    assert [(i["State"]["Name"], i["StateReason"]["Code"]) for r in instances for i in r["Instances"]] == [
+        ("terminated", "Client.InstanceInitiatedShutdown")]
+    assert {t["Key"] for r in instances for i in r["Instances"] for t in i["Tags"]} >= {"dogops-job", "project"}
+    assert "dogops:shutdown" not in {t["Key"] for r in instances for i in r["Instances"] for t in i["Tags"]}
     s3 = client("s3", aws)
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="dev/training/capped/")
 
