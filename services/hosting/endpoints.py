@@ -20,11 +20,15 @@ others wait for the outcome), and the route it registers names that config, whic
 ``InService`` where the emulator leaves hosting to others (``DOGOPS_HOSTING=host``); a model that cannot be
 hosted is reported (``Failed``, or an update rolled back).
 
+While the hoster runs, each container's log goes to CloudWatch Logs and its use to CloudWatch metrics as an
+instance's (``services.observability.instances.ContainerWatch``).
+
 Containers carry the label ``dogops.endpoint=<name>``; each model is extracted under ``DOGOPS_HOSTING_DIR``
 (default ``<tmp>/dogops-hosting``) and removed with its container.
 """
 
 import json
+import logging
 import os
 import random
 import shutil
@@ -36,6 +40,7 @@ from urllib.parse import urlparse
 
 import requests
 
+from ..observability.instances import ContainerWatch
 from ..security.sigv4 import RootAuth
 from ..stack import settings
 from .containers import (
@@ -51,6 +56,8 @@ from .containers import (
     remove,
     run_model,
 )
+
+log = logging.getLogger(__name__)
 
 LABEL = "dogops.endpoint"
 CONFIG_LABEL = "dogops.endpoint-config"
@@ -206,12 +213,21 @@ def host_endpoint(name: str, session, network: str | None = None, image_of=None)
         _post(routes_url, "failure", {"config": config, "reason": reason[:1024]})
         raise
     hosted.endpoint = name
+    _watch(session, hosted, config)
     _register(session, hosted, config)
     if old:
         time.sleep(settings.HOSTING_CACHE_SECONDS + 0.5)  # the gateway may still send to the old one that long
         for container in old:
             _discard(container)
     return hosted
+
+
+def _watch(session, hosted: Hosted, config: str) -> None:
+    """The container's log and use to CloudWatch, as an instance's; trouble there leaves the hosting as it is."""
+    try:
+        ContainerWatch(session, hosted.endpoint, _variant(session, config), hosted.container, hosted.ready_s)
+    except Exception as exc:  # noqa: BLE001 - observability never fails an endpoint
+        log.warning("endpoint %s: no CloudWatch log or metrics for %s: %s", hosted.endpoint, hosted.container, exc)
 
 
 def _variant(session, config: str) -> str:
@@ -230,11 +246,11 @@ def _outcome(session, name: str, config: str) -> Hosted:
         time.sleep(1)
     if described["EndpointStatus"] != "InService" or described["EndpointConfigName"] != config:
         raise HostingError(f"endpoint {name}: {described['EndpointStatus']} {described.get('FailureReason', '')}")
-    for container in _containers(name):
-        if container["labels"].get(CONFIG_LABEL) == config:
-            route = container["labels"][ROUTE_LABEL]
-            return Hosted(name, container["name"], route, route, 0.0)
-    raise HostingError(f"endpoint {name} is in service on {config}, but not from a container of this engine")
+    answer = requests.get(_routes_url(session, name), timeout=10, auth=RootAuth())  # what the gateway uses
+    if answer.status_code != 200:
+        raise HostingError(f"endpoint {name} is in service on {config}, but has no route: {answer.status_code}")
+    entry = answer.json()
+    return Hosted(name, entry.get("container", ""), entry["url"], entry["url"], 0.0)
 
 
 def _discard(container: dict) -> None:
