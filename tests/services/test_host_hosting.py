@@ -3,10 +3,12 @@ created with boto3 is Creating until a hoster claims its config and registers a 
 config wins; a failure fails a new endpoint and rolls an update back (the old route keeps serving); a delete frees
 the claims, so the same name and config can be hosted again."""
 
+import boto3
 import pytest
 
 from services.hosting.containers import HostingError
-from services.hosting.endpoints import _post, claim, register_route
+from services.hosting.endpoints import _outcome, _post, claim, register_route
+from services.stack import settings
 from services.stack.settings import routes_url
 
 from .processes import client, emulator
@@ -68,3 +70,21 @@ def test_a_route_without_config_leaves_the_status_alone_and_bad_reports_are_refu
         _post(url, "claim", {"nothing": "here"})
     with pytest.raises(HostingError, match="404"):
         _post(routes_url(server.url, "us-east-1", "nowhere"), "claim", {"config": "one"})
+
+
+def test_a_hoster_that_lost_the_claim_gets_the_winners_outcome(server, monkeypatch):
+    """``host_endpoint`` of a config another hoster claimed waits for the endpoint and answers its route (where
+    the gateway sends it), or the failure the winner reported."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
+    session = boto3.Session(aws_access_key_id=settings.ACCESS_KEY, aws_secret_access_key=settings.root_secret(),
+                            region_name="us-east-1")
+    sm = client("sagemaker", server.url)
+    for name, config in (("won", "one"), ("lost", "two")):
+        sm.create_endpoint(EndpointName=name, EndpointConfigName=config)
+        assert claim(routes_url(server.url, "us-east-1", name), config)
+    register_route(routes_url(server.url, "us-east-1", "won"), "http://127.0.0.1:9", "winner", config="one")
+    _post(routes_url(server.url, "us-east-1", "lost"), "failure", {"config": "two", "reason": "no ping"})
+    hosted = _outcome(session, "won", "one")
+    assert (hosted.container, hosted.url) == ("winner", "http://127.0.0.1:9")
+    with pytest.raises(HostingError, match="Failed no ping"):
+        _outcome(session, "lost", "two")
