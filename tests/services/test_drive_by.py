@@ -161,7 +161,7 @@ def test_same_origin_requests_pass_the_guard_and_carry_no_cors_headers(local, po
     """moto answers every origin with ``Access-Control-Allow-Origin: *``: none of that reaches a browser."""
     url = local.ports[port]
     answer = requests.get(url + "/_dogops/health", headers={"Origin": url}, timeout=30)
-    assert answer.status_code == 200 and answer.json() == {"status": "ok"}
+    assert answer.status_code == 200 and answer.json()["status"] == "ok"
     signed = processes.client("s3", url)
     seen = []
     signed.meta.events.register("after-call", lambda http_response, **_: seen.append(http_response.headers))
@@ -188,7 +188,7 @@ def test_a_foreign_host_is_refused(local, port, host):
 def test_the_stacks_own_hosts_are_accepted(local, port, host):
     host = host.format(port=local.ports[port].rsplit(":", 1)[1])
     answer = requests.get(local.ports[port] + "/_dogops/health", headers={"Host": host}, timeout=30)
-    assert answer.status_code == 200 and answer.json() == {"status": "ok"}
+    assert answer.status_code == 200 and answer.json()["status"] == "ok"
 
 
 # (c) moto's /moto-api/: reset, dashboard, state dump, recorder.
