@@ -19,7 +19,7 @@ from .emulator import signed_region
 from .lambda_runtime import ServiceError
 
 SYNC_LIMIT = 6291456  # bytes, request and response
-EVENT_LIMIT = 262144  # bytes, request
+EVENT_LIMIT = 1048576  # bytes, request: 1 MB, as botocore's Invoke documentation says (it was 256 KB until 2025)
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 
 blueprint = Blueprint("lambda_api", __name__)

@@ -277,7 +277,7 @@ def test_payload_not_json(client, main):
     assert caught.value.response["Error"]["Message"].startswith("Could not parse request body into json")
 
 
-@pytest.mark.parametrize("invocation_type, size", [("RequestResponse", 6291456), ("Event", 262144)])
+@pytest.mark.parametrize("invocation_type, size", [("RequestResponse", 6291456), ("Event", 1048576)])
 def test_payload_too_large(client, main, invocation_type, size):
     payload = json.dumps("x" * (size - 1)).encode()  # size + 1 bytes
     with pytest.raises(client.exceptions.RequestTooLargeException) as caught:
