@@ -17,7 +17,10 @@ from a loaded model. SIGTERM drains in-flight requests within 25 s,
 inside SageMaker's 30 s.
 """
 
+import atexit
 import logging
+import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -43,12 +46,14 @@ class StartupError(RuntimeError):
 
 
 def fetch_model_data(url: str) -> Path:
-    """Download an ``s3://.../model.tar.gz`` and unpack it into a fresh directory."""
+    """Download an ``s3://.../model.tar.gz`` and unpack it into a fresh directory, removed when this process ends
+    (not when one of its forked workers does)."""
     import boto3
-
 
     bucket, key = parse_s3_uri(url)
     target = Path(tempfile.mkdtemp(prefix="dogops-model-"))
+    owner = os.getpid()
+    atexit.register(lambda: os.getpid() == owner and shutil.rmtree(target, ignore_errors=True))
     archive = target.with_suffix(".tar.gz")
     log.info("downloading %s", url)
     try:

@@ -93,11 +93,16 @@ def test_model_data_url_is_fetched_from_s3_and_unpacked(trained, tmp_path, sampl
     s3.put_object(Bucket="models", Key="job-1/output/model.tar.gz", Body=tarball(trained[0]))
     env = {k: s3_env[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                                   "AWS_DEFAULT_REGION")}
+    scratch = tmp_path / "tmp"  # the fetched copies go under TMPDIR and are removed when serve ends
+    scratch.mkdir()
+    env["TMPDIR"] = str(scratch)
     server = Server(tmp_path / "empty", MODEL_DATA_URL="s3://models/job-1/output/model.tar.gz", **env).wait_ready()
     try:
         assert max(range(10), key=server.invoke(sample[0]).json()[0].__getitem__) == sample[1]
+        assert len(list(scratch.glob("dogops-model-*"))) == 1
     finally:
         server.stop()
+    assert not list(scratch.glob("dogops-model-*"))
     evils = ("../escape.txt", "/etc/evil", "link")
     for number, evil in enumerate(evils):
         buffer = io.BytesIO()
@@ -116,6 +121,7 @@ def test_model_data_url_is_fetched_from_s3_and_unpacked(trained, tmp_path, sampl
         missing, *refused = pool.map(lambda url: _start_error(tmp_path / "empty", MODEL_DATA_URL=url, **env), urls)
     assert "cannot fetch MODEL_DATA_URL" in missing
     assert all("is not a safe model.tar.gz" in error for error in refused), refused
+    assert not list(scratch.glob("dogops-model-*"))
 
 
 def test_sigterm_while_busy_finishes_in_flight_work_and_exits_in_time(trained, tmp_path, sample):
