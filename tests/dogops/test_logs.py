@@ -78,8 +78,11 @@ def test_follow_prints_what_comes_later_until_interrupted(url):
     logs = client("logs", url)
     group = "/aws/lambda/followed"
     _put(logs, group, "2026/12/03/[$LATEST]abc", [(_ms(datetime.now(timezone.utc)), "START RequestId: 1\n")])
+    # Ctrl-C as in a terminal: a shell's background job (CI's, perhaps) passes SIGINT on ignored, and Python
+    # then installs no KeyboardInterrupt handler.
     proc = subprocess.Popen([DOGOPS, "logs", "function", "followed", "--follow"], env=_env(url),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert proc.stdout.readline().rstrip("\n").endswith(" 2026/12/03/[$LATEST]abc START RequestId: 1")
         for n in (2, 3):
