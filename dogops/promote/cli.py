@@ -19,11 +19,18 @@ def _model_data_url(args) -> str:
 
 
 def _plan(stage, session, image: str, model_data_url: str):
-    from .stack import format_plan, plan
+    """The expiry stack's plan and the stage stack's, both printed: what ``apply`` asks to confirm is all it does."""
+    from .stack import format_plan, plan, plan_expiry
 
-    p = plan(stage, image, model_data_url, session)
-    print(format_plan(stage, p))
-    return p
+    plans = (plan_expiry(session, stage), plan(stage, image, model_data_url, session))
+    for p in plans:
+        print(format_plan(stage, p))
+    return plans
+
+
+def _changes(p) -> list[dict]:
+    return [{"action": c["Action"], "logical_id": c["LogicalResourceId"], "resource_type": c["ResourceType"],
+             "physical_id": c.get("PhysicalResourceId"), "replacement": c.get("Replacement")} for c in p.changes]
 
 
 def _pin(session, stage, model_data_url: str, check=lambda model_tar: None) -> str:
@@ -40,12 +47,13 @@ def _plan_only(args) -> dict:
 
     stage, session = _session(args)
     pinned = _pin(session, stage, _model_data_url(args))
-    p = _plan(stage, session, args.image, pinned)
+    expiry, p = _plan(stage, session, args.image, pinned)
+    discard(expiry, session)
     discard(p, session)
     return {"target": session.target.document(), "stage": stage.name, "stack": p.stack, "image": args.image,
-            "model_data_url": pinned, "change_set_type": p.change_set_type, "cost": p.cost, "changes": [
-                {"action": c["Action"], "logical_id": c["LogicalResourceId"], "resource_type": c["ResourceType"],
-                 "physical_id": c.get("PhysicalResourceId"), "replacement": c.get("Replacement")} for c in p.changes]}
+            "model_data_url": pinned, "change_set_type": p.change_set_type, "cost": p.cost, "changes": _changes(p),
+            "expiry_stack": {"stack": expiry.stack, "change_set_type": expiry.change_set_type,
+                             "changes": _changes(expiry)}}
 
 
 def _preflight(stage, session, image: str, model_data_url: str, model_tar: Path | None = None) -> None:
@@ -74,13 +82,14 @@ def _apply(args) -> None:
     model_data_url = _model_data_url(args)
     pinned = _pin(session, stage, model_data_url,  # the bytes preflight checks are the bytes the plan deploys
                   lambda model_tar: _preflight(stage, session, image, model_data_url, model_tar))
-    p = _plan(stage, session, image, pinned)
-    if p.change_set and not args.yes:
+    expiry, p = _plan(stage, session, image, pinned)
+    if (p.change_set or expiry.change_set) and not args.yes:
         answer = input(f"apply these changes to {session.target}? [y/N] ") if sys.stdin.isatty() else ""
         if answer.strip().lower() not in ("y", "yes"):
+            discard(expiry, session)
             discard(p, session)
             raise SystemExit("not applied (pass --yes to apply without asking)")
-    ensure_expiry_roles(session, stage)  # the roles the stack's schedule deletes it with, at its expires-at
+    ensure_expiry_roles(session, stage, p=expiry)  # first: the roles the stack's schedule deletes it with
     print(f"stack {p.stack}: {apply(p, session)}")
     if not args.aws:
         _host_locally(stage, session)

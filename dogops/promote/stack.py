@@ -156,14 +156,22 @@ def expiry_stack_name(stage: Stage) -> str:
     return f"{stage.stack_name}-expiry"
 
 
-def ensure_expiry_roles(session, stage: Stage, echo=print) -> dict[str, str]:
-    """The stage's expiry stack (``expiry.yaml``: the roles with which its stack's schedule deletes that stack at
-    ``expires-at``), planned and applied when it changes anything; its outputs. Apart from the stage's stack, so
-    that the roles outlive the deletion they carry out."""
-    p = change_set(session, stage, expiry_stack_name(stage), EXPIRY_TEMPLATE,
-                   {"Project": stage.project, "Stage": stage.name}, keep=(), capabilities=("CAPABILITY_NAMED_IAM",))
+def plan_expiry(session, stage: Stage) -> Plan:
+    """The change set that takes the stage's expiry stack (``expiry.yaml``: the roles with which its stack's schedule
+    deletes that stack at ``expires-at``) to its template. Apart from the stage's stack, so that the roles outlive
+    the deletion they carry out."""
+    return change_set(session, stage, expiry_stack_name(stage), EXPIRY_TEMPLATE,
+                      {"Project": stage.project, "Stage": stage.name}, keep=(), capabilities=("CAPABILITY_NAMED_IAM",))
+
+
+def ensure_expiry_roles(session, stage: Stage, echo=print, p: Plan | None = None) -> dict[str, str]:
+    """Apply the expiry stack's plan (``p``, already shown; else planned here and echoed) when it changes anything;
+    return the stack's outputs."""
+    if p is None:
+        p = plan_expiry(session, stage)
+        if p.change_set:
+            echo(format_plan(stage, p))
     if p.change_set:
-        echo(format_plan(stage, p))
         apply(p, session, echo)
     return outputs(session, p.stack)
 

@@ -46,9 +46,14 @@ def test_plan_json_is_one_document_on_stdout_and_the_rest_on_stderr(aws):
     assert changes["Endpoint"] == {"action": "Add", "logical_id": "Endpoint", "resource_type":
                                    "AWS::SageMaker::Endpoint", "physical_id": None, "replacement": None}
     assert plan["cost"]["per_hour"]["endpoint_min"] == pytest.approx(0.23)
+    expiry = plan["expiry_stack"]  # the roles apply creates before the stage's stack are in the plan too
+    assert (expiry["stack"], expiry["change_set_type"]) == ("dogops-prod-expiry", "CREATE")
+    assert {(c["logical_id"], c["resource_type"]) for c in expiry["changes"]} >= {
+        ("ExpiryScheduleRole", "AWS::IAM::Role"), ("StackDeleterRole", "AWS::IAM::Role")}
     assert result.stderr.startswith(f"target: the local stack ({aws.removeprefix('http://')}), account {ACCOUNT}, "
                                     f"region us-east-1, as {IDENTITY}\n")
     assert "stack dogops-prod (new)" in result.stderr and "cost estimate" in result.stderr
+    assert "stack dogops-prod-expiry (new)" in result.stderr
     assert _stacks(aws) == []  # a plan deploys nothing
 
 
