@@ -6,6 +6,8 @@
   periods under a minute), each datapoint stamped with its period's start (moto starts them at the first datum);
   ``ExtendedStatistics`` (``p50``, ``p99.9``, ...) from the values sent (``Value``, ``Values`` with ``Counts``), none
   where a ``StatisticValues`` datum is in the period, as on AWS;
+- ``GetMetricData``: its ``MetricStat`` queries answered the same way (``Stat`` may be ``pNN``); an ``Expression`` as
+  moto answers it (only one naming another query's id);
 - ``PutMetricAlarm``: a new alarm is ``INSUFFICIENT_DATA`` (moto: ``OK``), and a thread evaluates every metric
   alarm every ``DOGOPS_ALARM_EVALUATION_S`` seconds (default 60, as CloudWatch evaluates standard alarms each
   minute): the statistic over its last ``EvaluationPeriods`` periods, ``DatapointsToAlarm`` of them breaching the
@@ -23,6 +25,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 from moto.cloudwatch.exceptions import InvalidParameterValue
+from moto.cloudwatch.metric_data_expression_parser import parse_expression
 from moto.cloudwatch.models import (
     CloudWatchBackend,
     MetricAggregatedDatum,
@@ -161,6 +164,41 @@ def _is_percentile(name: str) -> bool:
 
 
 CloudWatchResponse.get_metric_statistics = _get_metric_statistics
+
+
+def _get_metric_data(self, queries: list[dict], start_time: datetime, end_time: datetime,
+                     scan_by: str = "TimestampDescending") -> list[dict]:
+    """``GetMetricData``: each ``MetricStat`` query per period as ``GetMetricStatistics`` answers it (whole set of
+    dimensions, periods on the minute, ``pNN`` from the values sent: moto had neither), then moto's expressions."""
+    results, returned = [], []
+    for query in queries:
+        if "MetricStat" not in query:
+            continue
+        stat, metric = query["MetricStat"], query["MetricStat"]["Metric"]
+        name = stat["Stat"]
+        extended = [name] if _is_percentile(name) else []
+        points = statistics(self, metric["Namespace"], metric["MetricName"], start_time, end_time,
+                            int(stat["Period"]), [] if extended else [name], metric.get("Dimensions", []),
+                            stat.get("Unit"), extended)
+        found = [(p.timestamp, (p.extended_statistics or {}).get(name) if extended else p.get_statistics_for_type(name))
+                 for p in points]
+        found = [(moment, value) for moment, value in found if value is not None]
+        if scan_by == "TimestampDescending":
+            found.reverse()
+        result = {"id": query["Id"], "label": query.get("Label") or metric["MetricName"],
+                  "values": [v for _, v in found], "timestamps": [t for t, _ in found], "status_code": "Complete"}
+        results.append(result)
+        if query.get("ReturnData", True):
+            returned.append(result)
+    for query in queries:
+        if "Expression" in query:
+            values, timestamps = parse_expression(query["Expression"], results)
+            returned.append({"id": query["Id"], "label": query.get("Label") or query["Id"], "values": values,
+                             "timestamps": timestamps, "status_code": "Complete"})
+    return returned
+
+
+CloudWatchBackend.get_metric_data = _get_metric_data
 
 
 # -- alarms ----------------------------------------------------------------------------------------------------------

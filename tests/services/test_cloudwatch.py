@@ -67,6 +67,32 @@ def test_percentiles_of_the_values_sent(cloudwatch):
                                          EndTime=now + timedelta(minutes=1), Period=60, ExtendedStatistics=["q9"])
 
 
+def test_get_metric_data_per_minute_with_percentiles(cloudwatch):
+    minute = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=4)
+    for offset, values in ((10, [1.0, 2.0, 3.0, 4.0]), (70, [10.0])):  # two minutes; a third without data
+        cloudwatch.put_metric_data(Namespace="Test/Data", MetricData=[{
+            "MetricName": "Latency", "Dimensions": DIMS, "Values": values, "Timestamp": minute + timedelta(seconds=offset)}])
+    cloudwatch.put_metric_data(Namespace="Test/Other", MetricData=[{  # same name and dimensions, another namespace
+        "MetricName": "Latency", "Dimensions": DIMS, "Value": 1000.0, "Timestamp": minute + timedelta(seconds=20)}])
+
+    def stat(name: str, dims=DIMS) -> dict:
+        return {"Metric": {"Namespace": "Test/Data", "MetricName": "Latency", "Dimensions": dims}, "Period": 60,
+                "Stat": name}
+
+    answer = cloudwatch.get_metric_data(
+        StartTime=minute + timedelta(seconds=30), EndTime=minute + timedelta(minutes=3), ScanBy="TimestampAscending",
+        MetricDataQueries=[{"Id": "n", "MetricStat": stat("SampleCount")}, {"Id": "p50", "MetricStat": stat("p50")},
+                           {"Id": "p99", "MetricStat": stat("p99")}, {"Id": "some", "MetricStat": stat("Sum", DIMS[:1])},
+                           {"Id": "hidden", "MetricStat": stat("Sum"), "ReturnData": False}])
+    got = {r["Id"]: (r["Timestamps"], r["Values"]) for r in answer["MetricDataResults"]}
+    minutes = [minute, minute + timedelta(minutes=1)]
+    assert got == {"n": (minutes, [4.0, 1.0]), "p50": (minutes, [2.0, 10.0]), "p99": (minutes, [4.0, 10.0]),
+                   "some": ([], [])}
+    newest_first = cloudwatch.get_metric_data(StartTime=minute, EndTime=minute + timedelta(minutes=3),
+                                              MetricDataQueries=[{"Id": "n", "MetricStat": stat("SampleCount")}])
+    assert newest_first["MetricDataResults"][0]["Values"] == [1.0, 4.0]
+
+
 def _state(cloudwatch, name: str, wanted: str, timeout: float = 30) -> dict:
     deadline = time.monotonic() + timeout
     while True:
