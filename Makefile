@@ -23,7 +23,14 @@ $(VENV)/preflight/.installed: dogops/promote/preflight-tools.txt
 	$(VENV)/preflight/bin/pip install --quiet -r $<
 	touch $@
 
-setup: $(BIN)/.installed $(VENV)/preflight/.installed  ## create .venv from the dev lock (requirements/dev.txt: every role, the tools) and install dogops
+# One venv per Lambda Python runtime (3.11, 3.12, 3.13) that pyenv has here, with the Lambda runtime's packages only
+# (requirements/lambda-runtime.txt): a function runs on its configured minor. A minor without pyenv's Python is
+# skipped (its functions run on the stack's Python, and say so); a venv already made from the lock is kept.
+.venv-lambda/.installed: requirements/lambda-runtime.txt services/gateway/lambda_interpreters.py $(BIN)/.installed
+	$(BIN)/python -m services.gateway.lambda_interpreters
+	touch $@
+
+setup: $(BIN)/.installed $(VENV)/preflight/.installed .venv-lambda/.installed  ## create .venv from the dev lock (requirements/dev.txt: every role, the tools), the Lambda runtime venvs (.venv-lambda), and install dogops
 
 # One lock per role (pyproject's extras), resolved by uv for Python 3.11 on every platform, with the
 # hashes of every file. dev.txt first: each role's lock takes its versions, so images and tests agree.
@@ -31,12 +38,13 @@ setup: $(BIN)/.installed $(VENV)/preflight/.installed  ## create .venv from the 
 # for every Python (--fork-strategy fewest): a library whose newest release needs a newer Python (scipy)
 # would otherwise be pinned twice.
 ROLES   := serve train tune stack promote
-COMPILE  = $(BIN)/uv pip compile pyproject.toml --quiet --universal --python-version 3.11 --generate-hashes \
+COMPILE  = $(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
            --fork-strategy fewest --custom-compile-command 'make lock' $(if $(UPGRADE),--upgrade)
 
 lock: $(BIN)/.installed  ## regenerate requirements/*.txt (the exact, hashed versions) from pyproject.toml's ranges; UPGRADE=1
-	$(COMPILE) --extra dev -o requirements/dev.txt
-	for role in $(ROLES); do $(COMPILE) --extra $$role -c requirements/dev.txt -o requirements/$$role.txt || exit 1; done
+	$(COMPILE) pyproject.toml --extra dev -o requirements/dev.txt
+	for role in $(ROLES); do $(COMPILE) pyproject.toml --extra $$role -c requirements/dev.txt -o requirements/$$role.txt || exit 1; done
+	$(COMPILE) requirements/lambda-runtime.in -c requirements/dev.txt -o requirements/lambda-runtime.txt
 
 demo: setup  ## the local stack without Docker: data -> S3 -> train -> endpoint + Lambda -> top-5 for a photo by URL; STOP=1 stops it after
 	@if $(BIN)/dogops status > /dev/null 2>&1; then echo "the stack is already up: using it"; \

@@ -227,18 +227,18 @@ class Worker:
     """An execution environment: ``awslambdaric`` in an isolated interpreter (``lambda_sandbox``), talking to a
     Runtime API of its own (``runtime_api``); its stdout and stderr are its log (``Output``)."""
 
-    def __init__(self, fn: Function, code_dir: Path, opt_dir: Path, runtime_dir: Path, log_dir: Path,
-                 initialization: str = "on-demand"):
+    def __init__(self, fn: Function, code_dir: Path, opt_dir: Path, interpreter: lambda_sandbox.Interpreter,
+                 log_dir: Path, initialization: str = "on-demand"):
         self.key, self.started = fn.environment_key, time.monotonic()
         self.stream = f"{time.strftime('%Y/%m/%d', time.gmtime())}/[{fn.version}]{uuid.uuid4().hex}"
-        self.runtime_dir = runtime_dir
+        self.runtime_dir = interpreter.runtime_dir
         self.api = RuntimeApi()
         self.tmp = Path(tempfile.mkdtemp(prefix="dogops-lambda-tmp-"))
         self.output = Output(log_dir / f"{self.stream.rsplit(']', 1)[1]}.log", f"/aws/lambda/{fn.name}", self.stream)
         read_fd, write_fd = os.pipe()
         try:
             self.process = subprocess.Popen(
-                lambda_sandbox.contained(lambda_sandbox.command(runtime_dir, opt_dir), self.tmp, fn.tmp_mb, code_dir,
+                lambda_sandbox.contained(lambda_sandbox.command(interpreter, opt_dir), self.tmp, fn.tmp_mb, code_dir,
                                          opt_dir), cwd=code_dir, env=self._environment(fn, code_dir, initialization),
                 stdin=subprocess.DEVNULL, stdout=write_fd, stderr=write_fd, start_new_session=True)
         except (OSError, ServiceError):  # no process: nothing of this environment stays
@@ -410,11 +410,12 @@ class Runtime:
 
     def __init__(self, root: Path, log_dir: Path):
         self.code = CodeCache(root)
-        self.runtime_dir = lambda_sandbox.build_runtime(root / "runtime")
+        self.runtime_root = root / "runtime"
+        self._interpreters: dict[str, lambda_sandbox.Interpreter] = {}  # per configured runtime
         self.log_dir = log_dir
         self._slots: dict[str, _Slots] = {}
         self._lock = threading.Lock()
-        self._mismatches: set[tuple[str, str]] = set()  # (function, runtime) already stated in the log
+        self._mismatches: set[tuple[str, str, str]] = set()  # (function, runtime, runs) already stated in the log
 
     def invoke(self, fn: Function, request_id: str, payload: str, arn: str,
                client_context: dict | None = None) -> Outcome:
@@ -445,13 +446,18 @@ class Runtime:
 
     def start(self, fn: Function, initialization: str = "on-demand") -> Worker:
         """A new worker for ``fn`` (its init not waited for)."""
-        worker = Worker(fn, self.code.path(fn), self.code.opt(fn), self.runtime_dir, self.log_dir / fn.name,
-                        initialization)
-        line = lambda_sandbox.mismatch(fn.runtime)
         with self._lock:
-            first = line is not None and (fn.name, fn.runtime) not in self._mismatches
+            interpreter = self._interpreters.get(fn.runtime)
+            if interpreter is None:
+                interpreter = lambda_sandbox.interpreter(fn.runtime, self.runtime_root)
+                self._interpreters[fn.runtime] = interpreter
+        worker = Worker(fn, self.code.path(fn), self.code.opt(fn), interpreter, self.log_dir / fn.name,
+                        initialization)
+        line = lambda_sandbox.mismatch(fn.runtime, interpreter.runs)
+        with self._lock:
+            first = line is not None and (fn.name, fn.runtime, interpreter.runs) not in self._mismatches
             if first:
-                self._mismatches.add((fn.name, fn.runtime))
+                self._mismatches.add((fn.name, fn.runtime, interpreter.runs))
         if first:
             worker.output.runtime_line(line)
         return worker
@@ -459,8 +465,8 @@ class Runtime:
     def mismatches(self) -> list[dict]:
         """The functions run by another Python than their configured runtime, as stated in their logs."""
         with self._lock:
-            return [{"function": name, "runtime": runtime, "runs_on": lambda_sandbox.INTERPRETER}
-                    for name, runtime in sorted(self._mismatches)]
+            return [{"function": name, "runtime": runtime, "runs_on": runs}
+                    for name, runtime, runs in sorted(self._mismatches)]
 
     @staticmethod
     def _admit(slots: _Slots, fn: Function) -> tuple[Worker | None, list[Worker]]:

@@ -2,11 +2,11 @@
 the runtime's own packages, and nothing of the stack.
 
 - the runtime directory (AWS's ``/var/runtime``): ``awslambdaric``, ``boto3`` and their dependencies, linked
-  from this interpreter's installed distributions (nothing else of the venv), and ``bootstrap.py``;
-- the interpreter: this one, isolated (``-I -S``: no ``PYTHONPATH``, no site-packages, no current directory).
-  Lambda runs the configured runtime's minor version; the stack has one interpreter with ``awslambdaric``, so a
-  function configured for another minor runs on it, and ``mismatch`` says so (the function's log, ``dogops
-  status``);
+  from the interpreter's installed distributions (nothing else of its venv), and ``bootstrap.py``;
+- the interpreter (``interpreter``), isolated (``-I -S``: no ``PYTHONPATH``, no site-packages, no current
+  directory): the configured runtime's minor version, from its venv (``lambda_interpreters``, made by ``make
+  setup`` where pyenv has that minor), the runtime directory then linked from that venv; without one, this
+  interpreter, and ``mismatch`` says so (the function's log, ``dogops status``);
 - the task root (``LAMBDA_TASK_ROOT``) is the unpacked package, read-only (``read_only``);
 - ``/opt``: the configuration's layers unpacked in order into one directory per list of layers;
 - on Linux with ``unshare`` (util-linux; a user namespace too unless root), each worker runs in a mount namespace
@@ -23,29 +23,44 @@ import shutil
 import stat
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+from . import lambda_interpreters
 
 RUNTIME_PACKAGES = ("awslambdaric", "boto3")  # and their dependencies: what Lambda's Python runtime provides
 BOOTSTRAP = Path(__file__).with_name("lambda_bootstrap.py")
 INTERPRETER = f"python{sys.version_info[0]}.{sys.version_info[1]}"
 
 
-def _closure(names: tuple[str, ...]) -> list[importlib.metadata.Distribution]:
-    """The distributions ``names`` need, extras left out."""
+@dataclass(frozen=True)
+class Interpreter:
+    """What runs a function's workers: ``python`` with ``runtime_dir``; ``runs`` is its runtime (``python3.12``)."""
+
+    python: str
+    runtime_dir: Path
+    runs: str
+
+
+def _closure(names: tuple[str, ...], path: list[str]) -> list[importlib.metadata.Distribution]:
+    """The distributions ``names`` need, found on ``path``, extras left out."""
     found, todo = {}, list(names)
     while todo:
         name = re.split(r"[\s;<>=!~(\[]", todo.pop(), maxsplit=1)[0].lower().replace("_", "-")
         if name in found:
             continue
-        found[name] = importlib.metadata.distribution(name)
+        found[name] = next(iter(importlib.metadata.distributions(name=name, path=path)), None)
+        if found[name] is None:
+            raise importlib.metadata.PackageNotFoundError(name)
         todo += [r for r in found[name].requires or [] if "extra ==" not in r]
     return list(found.values())
 
 
-def build_runtime(target: Path) -> Path:
-    """The runtime directory at ``target``: each top-level entry of the runtime's distributions linked in."""
+def build_runtime(target: Path, path: list[str]) -> Path:
+    """The runtime directory at ``target``: each top-level entry of the runtime's distributions on ``path``
+    linked in."""
     target.mkdir(parents=True, exist_ok=True)
-    for dist in _closure(RUNTIME_PACKAGES):
+    for dist in _closure(RUNTIME_PACKAGES, path):
         tops = {f.parts[0] for f in dist.files or [] if f.parts[0] not in ("..", "__pycache__")}
         for top in tops:
             source = Path(dist.locate_file(top))
@@ -55,8 +70,18 @@ def build_runtime(target: Path) -> Path:
     return target
 
 
-def command(runtime_dir: Path, opt_dir: Path) -> list[str]:
-    return [sys.executable, "-I", "-S", str(runtime_dir / "bootstrap.py"), str(opt_dir)]
+def interpreter(runtime: str, root: Path) -> Interpreter:
+    """The interpreter of ``runtime``'s workers, its runtime directory made under ``root``: ``runtime``'s venv
+    when there is one, else this interpreter."""
+    python = lambda_interpreters.python(runtime)
+    if python is not None:
+        site = str(lambda_interpreters.site_packages(runtime))
+        return Interpreter(str(python), build_runtime(root / runtime, [site]), runtime)
+    return Interpreter(sys.executable, build_runtime(root / "stack", sys.path), INTERPRETER)
+
+
+def command(interpreter: Interpreter, opt_dir: Path) -> list[str]:
+    return [interpreter.python, "-I", "-S", str(interpreter.runtime_dir / "bootstrap.py"), str(opt_dir)]
 
 
 _CONTAIN = """
@@ -105,12 +130,12 @@ def contained(argv: list[str], tmp: Path, tmp_mb: int, task_root: Path, opt_dir:
             str(opt_dir), *argv]
 
 
-def mismatch(runtime: str) -> str | None:
-    """The line that says the configured runtime is not the interpreter that runs it, or None."""
-    if runtime == INTERPRETER or not runtime.startswith("python"):
+def mismatch(runtime: str, runs: str) -> str | None:
+    """The line that says the configured runtime is not the interpreter ``runs`` that runs it, or None."""
+    if runtime == runs or not runtime.startswith("python"):
         return None
     return (f"dogops: this function is configured for {runtime}; the local stack has no {runtime} with the "
-            f"Lambda runtime client, so {INTERPRETER} runs it\n")
+            f"Lambda runtime client (make setup makes one where pyenv has that Python), so {runs} runs it\n")
 
 
 def read_only(root: Path) -> None:

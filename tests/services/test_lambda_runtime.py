@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from dogops.lambda_package import build_zip
+from services.gateway import lambda_interpreters
 from services.gateway.lambda_sandbox import CAN_CONTAIN, INTERPRETER
 
 from . import processes
@@ -173,13 +174,34 @@ def test_json_log_format(client, deploy):
         ("WARNING", "logged warning", out["ResponseMetadata"]["RequestId"])]
 
 
+NO_INTERPRETER = "python3.14"  # a Lambda runtime with no venv here (lambda_interpreters.MINORS stops at 3.13)
+
+
 def test_a_runtime_mismatch_is_stated_once(client, deploy, logs):
-    name = deploy("mismatch", runtime="python3.13")
+    name = deploy("mismatch", runtime=NO_INTERPRETER)
     call(client, name, {})
-    found = events(logs, f"/aws/lambda/{name}", "python3.13")
-    stated = [e["message"] for e in found if "configured for python3.13" in e["message"]]
-    assert stated == [f"dogops: this function is configured for python3.13; the local stack has no python3.13 with "
-                      f"the Lambda runtime client, so {INTERPRETER} runs it\n"]
+    call(client, name, {})
+    found = events(logs, f"/aws/lambda/{name}", NO_INTERPRETER)
+    stated = [e["message"] for e in found if f"configured for {NO_INTERPRETER}" in e["message"]]
+    assert stated == [f"dogops: this function is configured for {NO_INTERPRETER}; the local stack has no "
+                      f"{NO_INTERPRETER} with the Lambda runtime client (make setup makes one where pyenv has that "
+                      f"Python), so {INTERPRETER} runs it\n"]
+
+
+@pytest.mark.skipif(lambda_interpreters.python("python3.12") is None,
+                    reason="no python3.12 Lambda venv: make setup makes .venv-lambda/python3.12 where pyenv has 3.12, "
+                           "and this machine has none")
+def test_a_python312_function_runs_on_python312(client, deploy, logs, stack):
+    import boto3
+
+    files = {"app.py": b"import sys, boto3\ndef handler(e, c):\n"
+                       b"    return {'version': list(sys.version_info[:2]), 'boto3': boto3.__version__}\n"}
+    name = deploy("on-312", files=files, runtime="python3.12")
+    out = call(client, name, {}, LogType="Tail")
+    assert out["Body"] == {"version": [3, 12], "boto3": boto3.__version__}  # the lock's boto3, at the dev lock's
+    assert "configured for" not in out["Tail"]
+    assert not [m for m in requests.get(f"{stack[1].url}/_dogops/lambda/mismatches", timeout=5).json()["mismatches"]
+                if m["function"] == name]
 
 
 def test_a_layer_provides_what_the_package_lacks(client, deploy, stack):
@@ -215,11 +237,11 @@ def test_a_function_over_its_memory_is_killed_as_on_aws(client, deploy):
 def test_dogops_status_states_the_mismatch(client, deploy, stack, monkeypatch):
     from dogops.stack_cli import lambda_mismatches
 
-    call(client, deploy("mismatched", runtime="python3.12"), {})
+    call(client, deploy("mismatched", runtime=NO_INTERPRETER), {})
     call(client, deploy("matched"), {})
     monkeypatch.setenv("DOGOPS_GATEWAY_URL", stack[1].url)
     found = lambda_mismatches()
-    assert {"function": "mismatched", "runtime": "python3.12", "runs_on": INTERPRETER} in found
+    assert {"function": "mismatched", "runtime": NO_INTERPRETER, "runs_on": INTERPRETER} in found
     assert not [m for m in found if m["function"] == "matched"]
 
 
