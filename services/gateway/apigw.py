@@ -11,7 +11,8 @@ it a cross-site "simple" request (``text/plain``, forms): 415 otherwise; a forei
 (``services.security.guard``).
 
 Settings: ``DOGOPS_API_KEY`` (when set, ``x-api-key`` must match it), ``DOGOPS_INTEGRATION_TIMEOUT``
-(seconds, default 29 as on API Gateway), ``DOGOPS_SAMPLES_DIR`` and ``DOGOPS_SAMPLES_URL`` (where the serving
+(seconds, default 29 as on API Gateway; at most ``POOL`` invocations run at once, past that 429 "Too Many
+Requests"), ``DOGOPS_SAMPLES_DIR`` and ``DOGOPS_SAMPLES_URL`` (where the serving
 container finds the samples; default this gateway's ``/samples``).
 """
 
@@ -20,6 +21,7 @@ import binascii
 import hmac
 import json
 import os
+import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -36,7 +38,9 @@ blueprint = Blueprint("apigw", __name__)
 STATIC = Path(__file__).with_name("static")
 SAMPLE_TYPES = (".jpg", ".jpeg", ".png")
 PREDICT_TYPES = ("application/json", "image/jpeg", "image/png")
-_pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="apigw")  # invocations outlive a 504, as on AWS
+POOL = 64  # invocations outlive a 504, as on AWS: at most this many at once, none waiting for a thread
+_pool = ThreadPoolExecutor(max_workers=POOL, thread_name_prefix="apigw")
+_running = threading.BoundedSemaphore(POOL)
 
 
 def _message(status: int, message: str) -> Response:
@@ -100,7 +104,10 @@ def predict() -> Response:
     from . import lambda_api
 
     payload = json.dumps(proxy_event(request.get_data(), str(uuid.uuid4()))).encode()
+    if not _running.acquire(blocking=False):
+        return _message(429, "Too Many Requests")  # API Gateway's throttling answer
     future = _pool.submit(lambda_api.invoke, settings.FUNCTION_NAME, payload)
+    future.add_done_callback(lambda _: _running.release())
     try:
         status, headers, body = future.result(timeout=float(os.environ.get("DOGOPS_INTEGRATION_TIMEOUT", "29")))
     except FutureTimeout:

@@ -7,15 +7,18 @@ the Lambda concurrency counters and warm function workers live in it).
 
 from flask import Flask
 
+from ..security.admission import Admission
 from ..security.guard import Guard
 from . import apigw, emulator_proxy, function_url, lambda_api, lambda_runtime, sagemaker_runtime, signatures
+from .limits import bounds, request_class
 
 
 def create_app() -> Flask:
     """The gateway, configured from the environment (see ``services.stack``), behind the stack's guard (Host, web
-    origins) with every signed request verified (``signatures``)."""
+    origins) with every signed request verified (``signatures``), working on at most ``limits.bounds()`` requests at once
+    (the rest answered with the called service's throttling error, ``services.security.admission``)."""
     app = Flask(__name__)
-    app.wsgi_app = Guard(app.wsgi_app)
+    app.wsgi_app = Admission(Guard(app.wsgi_app), bounds(), request_class)
     app.before_request(signatures.verify_request)
     app.register_blueprint(sagemaker_runtime.blueprint)
     app.register_blueprint(lambda_api.blueprint)

@@ -23,7 +23,8 @@ def client(service: str, region: str = settings.REGION):
             _clients[(service, region)] = boto3.session.Session().client(
                 service, endpoint_url=settings.emulator_url(), region_name=region,
                 aws_access_key_id=settings.ACCESS_KEY, aws_secret_access_key=settings.root_secret(),
-                config=Config(retries={"max_attempts": 2, "mode": "standard"}, max_pool_connections=64))
+                config=Config(retries={"max_attempts": 2, "mode": "standard"}, max_pool_connections=64,
+                              connect_timeout=settings.emulator_timeout(), read_timeout=settings.emulator_timeout()))
         return _clients[(service, region)]
 
 

@@ -27,7 +27,8 @@ def _decide(key: str, token: str | None, action: str, resource: str, region: str
     """The emulator's answer for this key, action and resource, reused for ``CACHE_SECONDS``."""
 
     def ask() -> dict:
-        answer = _session.post(settings.emulator_url() + "/_dogops/iam/authorize", timeout=10, auth=RootAuth(), json={
+        answer = _session.post(settings.emulator_url() + "/_dogops/iam/authorize", auth=RootAuth(),
+                               timeout=settings.emulator_timeout(), json={
             "access_key_id": key, "session_token": token, "action": action, "resource": resource, "region": region})
         answer.raise_for_status()
         return answer.json()

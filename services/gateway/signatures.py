@@ -34,7 +34,8 @@ def _secret_of(signed: sigv4.Signed) -> str:
     """The secret of the signed key (and session token), reused a moment; ``SignatureError`` for an unknown one."""
 
     def ask() -> str:
-        answer = _session.post(f"{settings.emulator_url()}/_dogops/iam/secret", auth=sigv4.RootAuth(), timeout=10,
+        answer = _session.post(f"{settings.emulator_url()}/_dogops/iam/secret", auth=sigv4.RootAuth(),
+                               timeout=settings.emulator_timeout(),
                                json={"access_key_id": signed.key, "session_token": signed.token,
                                      "region": signed.region})
         answer.raise_for_status()

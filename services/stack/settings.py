@@ -39,6 +39,12 @@ def emulator_url() -> str:
             or f"http://127.0.0.1:{EMULATOR_PORT}")
 
 
+def emulator_timeout() -> float:
+    """Seconds the gateway waits for the emulator to connect, then again to answer, on its own calls (signature
+    secrets, IAM decisions, describes, routes): ``DOGOPS_EMULATOR_TIMEOUT``, default 10."""
+    return float(_get("DOGOPS_EMULATOR_TIMEOUT", "10"))
+
+
 def serving_url() -> str:
     """Where the gateway reaches the serving container that backs every endpoint."""
     return _get("DOGOPS_SERVING_URL", f"http://127.0.0.1:{SERVING_PORT}")
