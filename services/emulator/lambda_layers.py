@@ -1,31 +1,26 @@
 """Lambda layers' content, handed out as AWS hands it out: ``GetLayerVersion``'s ``Content.Location`` is a URL of
-the layer's zip on this emulator, pre-signed with the root key for 10 minutes (moto answers ``s3://``), served at
+the layer's zip on this emulator, pre-signed (``lambda_locations``; moto answers ``s3://``), served at
 ``/_dogops/lambda/<region>/layers/<name>/<version>/content`` (the gateway unpacks it into a function's ``/opt``).
 """
 
 import json
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
-from botocore.auth import SigV4QueryAuth
-from botocore.awsrequest import AWSRequest
 from moto.awslambda.responses import LambdaResponse
 from werkzeug.wrappers import Request, Response
 
-from ..security import sigv4
 from ..stack import settings
+from . import lambda_locations
 
 PREFIX = "/_dogops/lambda/"
-LOCATION_EXPIRES_S = 600
 
 
 def _get_layer_version(self) -> str:
     answer = json.loads(_moto_get_layer_version(self))
     region = answer["LayerVersionArn"].split(":")[3]
     name = answer["LayerArn"].rsplit(":", 1)[1]
-    url = f"http://{self.headers['Host']}{PREFIX}{region}/layers/{quote(name)}/{answer['Version']}/content"
-    aws = AWSRequest(method="GET", url=url)
-    SigV4QueryAuth(sigv4.root_credentials(), "lambda", region, expires=LOCATION_EXPIRES_S).add_auth(aws)
-    answer["Content"]["Location"] = aws.url
+    path = f"{PREFIX}{region}/layers/{name}/{answer['Version']}/content"
+    answer["Content"]["Location"] = lambda_locations.presigned(self.headers["Host"], path, region)
     return json.dumps(answer)
 
 

@@ -29,11 +29,6 @@ which changes with every start, so a client holding anything from an earlier emu
 IAM is enforced on every request not signed with the stack's own key, the account root (``iam_enforcement``;
 ``DOGOPS_IAM_ENFORCE=0`` turns it off).
 
-Bounded (``services.security.admission``): at most ``DOGOPS_EMULATOR_MAX_REQUESTS`` (64) requests at once, the rest
-answered with the called service's throttling error (``/_dogops/`` not counted); at most
-``DOGOPS_EMULATOR_MAX_CONNECTIONS`` (256) connection threads; keep-alive connections idle for
-``DOGOPS_EMULATOR_IDLE_TIMEOUT`` (60) seconds are closed.
-
 With ``DOGOPS_REGISTRY_URL`` set, ECR's proxy endpoint and repository URIs name that local
 registry (``ecr``).
 
@@ -48,19 +43,16 @@ import signal
 import sys
 import uuid
 from pathlib import Path
-from urllib.parse import quote
 
-from botocore.auth import SigV4QueryAuth
-from botocore.awsrequest import AWSRequest
 from moto.awslambda.responses import LambdaResponse
 from moto.iam.access_control import CreateAccessKeyFailure, create_access_key
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.utilities.utils import get_partition
 from werkzeug.exceptions import NotFound
+from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from ..security import refusals, sigv4
-from ..security.admission import Admission, BoundedServer
 from ..security.guard import Guard, raw_uri, read_body
 from ..stack import settings
 from . import (  # noqa: F401 (each patches moto)
@@ -74,6 +66,7 @@ from . import (  # noqa: F401 (each patches moto)
     lambda_async_config,
     lambda_layers,
     lambda_limits,
+    lambda_locations,
     lambda_versions,
     sagemaker_describes,
     sagemaker_endpoints,
@@ -89,21 +82,18 @@ from .persistence import Store
 PREFIX = "/_dogops/"
 BOOT_ID = uuid.uuid4().hex  # this process's: a restarted emulator answers another
 BOOT_HEADER = "X-Dogops-Boot-Id"  # on every answer, with BOOT_ID
-CODE_LOCATION_EXPIRES_S = 600  # as GetFunction's Code.Location on AWS
 
 
 def _get_function(self) -> str:
-    """moto's ``GetFunction``, with ``Code.Location`` a pre-signed URL of the code on this emulator (as the caller
-    addressed it), valid ``CODE_LOCATION_EXPIRES_S``."""
+    """moto's ``GetFunction``, with ``Code.Location`` a pre-signed URL of the code on this emulator
+    (``lambda_locations``)."""
     answer = json.loads(_moto_get_function(self))
     function = answer["Configuration"]
     if "Location" in answer.get("Code", {}):
         region = function["FunctionArn"].split(":")[3]
         named = function["FunctionArn"].split(":", 6)[6]  # name[:version]: a published version's own code
-        url = f"http://{self.headers['Host']}{PREFIX}lambda/{region}/{quote(named)}/code"
-        aws = AWSRequest(method="GET", url=url)
-        SigV4QueryAuth(sigv4.root_credentials(), "lambda", region, expires=CODE_LOCATION_EXPIRES_S).add_auth(aws)
-        answer["Code"]["Location"] = aws.url
+        answer["Code"]["Location"] = lambda_locations.presigned(self.headers["Host"],
+                                                                f"{PREFIX}lambda/{region}/{named}/code", region)
     return json.dumps(answer)
 
 
@@ -235,13 +225,6 @@ class Emulator:
         return response(environ, start_response)
 
 
-def _bound(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name) or default)
-    except ValueError:
-        raise SystemExit(f"{name} must be a whole number, not {os.environ[name]!r}") from None
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.emulator", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -255,11 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     emulator = Emulator(args.state_dir)
     if emulator.store:
         print(f"emulator restored {emulator.store.restore()} from {args.state_dir}", flush=True)
-    guarded = Guard(emulator, check_request, function_urls=False)
-    admitted = Admission(guarded, {"requests": _bound("DOGOPS_EMULATOR_MAX_REQUESTS", 64)},
-                         lambda environ: None if environ.get("PATH_INFO", "").startswith("/_dogops/") else "requests")
-    server = BoundedServer(args.host, args.port, admitted, MotoRequestHandler,
-                           _bound("DOGOPS_EMULATOR_MAX_CONNECTIONS", 256), _bound("DOGOPS_EMULATOR_IDLE_TIMEOUT", 60))
+    server = make_server(args.host, args.port, Guard(emulator, check_request, function_urls=False), threaded=True,
+                         request_handler=MotoRequestHandler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"emulator (moto) listening on http://{args.host}:{args.port}", flush=True)
     try:
