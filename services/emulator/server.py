@@ -29,6 +29,11 @@ which changes with every start, so a client holding anything from an earlier emu
 IAM is enforced on every request not signed with the stack's own key, the account root (``iam_enforcement``;
 ``DOGOPS_IAM_ENFORCE=0`` turns it off).
 
+Bounded (``services.security.admission``): at most ``DOGOPS_EMULATOR_MAX_REQUESTS`` (64) requests at once, the rest
+answered with the called service's throttling error (``/_dogops/`` not counted); at most
+``DOGOPS_EMULATOR_MAX_CONNECTIONS`` (256) connection threads; keep-alive connections idle for
+``DOGOPS_EMULATOR_IDLE_TIMEOUT`` (60) seconds are closed.
+
 With ``DOGOPS_REGISTRY_URL`` set, ECR's proxy endpoint and repository URIs name that local
 registry (``ecr``).
 
@@ -49,10 +54,10 @@ from moto.iam.access_control import CreateAccessKeyFailure, create_access_key
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from moto.utilities.utils import get_partition
 from werkzeug.exceptions import NotFound
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from ..security import refusals, sigv4
+from ..security.admission import Admission, BoundedServer
 from ..security.guard import Guard, raw_uri, read_body
 from ..stack import settings
 from . import (  # noqa: F401 (each patches moto)
@@ -225,6 +230,13 @@ class Emulator:
         return response(environ, start_response)
 
 
+def _bound(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name) or default)
+    except ValueError:
+        raise SystemExit(f"{name} must be a whole number, not {os.environ[name]!r}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.emulator", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -238,8 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     emulator = Emulator(args.state_dir)
     if emulator.store:
         print(f"emulator restored {emulator.store.restore()} from {args.state_dir}", flush=True)
-    server = make_server(args.host, args.port, Guard(emulator, check_request, function_urls=False), threaded=True,
-                         request_handler=MotoRequestHandler)
+    guarded = Guard(emulator, check_request, function_urls=False)
+    admitted = Admission(guarded, {"requests": _bound("DOGOPS_EMULATOR_MAX_REQUESTS", 64)},
+                         lambda environ: None if environ.get("PATH_INFO", "").startswith("/_dogops/") else "requests")
+    server = BoundedServer(args.host, args.port, admitted, MotoRequestHandler,
+                           _bound("DOGOPS_EMULATOR_MAX_CONNECTIONS", 256), _bound("DOGOPS_EMULATOR_IDLE_TIMEOUT", 60))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"emulator (moto) listening on http://{args.host}:{args.port}", flush=True)
     try:
