@@ -20,7 +20,8 @@ The state folder (``$DOGOPS_STATE_DIR``, default ``.dogops/stack``) holds
 ``state.json``, ``logs/<service>.log``, the emulator's journal ``emulator/``
 (``--fresh`` removes it first), the SageMaker tree ``ml/``, the
 gateway's ``samples/``, the feature cache and ``hosting/``: each hosted
-variant's unpacked model and ``serve.log``.
+variant's unpacked model and ``serve.log``. Every ``*.log`` there is kept under a size bound while the stack runs
+(``logrotate``: ``DOGOPS_LOG_MAX_BYTES``, ``DOGOPS_LOG_BACKUPS``).
 """
 
 import argparse
@@ -37,7 +38,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from . import settings
+from . import logrotate, settings
 
 log = logging.getLogger("supervisor")
 
@@ -471,8 +472,17 @@ class Supervisor:
         self.kill_hosted()  # the emulator stops its servers as it exits; any it could not
         self.serving = None
 
+    def rotate_logs(self) -> None:
+        """Keep the stack's log files under their bound while it runs (``logrotate``)."""
+        while not self.stopping.wait(logrotate.CHECK_SECONDS):
+            try:
+                logrotate.rotate_all([self.layout.logs, self.layout.hosting])
+            except OSError as exc:  # a file that went away while rotated: next time
+                log.warning("rotating the logs: %s", exc)
+
     def run(self) -> int:
         self.layout.logs.mkdir(parents=True, exist_ok=True)
+        threading.Thread(target=self.rotate_logs, name="log-rotation", daemon=True).start()
         self.kill_hosted()  # an earlier stack's, killed with its supervisor
         shutil.rmtree(self.layout.tmp, ignore_errors=True)
         shutil.rmtree(self.layout.hosting, ignore_errors=True)  # models unpacked for earlier servers
