@@ -253,9 +253,6 @@ def train_on_ec2(args, stage: Stage, session, echo=print) -> dict:
     made = infrastructure.outputs
     ami = getattr(args, "ami", None) or latest_ami(session)
     max_run_s = int(conf.get("max_run_s", 86400))
-    user_data = render_user_data(job, stage, args.image, data, checkpoints, output, conf["hyperparameters"],
-                                 instance_type, made["LogGroupName"], max_run_s)
-    request = run_request(stage, job, made, ami, instance_type, user_data, subnet, getattr(args, "key_name", None))
     echo(f"EC2 training {job}: {instance_type} spot, {ami}, launch template {made['LaunchTemplateId']} "
          f"v{made['LaunchTemplateVersion']}, security group {made['SecurityGroupId']} "
          f"({'SSH from ' + ssh_from if ssh_from else 'no inbound: aws ssm start-session'}), role {made['Ec2RoleArn']}")
@@ -264,13 +261,21 @@ def train_on_ec2(args, stage: Stage, session, echo=print) -> dict:
     seconds, lines = 0.0, []
     with tempfile.TemporaryDirectory(prefix=f"dogops-ec2-{job}-") as tmp:
         for attempt in range(getattr(args, "max_interruptions", 3) + 1):
+            cap_s = max_run_s - int(seconds)  # the job's runtime is capped, not each instance's: a relaunch gets the rest
+            if cap_s <= 0:
+                raise SystemExit(f"EC2 training {job}: its instances ran {seconds:.0f} s in all, the maximum runtime "
+                                 f"({max_run_s} s, training.max_run_s); no model. Its checkpoints are in {checkpoints}")
+            user_data = render_user_data(job, stage, args.image, data, checkpoints, output, conf["hyperparameters"],
+                                         instance_type, made["LogGroupName"], cap_s)
+            request = run_request(stage, job, made, ami, instance_type, user_data, subnet,
+                                  getattr(args, "key_name", None))
             instance = launch(session, request, infrastructure.iam_changed, echo)
-            echo(f"instance {instance['InstanceId']} launched (attempt {attempt + 1})")
+            echo(f"instance {instance['InstanceId']} launched (attempt {attempt + 1}, powers off after {cap_s} s)")
             began = time.monotonic()
             local_run = _run_locally(session, made, instance, interrupt_at if attempt == 0 else None,
                                      Path(tmp)) if local else {"done": True, "noticed": False, "capped": False}
             watch = Watch(session, made["LogGroupName"], job, instance["InstanceId"], model_uri, echo)
-            ended = watch.until_ended(getattr(args, "poll", 5.0), max_run_s + CLI_GRACE_S,
+            ended = watch.until_ended(getattr(args, "poll", 5.0), cap_s + CLI_GRACE_S,
                                       lambda run=local_run: not run["done"])
             seconds += time.monotonic() - began
             echo(f"instance {instance['InstanceId']} ended after {time.monotonic() - began:.1f} s")
@@ -281,7 +286,7 @@ def train_on_ec2(args, stage: Stage, session, echo=print) -> dict:
             if reason == SPOT_INTERRUPTED or local_run["noticed"]:
                 echo("spot interruption: another instance resumes from the checkpoints")
                 continue
-            if local_run["capped"] or time.monotonic() - began >= max_run_s:
+            if local_run["capped"] or seconds >= max_run_s:
                 raise SystemExit(f"EC2 training {job}: the instance reached its maximum runtime ({max_run_s} s, "
                                  f"training.max_run_s) and powered itself off ({reason}); no model. Its checkpoints "
                                  f"are in {checkpoints}; see {made['LogGroupName']}")

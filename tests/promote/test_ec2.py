@@ -298,6 +298,13 @@ def test_promote_train_ec2_is_interrupted_and_resumes_to_the_same_model(aws, ses
         {"Name": "tag:dogops-job", "Values": ["resumed"]}])["Reservations"]
     assert [i["State"]["Name"] for r in running for i in r["Instances"]] == ["terminated", "terminated"]
     interrupted, resumed = [float(line.rsplit(" ", 2)[1]) for line in lines if " ended after " in line]
+    # The job's runtime is capped, not each instance's: the second instance's own power-off comes after what is left.
+    caps = []
+    for r in running:
+        user_data = session.client("ec2").describe_instance_attribute(
+            InstanceId=r["Instances"][0]["InstanceId"], Attribute="userData")["UserData"]["Value"]
+        caps += [int(n) for n in re.findall(r"^MAX_RUN_S='?(\d+)'?$", base64.b64decode(user_data).decode(), re.M)]
+    assert caps[0] == 86400 and caps[0] - caps[1] == pytest.approx(interrupted, abs=1.5), caps
     TIMES.update(interrupted_attempt=interrupted, resumed_attempt=resumed)
     print(f"\nEC2 rehearsal wall times (s): {TIMES}")
 
