@@ -28,7 +28,7 @@ $(VENV)/preflight/.installed: dogops/promote/preflight-tools.txt
 # skipped (its functions run on the stack's Python, and say so); a venv already made from the lock is kept.
 .venv-lambda/.installed: requirements/lambda-runtime.txt services/gateway/lambda_interpreters.py $(BIN)/.installed
 	$(BIN)/python -m services.gateway.lambda_interpreters
-	touch $@
+	mkdir -p $(@D) && touch $@
 
 setup: $(BIN)/.installed $(VENV)/preflight/.installed .venv-lambda/.installed  ## create .venv from the dev lock (requirements/dev.txt: every role, the tools), the Lambda runtime venvs (.venv-lambda), and install dogops
 
