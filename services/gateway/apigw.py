@@ -2,7 +2,7 @@
 
     POST /predict          the request as a proxy event → Lambda ``settings.FUNCTION_NAME`` → its proxy answer
     GET  /                 the demo page (``static/``)
-    GET  /page/<file>      the page's script and style
+    GET  /page/<file>      the page's script and style (``GET /page/metrics``: its live panel, ``panel``)
     GET  /samples          {"samples": [{"name", "url"}]}: the photos of ``DOGOPS_SAMPLES_DIR``
     GET  /samples/<name>   one of them, for the serving container to fetch by URL
 
@@ -93,11 +93,19 @@ def proxy_response(status: int, headers: dict, body: bytes) -> Response:
     return Response(data, code, headers=relayed)
 
 
-@blueprint.post("/predict")
-def predict() -> Response:
+def api_key_refusal() -> Response | None:
+    """403 when ``DOGOPS_API_KEY`` is set and the request's ``x-api-key`` is not it."""
     key = os.environ.get("DOGOPS_API_KEY")
     if key and not hmac.compare_digest(request.headers.get("x-api-key", "").encode(), key.encode()):
         return _message(403, "Forbidden")
+    return None
+
+
+@blueprint.post("/predict")
+def predict() -> Response:
+    refusal = api_key_refusal()
+    if refusal is not None:
+        return refusal
     if request.mimetype not in PREDICT_TYPES:
         return _message(415, f"Unsupported Media Type {request.mimetype or '(none)'}: POST /predict takes "
                         + ", ".join(PREDICT_TYPES))

@@ -9,7 +9,7 @@ from flask import Flask
 
 from ..security.admission import Admission
 from ..security.guard import Guard
-from . import apigw, emulator_proxy, function_url, lambda_api, lambda_runtime, sagemaker_runtime, signatures
+from . import apigw, emulator_proxy, function_url, lambda_api, lambda_runtime, panel, sagemaker_runtime, signatures
 from .limits import bounds, request_class
 
 
@@ -24,6 +24,7 @@ def create_app() -> Flask:
     app.register_blueprint(lambda_api.blueprint)
     app.register_blueprint(function_url.blueprint)
     app.register_blueprint(apigw.blueprint)
+    app.register_blueprint(panel.blueprint)
     app.add_url_rule("/_dogops/health", "health", lambda: {"status": "ok"})
     app.add_url_rule("/_dogops/lambda/mismatches", "lambda_mismatches", lambda: {"mismatches": lambda_runtime.mismatches()})
     methods = ["GET", "POST", "PUT", "DELETE", "HEAD", "PATCH"]

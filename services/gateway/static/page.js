@@ -72,6 +72,7 @@ async function predict(event) {
     show("error", error.message);
   } finally {
     $("submit").disabled = false;
+    document.dispatchEvent(new Event("predicted"));
   }
 }
 
