@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 ML     := .dogops/stack/ml
 PORT   ?= 8080
 
-.PHONY: help setup lock demo up down serve tune test test-slow test-all images test-images bench-train bench-serve bench-stack bench-lambda bench-hosting bench-tune clean
+.PHONY: help setup lock demo up down serve tune test test-slow test-all test-faults soak images test-images bench-train bench-serve bench-stack bench-lambda bench-hosting bench-tune clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -76,6 +76,13 @@ test-slow: setup  ## the slow tier alone: SIGTERM and spot resumes, multi-host t
 
 test-all: setup  ## both tiers: every test (make test + make test-slow)
 	$(BIN)/pytest
+
+# A private native stack on free ports (state in a temporary folder): safe beside a running stack.
+test-faults: setup  ## load through Lambda on a private stack, then each process SIGKILLed under it (short; CI runs it in test-slow)
+	$(BIN)/pytest tests/faults -s
+
+soak: setup  ## 10 min at 16 concurrent through Lambda (model server RSS growth < 5%), then the kills (DURATION=s, CONCURRENCY=)
+	$(BIN)/python benchmarks/soak.py --seconds $(or $(DURATION),600) --concurrency $(or $(CONCURRENCY),16) --rss-limit 5
 
 images:  ## build the training and serving images (needs Docker)
 	docker build -f training/Dockerfile -t dogops-training:dev .
