@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-MINORS = ("3.11", "3.12", "3.13")  # Lambda's Python runtimes that awslambdaric 4 supports
+MINORS = ("3.11", "3.12", "3.13")  # the Lambda Python runtimes venvs are made for
 REPOSITORY = Path(__file__).resolve().parents[2]
 LOCK = REPOSITORY / "requirements" / "lambda-runtime.txt"
 
