@@ -14,6 +14,7 @@
     dogops promote push [IMAGE] --stage S [--repository R] [--tag T] [--aws]   print its ECR URI by digest
     dogops promote plan|apply --stage S --image URI [--model-data-url s3://...] [--yes] [--aws] [--json: plan]
     dogops promote train|tune --stage S --image URI [--spot] [--aws] [--json: train]
+    dogops capacity --stage S --rps R [--model DIR|model.tar.gz] [--p99-ms MS] [--write] [--json]
     dogops destroy --stage S [--aws]
 """
 
@@ -166,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "and tuning jobs", add="dogops.promote.cli:add_promote_arguments")
     commands.add_parser("logs", help="print (or follow) the CloudWatch Logs of a training job, an endpoint or a "
                         "Lambda function", add="dogops.logs:add_arguments")
+    commands.add_parser("capacity", help="measure one model server's throughput at a p99 objective here; size the "
+                        "stage's auto-scaling and cost for a target load", add="dogops.capacity:add_arguments")
     commands.add_parser("destroy", help="delete the stage's stacks (endpoint and function, training); check that "
                         "nothing tagged remains", add="dogops.promote.cli:add_destroy_arguments")
     return parser

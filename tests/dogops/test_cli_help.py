@@ -20,7 +20,8 @@ print(json.dumps(sorted({name.split(".")[0] for name in sys.modules})), file=sys
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["promote", "--help"], ["destroy", "--help"], ["status", "--help"],
-                                  ["promote", "plan", "--help"], ["logs", "--help"]])
+                                  ["promote", "plan", "--help"], ["logs", "--help"],
+                                  ["capacity", "--help"]])
 def test_help_imports_none_of_the_heavy_modules(argv):
     result = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, timeout=60,
                             check=True)
@@ -32,5 +33,5 @@ def test_help_imports_none_of_the_heavy_modules(argv):
 def test_the_top_level_help_lists_the_commands_loaded_later():
     result = subprocess.run([sys.executable, "-m", "dogops.cli", "--help"], capture_output=True, text=True,
                             timeout=60, check=True)
-    for command in ("promote", "destroy", "status", "up", "tune", "logs"):
+    for command in ("promote", "destroy", "status", "up", "tune", "logs", "capacity"):
         assert f"    {command} " in result.stdout, command
