@@ -17,12 +17,8 @@ from a loaded model. SIGTERM drains in-flight requests within 25 s,
 inside SageMaker's 30 s.
 """
 
-import atexit
 import logging
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
@@ -34,7 +30,7 @@ from .app import create_app
 from .handlers import Handlers, Runtime, ThreadBudget
 from .settings import Settings
 from .toolkit_defaults import model_file
-from .user_code import code_dir, install_requirements
+from .user_code import code_dir, install_requirements, temporary_folder
 
 log = logging.getLogger("serve")
 
@@ -51,9 +47,7 @@ def fetch_model_data(url: str) -> Path:
     import boto3
 
     bucket, key = parse_s3_uri(url)
-    target = Path(tempfile.mkdtemp(prefix="dogops-model-"))
-    owner = os.getpid()
-    atexit.register(lambda: os.getpid() == owner and shutil.rmtree(target, ignore_errors=True))
+    target = temporary_folder("dogops-model-")
     archive = target.with_suffix(".tar.gz")
     log.info("downloading %s", url)
     try:

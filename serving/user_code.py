@@ -11,7 +11,10 @@
   the stack's) own Python is never changed and what is installed already is not installed again.
 """
 
+import atexit
 import logging
+import os
+import shutil
 import site
 import subprocess
 import sys
@@ -40,10 +43,19 @@ def code_dir(submit_directory: str, model_dir: Path) -> Path:
     return model_dir / "code"
 
 
+def temporary_folder(prefix: str) -> Path:
+    """A fresh folder in the temporary directory, removed when this process ends (not when one of its forked
+    workers does), so no start of a server leaves a copy behind."""
+    target = Path(tempfile.mkdtemp(prefix=prefix))
+    owner = os.getpid()
+    atexit.register(lambda: os.getpid() == owner and shutil.rmtree(target, ignore_errors=True))
+    return target
+
+
 def _fetch(url: str) -> Path:
     import boto3
 
-    target = Path(tempfile.mkdtemp(prefix="dogops-code-"))
+    target = temporary_folder("dogops-code-")
     archive = target.with_suffix(".tar.gz")
     log.info("downloading SAGEMAKER_SUBMIT_DIRECTORY %s", url)
     try:
@@ -66,7 +78,7 @@ def install_requirements(code: Path) -> Path | None:
     requirements = code / REQUIREMENTS
     if not requirements.is_file():
         return None
-    folder = Path(tempfile.mkdtemp(prefix="dogops-requirements-"))
+    folder = temporary_folder("dogops-requirements-")
     python = private_python(folder)
     log.info("installing %s", requirements)
     try:

@@ -15,7 +15,7 @@ import pytest
 
 from ..conftest import s3_client
 from .conftest import NET, Server
-from .test_toolkit_defaults import JSON, MODEL_FN_ONLY, ROWS, _model_dir, expected, serving
+from .test_toolkit_defaults import JSON, MODEL_FN_ONLY, ROWS, _model_dir, expected
 
 PACKAGE = "dogops_test_scale"
 SCALED = MODEL_FN_ONLY + f'''
@@ -56,8 +56,14 @@ def test_code_requirements_are_installed_before_the_handlers_load(tmp_path_facto
     _wheel(wheels, 3.0)
     base = _model_dir(tmp_path_factory, net, code={"net": NET, "inference": SCALED})
     (base / "model" / "code" / "requirements.txt").write_text(f"--no-index\n--find-links {wheels}\n{PACKAGE}==1.0\n")
-    with serving(base) as server:
+    scratch = tmp_path_factory.mktemp("scratch")  # TMPDIR: the private environment goes there, removed at the end
+    server = Server(base, SAGEMAKER_MODEL_SERVER_WORKERS=1, TMPDIR=str(scratch)).wait_ready()
+    try:
         assert _answer(server) == pytest.approx(expected(net, ROWS) * 3.0, abs=1e-5)
+        assert len(list(scratch.glob("dogops-requirements-*"))) == 1
+    finally:
+        server.stop()
+    assert not list(scratch.glob("dogops-requirements-*"))
     assert "installing" in server.log.read_text()
     assert importlib.util.find_spec(PACKAGE) is None  # installed for the model, not into the running Python
 
@@ -95,12 +101,15 @@ def bucket(s3_env):
 def test_an_s3_submit_directory_is_fetched_and_its_handlers_serve(tmp_path_factory, net, bucket):
     base = _model_dir(tmp_path_factory, net)  # no code in the model: it is in S3
     env = {k: v for k, v in bucket.items() if k.startswith("AWS_")}
-    server = Server(base, SAGEMAKER_MODEL_SERVER_WORKERS=1, SAGEMAKER_PROGRAM="inference.py",
+    scratch = tmp_path_factory.mktemp("scratch")  # TMPDIR: the fetched code goes there, removed when serve ends
+    server = Server(base, SAGEMAKER_MODEL_SERVER_WORKERS=1, SAGEMAKER_PROGRAM="inference.py", TMPDIR=str(scratch),
                     SAGEMAKER_SUBMIT_DIRECTORY="s3://user-code/job/source/sourcedir.tar.gz", **env).wait_ready()
     try:
         assert _answer(server) == pytest.approx(expected(net, ROWS), abs=1e-5)
+        assert len(list(scratch.glob("dogops-code-*"))) == 1
     finally:
         server.stop()
+    assert not list(scratch.glob("dogops-code-*"))
     assert "downloading SAGEMAKER_SUBMIT_DIRECTORY s3://user-code/job/source/sourcedir.tar.gz" in server.log.read_text()
 
 
