@@ -43,18 +43,16 @@ def measure(model: Path, bodies: list[bytes], p99_ms: float, step_s: float, max_
     with running_server(model) as url:
         warm(url, bodies, 2 * cores)
         all_cpus = saturate(url, bodies, 2 * cores, step_s)
+        if not all_cpus > 0:
+            raise RuntimeError("the server answered no request of the closed loop")
         steps = []
         for fraction in FRACTIONS[:max_steps]:
             steps.append(offer(url, bodies, all_cpus * fraction, step_s))
             if not meets(steps[-1], p99_ms, all_cpus):
                 break
     passing = [s.offered_rps for s in steps if meets(s, p99_ms, all_cpus)]
-    if not passing:
-        first = steps[0]
-        raise ValueError(f"no load meets p99 <= {p99_ms:g} ms: at {first.offered_rps:.2f} req/s (the lightest step) "
-                         f"p99 was {first.p99_ms:.0f} ms with {first.errors} errors of {first.sent}; raise --p99-ms")
     return {"cores": cores, "cpu": _cpu_model(), "one_cpu_rps": one_cpu, "all_cpus_rps": all_cpus,
-            "steps": steps, "sustainable_rps": max(passing), "p99_ms": p99_ms}
+            "steps": steps, "sustainable_rps": max(passing, default=None), "p99_ms": p99_ms}
 
 
 def plan(measured: dict, rps: float, vcpus: int, headroom: float) -> dict:
@@ -68,11 +66,9 @@ def plan(measured: dict, rps: float, vcpus: int, headroom: float) -> dict:
             "max": max(low, math.ceil(rps * 60 / target)), "rps": rps, "headroom": headroom, "vcpus": vcpus}
 
 
-def report(measured: dict, result: dict, stage, cost: dict) -> str:
-    """The measurement, the scaling assumption, the plan and its cost, as lines."""
-    from .promote.prices import format_estimate  # imports boto3: when the command runs, not for its --help
-
-    m, r = measured, result
+def report_measurement(measured: dict) -> str:
+    """The saturation runs and the open-loop steps, as lines."""
+    m = measured
     lines = [f"measured here: {m['cores']} CPUs ({m['cpu']}), one `serve` with its default workers (one per CPU)",
              f"  closed-loop saturation: 1 CPU (1 worker, pinned) {m['one_cpu_rps']:.2f} req/s; {m['cores']} CPUs "
              f"{m['all_cpus_rps']:.2f} req/s ({m['all_cpus_rps'] / max(m['one_cpu_rps'], 1e-9):.2f}x, linear "
@@ -82,8 +78,16 @@ def report(measured: dict, result: dict, stage, cost: dict) -> str:
     for s in m["steps"]:
         lines.append(f"  {s.offered_rps:>14.2f} {s.achieved_rps:>15.2f} {s.p50_ms:>8.1f} {s.p99_ms:>8.1f} "
                      f"{s.errors:>7}  {'yes' if meets(s, m['p99_ms'], m['all_cpus_rps']) else 'no'}")
-    lines += [f"  sustainable at p99 <= {m['p99_ms']:g} ms: {m['sustainable_rps']:.2f} req/s",
-              f"assumption: throughput grows linearly with vCPUs (serve runs a worker per vCPU, as SageMaker's "
+    return "\n".join(lines)
+
+
+def report(measured: dict, result: dict, stage, cost: dict) -> str:
+    """The sustainable rate, the scaling assumption, the plan and its cost, as lines."""
+    from .promote.prices import format_estimate  # imports boto3: when the command runs, not for its --help
+
+    m, r = measured, result
+    lines = [f"  sustainable at p99 <= {m['p99_ms']:g} ms: {m['sustainable_rps']:.2f} req/s",
+             f"assumption: throughput grows linearly with vCPUs (serve runs a worker per vCPU, as SageMaker's "
               f"containers do) and one of this machine's CPUs does the work of one vCPU of {stage.instance_type} "
               f"(the CPU models are not compared): {r['vcpus']} vCPUs / {m['cores']} CPUs x "
               f"{m['sustainable_rps']:.2f} = {r['per_instance_rps']:.2f} req/s per instance",
@@ -137,8 +141,9 @@ def plot(measured: dict, path: Path, title: str) -> None:
     ax.plot(offered, [s.p99_ms for s in steps], "o-", label="p99")
     ax.plot(offered, [s.p50_ms for s in steps], "s--", label="p50")
     ax.axhline(measured["p99_ms"], color="red", linestyle=":", label=f"objective: p99 {measured['p99_ms']:g} ms")
-    ax.axvline(measured["sustainable_rps"], color="gray", linestyle="--",
-               label=f"sustainable: {measured['sustainable_rps']:.2f} req/s")
+    if measured["sustainable_rps"]:
+        ax.axvline(measured["sustainable_rps"], color="gray", linestyle="--",
+                   label=f"sustainable: {measured['sustainable_rps']:.2f} req/s")
     ax.set(xlabel="offered load (requests/s, open loop)", ylabel="latency (ms)", yscale="log", title=title)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
@@ -195,6 +200,14 @@ def run(args) -> dict:
     model = args.model or _stack_ml() / "model"
     bodies = read_images(args.images or _stack_ml() / "data" / "test")
     measured = measure(model, bodies, p99_ms, args.step_s, args.max_steps)
+    print(report_measurement(measured))
+    plot_path = args.plot or Path(".dogops") / f"capacity-{args.stage}.png"
+    plot(measured, plot_path, f"{model.name}: one instance's latency, {measured['cores']} CPUs here")
+    print(f"plot: {plot_path}")
+    if measured["sustainable_rps"] is None:
+        first = measured["steps"][0]
+        raise ValueError(f"no load meets p99 <= {p99_ms:g} ms: at {first.offered_rps:.2f} req/s (the lightest step) "
+                         f"p99 was {first.p99_ms:.0f} ms with {first.errors} errors of {first.sent}; raise --p99-ms")
     result = plan(measured, args.rps, vcpus, args.headroom)
     planned = replace(stage, min_capacity=result["min"], max_capacity=result["max"],
                       target_invocations=result["target_invocations_per_instance"])
@@ -202,9 +215,6 @@ def run(args) -> dict:
         p.stat().st_size for p in model.rglob("*") if p.is_file())
     cost = estimate(planned, model_bytes, table)
     print(report(measured, result, planned, cost))
-    plot_path = args.plot or Path(".dogops") / f"capacity-{args.stage}.png"
-    plot(measured, plot_path, f"{model.name}: one instance's latency, {measured['cores']} CPUs here")
-    print(f"plot: {plot_path}")
     values = {"min": result["min"], "max": result["max"],
               "target_invocations_per_instance": result["target_invocations_per_instance"], "p99_ms": p99_ms}
     if args.write:
