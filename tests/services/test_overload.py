@@ -45,10 +45,18 @@ class Holder:
         self.sock.close()
 
 
-def held(url: str, holders: list[tuple[str, str | None]]) -> list[Holder]:
-    made = [Holder(url, path, service) for path, service in holders]
-    time.sleep(1.0)  # the server has read their headers and waits on their bodies
-    return made
+def until_throttled(call, timeout: float = 30) -> dict:
+    """``throttling(call)``, once the server has taken up the holders (on a loaded machine, a moment after they
+    connected): until then ``call`` gets through, and is made again."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            call()
+        except ClientError as exc:
+            if ThrottledRetryableChecker().is_retryable(RetryContext(attempt_number=1, parsed_response=exc.response)):
+                return exc.response
+        assert time.monotonic() < deadline, "the holders never filled the admission bound"
+        time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +67,9 @@ def emulator(tmp_path_factory):
 
 
 def test_an_overloaded_emulator_throttles_in_each_protocol_then_serves(emulator):
-    holders = held(emulator.url, [("/", "s3")])
+    holders = [Holder(emulator.url, "/", "s3")]
     try:
+        until_throttled(processes.client("sts", emulator.url, **NO_RETRIES).get_caller_identity)
         clients = {name: processes.client(name, emulator.url, **NO_RETRIES)
                    for name in ("s3", "sts", "sagemaker", "lambda", "ec2")}
         expected = {"s3": ("SlowDown", 503, clients["s3"].list_buckets),
@@ -102,10 +111,10 @@ def test_an_overloaded_gateway_throttles_invocations_and_keeps_serving(emulator,
             assert (response["Error"]["Code"], response["ResponseMetadata"]["HTTPStatusCode"]) == \
                 ("ThrottlingException", 429)
             assert ThrottledRetryableChecker().is_retryable(RetryContext(attempt_number=1, parsed_response=response))
-        holder = held(gateway.url, [("/predict", None)])[0]  # an invocation, read slowly
+        holder = Holder(gateway.url, "/predict", None)  # an invocation, read slowly
         try:
             lam = processes.client("lambda", gateway.url, **NO_RETRIES)
-            response = throttling(lambda: lam.invoke(FunctionName="f", Payload=b"{}"))
+            response = until_throttled(lambda: lam.invoke(FunctionName="f", Payload=b"{}"))
             assert response["Error"]["Code"] == "TooManyRequestsException"
             assert response["ResponseMetadata"]["HTTPHeaders"]["retry-after"] == "1"
         finally:
