@@ -49,3 +49,11 @@ def test_the_page_previews_and_classifies_a_sample(stack, stack_env, browser):  
     assert browser.find_element("id", "status").text.startswith("answered"), browser.find_element("id", "error").text
     assert len(browser.find_elements("css selector", "#chart li")) == 5
     assert browser.execute_script("return document.getElementById('preview').naturalWidth") > 0  # it loaded
+    # the panel draws this stack's endpoint and function from their CloudWatch metrics
+    charts = "#panel .metric[data-metric='{}'] rect"
+    wait(browser, lambda d: d.find_elements("css selector", charts.format("function.invocations"))
+         and d.find_elements("css selector", charts.format("endpoint.AllTraffic.invocations")), timeout=60)
+    instances = browser.execute_script(
+        "return document.querySelector(\"#panel .metric[data-metric='endpoint.AllTraffic.instances'] .value\")"
+        ".textContent")
+    assert instances.isdigit() and int(instances) >= 1, instances
