@@ -91,7 +91,7 @@ def _read(part, minutes: list[datetime]) -> dict:
     try:
         return part(minutes)
     except (BotoCoreError, ClientError, KeyError, TypeError, ValueError) as error:  # the emulator away, an odd answer
-        log.warning("panel: %s not read: %s", part.__name__, error)
+        log.info("panel: %s not read: %s", part.__name__, error)  # every refresh of every open page: not a warning
         return {"reason": f"metrics not available: {error}"}
 
 
