@@ -1,7 +1,12 @@
 """SageMaker endpoints on moto's server: ``UpdateEndpoint`` (moto answers 500), which rolls the endpoint to a
-new config in place (keeping its name and creation time), needed to republish a retrained model; hosting; and the
+new config in place (keeping its name and creation time), needed to republish a retrained model;
+``UpdateEndpointWeightsAndCapacities`` and auto-scaling (:func:`set_instance_count`); hosting; and the
 emulator's table of hosted endpoints: where the gateway sends ``InvokeEndpoint``. In memory, like the rest of the
 emulator's state.
+
+Instance counts: natively a variant runs ``InitialInstanceCount`` servers. A new count (``DesiredInstanceCount``)
+makes the endpoint ``Updating`` until the servers are there, then ``InService`` with ``CurrentInstanceCount``
+following, as on AWS (moto set both at once); weights change at once. In the other modes only the counts change.
 
 Hosting (``DOGOPS_HOSTING``): with ``native``, every endpoint moto's backend creates, rolls or deletes (through
 the API, an SDK or a CloudFormation stack) is made real by ``services.hosting.reconciler``: a ``serve`` process
@@ -13,8 +18,10 @@ serves it in a container and registers its route with that config (``InService``
 (``Failed``; an update that fails leaves the old route, ``InService`` with the reason). With ``off`` (the default)
 an endpoint is only recorded, ``InService`` at once as in moto, and something else registers its route.
 
-    PUT    /_dogops/hosting/<region>/<endpoint>   {"url": ..., "container": ..., "variants": {name: url}}
-                                                  register (replaces; without variants, every variant is at url);
+    PUT    /_dogops/hosting/<region>/<endpoint>   {"url": ..., "container": ..., "variants": {name: url},
+                                                   "instances": {name: [url, ...]}}
+                                                  register (replaces; without variants, every variant is at url;
+                                                  instances: every server of a variant, requests go to each in turn);
                                                   with "config": the endpoint on that config is InService (host mode)
     POST   /_dogops/hosting/<region>/<endpoint>/claim    {"config": ...} -> {"claimed": bool}: once per config
     POST   /_dogops/hosting/<region>/<endpoint>/failure  {"config": ..., "reason": ...}: it could not be hosted
@@ -32,6 +39,7 @@ from urllib.parse import urlparse
 from moto.core.responses import ActionResult
 from moto.core.utils import utcnow
 from moto.s3.models import s3_backends
+from moto.sagemaker.exceptions import AWSValidationException
 from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
 from moto.utilities.utils import get_partition
@@ -102,18 +110,19 @@ def _variants(backend, config: str) -> list[reconciler.Variant]:
         found.append(reconciler.Variant(
             variant["VariantName"], variant.get("ModelName", ""), container.get("ModelDataUrl", ""),
             {str(k): str(v) for k, v in (container.get("Environment") or {}).items()},
-            _fetcher(backend.account_id, backend.region_name)))
+            _fetcher(backend.account_id, backend.region_name), int(variant.get("InitialInstanceCount") or 1)))
     return found
 
 
 def _publisher(region: str, name: str):
-    def publish(variants: dict[str, str] | None) -> None:
+    def publish(variants: dict[str, list[str]] | None) -> None:
         with _lock:
             if variants is None:
                 _routes.pop((region, name), None)
             else:
-                _routes[(region, name)] = {"url": next(iter(variants.values())), "container": "",
-                                           "variants": variants}
+                _routes[(region, name)] = {"url": next(iter(variants.values()))[0], "container": "",
+                                           "variants": {v: urls[0] for v, urls in variants.items()},
+                                           "instances": variants}
     return publish
 
 
@@ -162,8 +171,59 @@ def _delete_endpoint(self, endpoint_name: str) -> None:
                       _publisher(self.region_name, endpoint_name))
 
 
+def set_instance_count(backend, endpoint: FakeEndpoint, variant: str, count: int) -> None:
+    """``variant`` of ``endpoint`` to ``count`` instances: ``DesiredInstanceCount`` now; natively the endpoint is
+    ``Updating`` until the servers are there, then ``CurrentInstanceCount`` follows (elsewhere at once)."""
+    entry = next(v for v in endpoint.production_variants if v["VariantName"] == variant)
+    entry["DesiredInstanceCount"] = count
+    if hosting() != "native":
+        entry["CurrentInstanceCount"] = count
+        return
+    endpoint.endpoint_status = "Updating"
+    endpoint.last_modified_time = utcnow()
+
+    def scaled(serving: int) -> None:
+        with _lock:
+            if backend.endpoints.get(endpoint.endpoint_name) is not endpoint:
+                return  # deleted, or updated since
+            if serving:
+                entry["CurrentInstanceCount"] = serving
+            endpoint.endpoint_status = "InService"
+            endpoint.last_modified_time = utcnow()
+
+    reconciler.scale((backend.account_id, backend.region_name, endpoint.endpoint_name), variant, count,
+                     _publisher(backend.region_name, endpoint.endpoint_name), scaled)
+
+
+def _update_weights_and_capacities(self, endpoint_name: str, desired_weights_and_capacities: list[dict]) -> str:
+    """``UpdateEndpointWeightsAndCapacities`` as SageMaker does it: only an endpoint in service, each variant named
+    once and in the endpoint; weights at once, instance counts through :func:`set_instance_count` (moto set both
+    counts at once and wrote None over what the request left out)."""
+    endpoint = self.endpoints.get(endpoint_name)
+    if endpoint is None:
+        raise AWSValidationException(f'Could not find endpoint "{FakeEndpoint.arn_formatter(endpoint_name, self.account_id, self.region_name)}".')
+    if endpoint.endpoint_status != "InService":
+        raise AWSValidationException(f"Cannot update in-progress endpoint \"{endpoint.arn}\".")
+    names = [change.get("VariantName") for change in desired_weights_and_capacities]
+    known = {v["VariantName"] for v in endpoint.production_variants}
+    for name in names:
+        if names.count(name) > 1:
+            raise AWSValidationException(f'The variant name "{name}" was non-unique within the request.')
+        if name not in known:
+            raise AWSValidationException(f'The variant name(s) "{name}" is/are not present within endpoint '
+                                         f'configuration "{endpoint.endpoint_config_name}".')
+    for change in desired_weights_and_capacities:
+        entry = next(v for v in endpoint.production_variants if v["VariantName"] == change["VariantName"])
+        if change.get("DesiredWeight") is not None:
+            entry["DesiredWeight"] = entry["CurrentWeight"] = float(change["DesiredWeight"])
+        if change.get("DesiredInstanceCount") is not None:
+            set_instance_count(self, endpoint, change["VariantName"], int(change["DesiredInstanceCount"]))
+    return endpoint.arn
+
+
 SageMakerModelBackend.create_endpoint = _create_endpoint
 SageMakerModelBackend.delete_endpoint = _delete_endpoint
+SageMakerModelBackend.update_endpoint_weights_and_capacities = _update_weights_and_capacities
 
 
 def _json(status: int, body: dict) -> Response:
@@ -222,7 +282,9 @@ def handle(request: Request) -> Response:
         try:
             sent = json.loads(request.get_data())
             entry = {"url": str(sent["url"]).rstrip("/"), "container": str(sent.get("container", "")),
-                     "variants": {str(k): str(v).rstrip("/") for k, v in (sent.get("variants") or {}).items()}}
+                     "variants": {str(k): str(v).rstrip("/") for k, v in (sent.get("variants") or {}).items()},
+                     "instances": {str(k): [str(u).rstrip("/") for u in v]
+                                   for k, v in (sent.get("instances") or {}).items()}}
             config = str(sent.get("config") or "")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return _json(400, {"error": f"bad request: {exc!r}"})

@@ -61,6 +61,8 @@ from ..security.admission import Admission, BoundedServer
 from ..security.guard import Guard, raw_uri, read_body
 from ..stack import settings
 from . import (  # noqa: F401 (each patches moto)
+    autoscaling,
+    autoscaling_cloudformation,
     cloudformation,
     cloudwatch,
     cloudwatch_logs,

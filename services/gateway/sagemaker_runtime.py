@@ -1,7 +1,8 @@
 """SageMaker Runtime ``InvokeEndpoint``: the endpoint is looked up on the emulator, a production variant chosen
 (``TargetVariant``, else by weight), the request goes to that variant's model server's ``/invocations`` (where the
 emulator's route table says: a ``serve`` of ``services.hosting.reconciler`` or a container of
-``services.hosting.endpoints``; an endpoint with none is not in service), and the answer comes back as AWS gives it
+``services.hosting.endpoints``; an endpoint with none is not in service; a variant with several instances gets its
+requests spread over them in turn), and the answer comes back as AWS gives it
 (contracts §A.9.6). The caller must be allowed ``sagemaker:InvokeEndpoint`` on the endpoint's ARN (``iam``) before
 anything else happens. Each request that reaches a variant is counted and timed in CloudWatch as SageMaker does
 (``services.observability.sagemaker_metrics``: Invocations, errors, ModelLatency, OverheadLatency), off the
@@ -13,6 +14,7 @@ Settings: ``DOGOPS_ENDPOINT_TIMEOUT`` (seconds the container may take, default 6
 ``DOGOPS_OVERSIZE`` (``413``, the default, or ``validation``: how a body over 6 MiB is refused).
 """
 
+import itertools
 import os
 import random
 import time
@@ -46,6 +48,7 @@ TIMEOUT_MESSAGE = ("Your invocation timed out while waiting for a response from 
 
 _descriptions = Recent(CACHE_SECONDS)
 _routes = Recent(settings.HOSTING_CACHE_SECONDS)
+_turns: dict[tuple[str, str, str], itertools.count] = {}
 _session = requests.Session()
 
 
@@ -74,6 +77,10 @@ def serving_url(region: str, name: str, variant: str) -> str:
     if not entry:
         raise EndpointUnavailable(f"Endpoint {name} of account {settings.ACCOUNT} is not in service: no model "
                                   f"server hosts it on this stack.")
+    instances = (entry.get("instances") or {}).get(variant)
+    if instances:  # round robin over the variant's instances (next() on a count is atomic under the GIL)
+        turn = _turns.setdefault((region, name, variant), itertools.count())
+        return instances[next(turn) % len(instances)]
     return entry.get("variants", {}).get(variant) or entry["url"]
 
 

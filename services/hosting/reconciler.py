@@ -18,7 +18,11 @@ deleted. Here, in a thread of the emulator, like the training runner:
   longer be using them (no downtime); a delete stops the servers (SIGTERM, SIGKILL after 30 s, as SageMaker
   stops a container) and removes their files;
 - a server that exits while its endpoint is in service is replaced by a new one on the same model, as SageMaker
-  replaces a failed instance.
+  replaces a failed instance;
+- a variant runs ``InitialInstanceCount`` servers, each an instance; :func:`scale` changes how many
+  (``UpdateEndpointWeightsAndCapacities`` and the emulator's auto-scaling, ``services.emulator.autoscaling``): new
+  servers join the routes once they answer ``/ping``, removed ones leave the routes first and stop once the
+  gateway can no longer be using them. The gateway spreads a variant's requests over its servers in turn.
 - each server is an instance to CloudWatch (``services.observability.instances``): its log in
   ``/aws/sagemaker/Endpoints/<endpoint>``, stream ``<variant>/<instance id>``, from its first line; its CPU, memory
   and disk use sampled; the time it took to answer ``/ping`` as ``ModelSetupTime``.
@@ -55,7 +59,8 @@ MAX_REASON = 1024
 WATCH_S = 1.0  # how often a hosted endpoint's servers are checked
 
 Report = Callable[..., None]  # report(status, failure_reason=None, rolled_back=False)
-Publish = Callable[[dict[str, str] | None], None]  # publish({variant: url}) or publish(None): drop the routes
+Publish = Callable[[dict[str, list[str]] | None], None]  # publish({variant: [url, ...]}) or None: drop the routes
+Scaled = Callable[[int], None]  # scaled(count): the variant now serves on that many servers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +72,7 @@ class Variant:
     model_data_url: str  # "" when the model names none
     environment: dict[str, str]
     fetch: Callable[[str, Path], None]  # fetch(s3 url, archive path): the object, from the emulator's S3
+    instances: int = 1  # InitialInstanceCount
 
 
 @dataclasses.dataclass
@@ -158,9 +164,11 @@ def _reconcile(key, hosted: _Hosted, generation: int, variants: list[Variant], r
         try:
             folder = hosting_dir() / f"{key[-1]}-{uuid.uuid4().hex[:8]}"
             for variant in variants:
-                started.append(_observed(key, start(variant, folder / variant.name)))
-            for server, variant in zip(started, variants):
-                wait_ready(server, variant, lambda: hosted.generation != generation)
+                for number in range(max(1, variant.instances)):
+                    place = folder / (variant.name if number == 0 else f"{variant.name}-{uuid.uuid4().hex[:8]}")
+                    started.append(_observed(key, start(variant, place)))
+            for server in started:
+                wait_ready(server, server.spec, lambda: hosted.generation != generation)
         except VariantFailed as failed:
             for server in started:
                 stop(server)
@@ -180,7 +188,7 @@ def _reconcile(key, hosted: _Hosted, generation: int, variants: list[Variant], r
                 stop(server)
             return
         old, hosted.servers = hosted.servers, started
-        publish({server.variant: server.url for server in started})
+        publish(routes(started))
         report("InService")
         threading.Thread(target=_watch, args=(hosted, generation, publish), name=f"hosting-watch-{key[-1]}",
                          daemon=True).start()
@@ -212,7 +220,60 @@ def _watch(hosted: _Hosted, generation: int, publish: Publish) -> None:
                     log.warning("variant %s: %s", server.variant, failed)
                     continue  # tried again on the next round
                 if hosted.generation == generation:
-                    publish({s.variant: s.url for s in hosted.servers})
+                    publish(routes(hosted.servers))
+
+
+def routes(running: list[Server]) -> dict[str, list[str]]:
+    """Each variant's servers' URLs, in the order they started."""
+    found: dict[str, list[str]] = {}
+    for server in running:
+        found.setdefault(server.variant, []).append(server.url)
+    return found
+
+
+def scale(key: tuple, variant: str, count: int, publish: Publish, scaled: Scaled) -> None:
+    """Bring ``variant`` of endpoint ``key`` to ``count`` servers (at least one), in a thread; ``scaled(n)`` then
+    says how many serve (fewer than asked when a new one did not start: the others keep serving)."""
+    with _table_lock:
+        hosted = _endpoints.get(key)
+    if hosted is None:
+        scaled(0)
+        return
+    threading.Thread(target=_scale, args=(key, hosted, variant, max(1, count), publish, scaled),
+                     name=f"hosting-scale-{key[-1]}", daemon=True).start()
+
+
+def _scale(key: tuple, hosted: _Hosted, variant: str, count: int, publish: Publish, scaled: Scaled) -> None:
+    with hosted.lock:
+        generation = hosted.generation
+        mine = [server for server in hosted.servers if server.variant == variant]
+        if not mine:  # not in service (failed, or rolled to a config without the variant)
+            scaled(0)
+            return
+        added: list[Server] = []
+        try:
+            for _ in range(count - len(mine)):
+                place = mine[0].folder.parent / f"{variant}-{uuid.uuid4().hex[:8]}"
+                added.append(_observed(key, start(mine[0].spec, place)))
+            for server in added:
+                wait_ready(server, server.spec, lambda: hosted.generation != generation)
+        except VariantFailed as failed:
+            log.warning("variant %s: a new instance did not start: %s", variant, failed)
+            for server in added:
+                stop(server)
+            added = []
+        if hosted.generation != generation:  # updated or deleted meanwhile: those servers are gone
+            for server in added:
+                stop(server)
+            return
+        retired = mine[count:]
+        hosted.servers = [server for server in hosted.servers if server not in retired] + added
+        publish(routes(hosted.servers))
+        scaled(len(mine) - len(retired) + len(added))
+    if retired:
+        time.sleep(settings.HOSTING_CACHE_SECONDS + 0.5)  # the gateway may still send to them that long
+        for server in retired:
+            stop(server)
 
 
 def start(variant: Variant, folder: Path) -> Server:

@@ -1,0 +1,201 @@
+"""Application Auto Scaling that acts: target tracking on SageMaker endpoint variants, evaluated as AWS does.
+
+moto keeps the scalable targets and policies (boto3's ``application-autoscaling``, a CloudFormation stack's
+``AWS::ApplicationAutoScaling::*``) but nothing evaluates them. Here a thread (started by the first scaling policy)
+takes, every ``DOGOPS_AUTOSCALING_PERIOD_S`` seconds (default 60, CloudWatch's period for these alarms), one
+datapoint per target-tracking policy on a variant's ``sagemaker:variant:DesiredInstanceCount``
+(``resource endpoint/<name>/variant/<variant>``) with the predefined ``SageMakerVariantInvocationsPerInstance``:
+the Sum of the variant's ``InvocationsPerInstance`` in the emulator's CloudWatch over the last period, as a rate per
+minute (the target's unit, so a short period keeps the target's meaning). Then, as the two alarms AWS creates for
+the policy:
+
+- scale out when the last 3 datapoints are all above ``TargetValue``, to ``ceil(current * metric / target)``, not
+  within ``ScaleOutCooldown`` of the last scale-out;
+- scale in when the last 15 datapoints are all below 90 % of it (and ``DisableScaleIn`` is not set), to the same
+  formula, not within ``ScaleInCooldown`` of the last scale-in;
+- a period without data is missing, as in CloudWatch (no invocations publish no ``InvocationsPerInstance``): no
+  alarm fires on it, so an idle endpoint keeps its instances, as on AWS;
+- the result is held within the target's ``MinCapacity``/``MaxCapacity``; with several policies the largest
+  scale-out wins and a scale-in needs every policy; ``SuspendedState`` (dynamic scaling in/out) is honoured; an
+  endpoint that is not ``InService`` (creating, updating, scaling) is left alone.
+
+A change goes through ``sagemaker_endpoints.set_instance_count`` (servers started or stopped natively;
+``DescribeEndpoint``'s counts follow). Each activity is logged and kept for ``activities`` (newest last).
+"""
+
+import logging
+import math
+import os
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+
+from moto.applicationautoscaling.models import ApplicationAutoscalingBackend, applicationautoscaling_backends
+from moto.cloudwatch.models import MetricAggregatedDatum, cloudwatch_backends
+from moto.sagemaker.models import sagemaker_backends
+
+from . import cloudwatch, sagemaker_endpoints
+
+log = logging.getLogger(__name__)
+
+DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+METRIC = "SageMakerVariantInvocationsPerInstance"
+OUT_DATAPOINTS = 3  # the AlarmHigh AWS creates: 3 of 3 one-minute datapoints above the target
+IN_DATAPOINTS = 15  # the AlarmLow: 15 of 15 below 90 % of it
+IN_FRACTION = 0.9
+PUBLISH_LAG_S = 2.0  # the gateway's publisher sends each second: a period is read once its data is in
+DEFAULT_COOLDOWN_S = 300  # SageMaker variants' default ScaleIn/ScaleOutCooldown
+
+
+def period_s() -> float:
+    """``DOGOPS_AUTOSCALING_PERIOD_S``: seconds per datapoint and between evaluations (default 60)."""
+    return float(os.environ.get("DOGOPS_AUTOSCALING_PERIOD_S") or 60)
+
+
+@dataclass
+class _Tracking:
+    """One policy's datapoints (newest last; None: missing) and when it last scaled (monotonic seconds)."""
+
+    points: deque = field(default_factory=lambda: deque(maxlen=IN_DATAPOINTS))
+    last_out: float = -math.inf
+    last_in: float = -math.inf
+
+
+_tracking: dict[tuple, _Tracking] = {}
+activities: list[dict] = []  # {"time", "resource", "from", "to", "cause"}
+
+
+def desired(current: int, metric: float, target: float) -> int:
+    """Target tracking's capacity for ``metric`` at ``current`` instances."""
+    return max(1, math.ceil(current * metric / target))
+
+
+def proposal(tracking: _Tracking, config: dict, current: int, now: float) -> int | None:
+    """The capacity this policy asks for now (None: no change), before min/max."""
+    target = float(config["TargetValue"])
+    points = list(tracking.points)
+    latest = points[-1] if points else None
+    recent = points[-OUT_DATAPOINTS:]
+    if len(recent) == OUT_DATAPOINTS and all(p is not None and p > target for p in recent):
+        if now - tracking.last_out >= float(config.get("ScaleOutCooldown", DEFAULT_COOLDOWN_S)):
+            return max(current, desired(current, latest, target))
+        return None
+    if config.get("DisableScaleIn") or len(points) < IN_DATAPOINTS:
+        return None
+    if all(p is not None and p < IN_FRACTION * target for p in points):
+        if now - tracking.last_in >= float(config.get("ScaleInCooldown", DEFAULT_COOLDOWN_S)):
+            return min(current, desired(current, latest, target))
+    return None
+
+
+def _datapoint(account: str, region: str, endpoint: str, variant: str, end: datetime, period: float) -> float | None:
+    """The variant's InvocationsPerInstance Sum over the period ending at ``end``, per minute; None without data."""
+    backend = cloudwatch_backends[account][region]
+    data = cloudwatch.matching(backend, "AWS/SageMaker", "InvocationsPerInstance",
+                               [{"Name": "EndpointName", "Value": endpoint}, {"Name": "VariantName", "Value": variant}],
+                               None, end - timedelta(seconds=period), end)
+    if not data:
+        return None
+    total = sum(md.sum if isinstance(md, MetricAggregatedDatum) else md.value for md in data)
+    return total * 60.0 / period
+
+
+def _suspended(target, key: str) -> bool:
+    return bool((target.suspended_state or {}).get(key))
+
+
+def evaluate(account: str, region: str, backend: ApplicationAutoscalingBackend, now: float, end: datetime,
+             period: float) -> None:
+    """One round for every SageMaker variant target of one account and region."""
+    for target in backend.describe_scalable_targets("sagemaker", None, DIMENSION):
+        parts = target.resource_id.split("/")
+        if len(parts) != 4 or parts[0] != "endpoint" or parts[2] != "variant":
+            continue
+        name, variant = parts[1], parts[3]
+        sagemaker = sagemaker_backends[account][region]
+        endpoint = sagemaker.endpoints.get(name)
+        entry = next((v for v in endpoint.production_variants if v["VariantName"] == variant), None) if endpoint \
+            else None
+        policies = [p for p in backend.policies.values()
+                    if p.resource_id == target.resource_id and p.scalable_dimension == DIMENSION
+                    and p.policy_type == "TargetTrackingScaling"
+                    and (p.target_tracking_scaling_policy_configuration or {}).get(
+                        "PredefinedMetricSpecification", {}).get("PredefinedMetricType") == METRIC]
+        if entry is None or not policies:
+            continue
+        point = _datapoint(account, region, name, variant, end, period)
+        current = int(entry.get("DesiredInstanceCount") or 1)
+        asks = []
+        for policy in policies:
+            tracking = _tracking.setdefault((account, region, policy.policy_arn), _Tracking())
+            tracking.points.append(point)
+            asks.append((tracking, proposal(tracking, policy.target_tracking_scaling_policy_configuration, current,
+                                            now)))
+        outs = [n for _, n in asks if n is not None and n > current]
+        ins = [n for _, n in asks if n is not None and n < current]
+        low, high = int(target.min_capacity or 1), int(target.max_capacity or current)
+        if outs and not _suspended(target, "DynamicScalingOutSuspended"):
+            wanted, cause = min(max(outs), high), "out"
+        elif ins and len(ins) == len(asks) and not _suspended(target, "DynamicScalingInSuspended"):
+            wanted, cause = max(max(ins), low), "in"
+        else:
+            continue
+        if wanted == current or endpoint.endpoint_status != "InService":
+            continue
+        for tracking, _ in asks:
+            if cause == "out":
+                tracking.last_out = now
+            else:
+                tracking.last_in = now
+        _act(sagemaker, endpoint, target.resource_id, variant, current, wanted, point)
+
+
+def _act(sagemaker, endpoint, resource: str, variant: str, current: int, wanted: int, point: float | None) -> None:
+    sagemaker_endpoints.set_instance_count(sagemaker, endpoint, variant, wanted)
+    activity = {"time": datetime.now(timezone.utc).isoformat(), "resource": resource, "from": current, "to": wanted,
+                "cause": f"InvocationsPerInstance {point:.1f} per minute"}
+    activities.append(activity)
+    del activities[:-100]
+    log.info("auto scaling %s: %d -> %d instances (%s)", resource, current, wanted, activity["cause"])
+
+
+class _Evaluator:
+    """The thread that evaluates every policy each period (started by the first scaling policy)."""
+
+    def __init__(self):
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="autoscaling", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        period = period_s()
+        while True:
+            time.sleep(period)
+            end = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=PUBLISH_LAG_S)
+            now = time.monotonic()
+            for account in list(applicationautoscaling_backends):
+                for region, backend in list(applicationautoscaling_backends[account].items()):
+                    try:
+                        evaluate(account, region, backend, now, end, period)
+                    except Exception:  # noqa: BLE001 - one region's trouble stops no other
+                        log.exception("auto scaling not evaluated in %s %s", account, region)
+
+
+_evaluator = _Evaluator()
+_moto_put_scaling_policy = ApplicationAutoscalingBackend.put_scaling_policy
+
+
+def _put_scaling_policy(self, *args, **kwargs):
+    policy = _moto_put_scaling_policy(self, *args, **kwargs)
+    _evaluator.start()
+    return policy
+
+
+ApplicationAutoscalingBackend.put_scaling_policy = _put_scaling_policy
