@@ -9,6 +9,7 @@ rests on.
 """
 
 import argparse
+import itertools
 import math
 import os
 import re
@@ -35,7 +36,8 @@ def meets(step: Step, p99_ms: float, ceiling_rps: float) -> bool:
 
 
 def measure(model: Path, bodies: list[bytes], p99_ms: float, step_s: float, max_steps: int) -> dict:
-    """The pinned one-CPU saturation, the whole machine's, and the open-loop steps up to the first that fails."""
+    """The pinned one-CPU saturation, the whole machine's, and the open-loop steps (all of them, so the plot shows
+    the whole curve); the sustainable rate is the highest step below the first that fails."""
     cores = os.cpu_count() or 1
     with running_server(model, workers=1, cpus={min(os.sched_getaffinity(0))}) as url:
         warm(url, bodies, 2)
@@ -45,12 +47,8 @@ def measure(model: Path, bodies: list[bytes], p99_ms: float, step_s: float, max_
         all_cpus = saturate(url, bodies, 2 * cores, step_s)
         if not all_cpus > 0:
             raise RuntimeError("the server answered no request of the closed loop")
-        steps = []
-        for fraction in FRACTIONS[:max_steps]:
-            steps.append(offer(url, bodies, all_cpus * fraction, step_s))
-            if not meets(steps[-1], p99_ms, all_cpus):
-                break
-    passing = [s.offered_rps for s in steps if meets(s, p99_ms, all_cpus)]
+        steps = [offer(url, bodies, all_cpus * fraction, step_s) for fraction in FRACTIONS[:max_steps]]
+    passing = [s.offered_rps for s in itertools.takewhile(lambda s: meets(s, p99_ms, all_cpus), steps)]
     return {"cores": cores, "cpu": _cpu_model(), "one_cpu_rps": one_cpu, "all_cpus_rps": all_cpus,
             "steps": steps, "sustainable_rps": max(passing, default=None), "p99_ms": p99_ms}
 
@@ -202,7 +200,8 @@ def run(args) -> dict:
     measured = measure(model, bodies, p99_ms, args.step_s, args.max_steps)
     print(report_measurement(measured))
     plot_path = args.plot or Path(".dogops") / f"capacity-{args.stage}.png"
-    plot(measured, plot_path, f"{model.name}: one instance's latency, {measured['cores']} CPUs here")
+    plot(measured, plot_path, f"{model.parent.name}/{model.name}: one instance's latency, {measured['cores']} CPUs "
+         f"here, p99 objective {p99_ms:g} ms")
     print(f"plot: {plot_path}")
     if measured["sustainable_rps"] is None:
         first = measured["steps"][0]
