@@ -20,12 +20,15 @@ import time
 from pathlib import Path
 
 import requests
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler
 from werkzeug.wrappers import Request
 
+from ..security.admission import BoundedServer
 from ..security.guard import Guard, raw_uri
 
 CHUNK = 1 << 20
+MAX_CONNECTIONS = 64  # connection threads (docker pushes and pulls a few layers at once); more wait to connect
+IDLE_TIMEOUT = 60  # seconds an idle keep-alive connection keeps its thread
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
               "transfer-encoding", "upgrade", "expect"}
 
@@ -114,7 +117,8 @@ def main() -> None:
     registry = subprocess.Popen(["docker-registry", "serve", str(write_config("127.0.0.1", internal, args.root))])
     try:
         _wait(f"http://127.0.0.1:{internal}/v2/", registry, "see its output above", 30)
-        server = make_server(args.host, args.port, Guard(Relay(internal), function_urls=False), threaded=True)
+        server = BoundedServer(args.host, args.port, Guard(Relay(internal), function_urls=False), WSGIRequestHandler,
+                               MAX_CONNECTIONS, IDLE_TIMEOUT)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         print(f"registry (guarded) on http://{args.host}:{args.port}", flush=True)
         server.serve_forever()
