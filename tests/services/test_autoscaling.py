@@ -21,7 +21,7 @@ from .processes import client, emulator, gateway
 
 ROLE = "arn:aws:iam::123456789012:role/sagemaker"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5.1-cpu-py311-ubuntu22.04-sagemaker"
-PERIOD_S = 2
+PERIOD_S = 1
 FAST_WAIT = {"Delay": 1, "MaxAttempts": 240}
 PID_MODEL = b"""import json
 import os
@@ -42,7 +42,7 @@ def predict_fn(data, model):
 def output_fn(prediction, accept):
     return json.dumps({"pid": prediction})
 """
-POLICY = {"TargetValue": 60.0, "ScaleOutCooldown": 5, "ScaleInCooldown": 5}
+POLICY = {"TargetValue": 120.0, "ScaleOutCooldown": 5, "ScaleInCooldown": 5}
 
 
 def _archive(files: dict[str, bytes]) -> bytes:
@@ -57,7 +57,7 @@ def _archive(files: dict[str, bytes]) -> bytes:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    """An emulator hosting natively with a 2 s auto-scaling period, a gateway and the pid model."""
+    """An emulator hosting natively with a 1 s auto-scaling period, a gateway and the pid model."""
     logs = tmp_path_factory.mktemp("autoscaling")
     server = emulator(logs, DOGOPS_HOSTING="native", DOGOPS_HOSTING_DIR=logs / "hosting", DOGOPS_HOSTING_TIMEOUT=120,
                       DOGOPS_AUTOSCALING_PERIOD_S=PERIOD_S)
@@ -75,11 +75,14 @@ def stack(tmp_path_factory):
     server.stop()
 
 
-def _endpoint(stack, name: str):
+@pytest.fixture(scope="module")
+def endpoint(stack):
+    """One endpoint on the pid model for the slow tests (one server start fewer): each leaves it on 1 instance."""
     sagemaker = client("sagemaker", stack[0].url)
-    sagemaker.create_endpoint(EndpointName=name, EndpointConfigName="pid")
-    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName=name, WaiterConfig=FAST_WAIT)
-    return sagemaker
+    sagemaker.create_endpoint(EndpointName="pid", EndpointConfigName="pid")
+    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName="pid", WaiterConfig=FAST_WAIT)
+    yield "pid"
+    sagemaker.delete_endpoint(EndpointName="pid")
 
 
 def _pid(runtime, endpoint: str) -> int:
@@ -104,49 +107,48 @@ def _until(check, timeout: float) -> bool:
 
 
 @pytest.mark.slow
-def test_update_endpoint_weights_and_capacities_changes_the_instances_that_serve(stack):
-    sagemaker = _endpoint(stack, "capacity")
+def test_update_endpoint_weights_and_capacities_changes_the_instances_that_serve(stack, endpoint):
+    sagemaker = client("sagemaker", stack[0].url)
     runtime = client("sagemaker-runtime", stack[1].url)
-    assert _counts(sagemaker, "capacity") == ("InService", 1, 1)
-    assert len({_pid(runtime, "capacity") for _ in range(6)}) == 1
+    assert _counts(sagemaker, endpoint) == ("InService", 1, 1)
+    assert len({_pid(runtime, endpoint) for _ in range(6)}) == 1
 
-    sagemaker.update_endpoint_weights_and_capacities(EndpointName="capacity", DesiredWeightsAndCapacities=[
+    sagemaker.update_endpoint_weights_and_capacities(EndpointName=endpoint, DesiredWeightsAndCapacities=[
         {"VariantName": "AllTraffic", "DesiredInstanceCount": 2}])
-    assert _counts(sagemaker, "capacity") == ("Updating", 1, 2)  # until the second server answers /ping
+    assert _counts(sagemaker, endpoint) == ("Updating", 1, 2)  # until the second server answers /ping
     with pytest.raises(ClientError) as busy:
-        sagemaker.update_endpoint_weights_and_capacities(EndpointName="capacity", DesiredWeightsAndCapacities=[
+        sagemaker.update_endpoint_weights_and_capacities(EndpointName=endpoint, DesiredWeightsAndCapacities=[
             {"VariantName": "AllTraffic", "DesiredInstanceCount": 3}])
     assert "in-progress" in busy.value.response["Error"]["Message"]
-    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName="capacity", WaiterConfig=FAST_WAIT)
-    assert _counts(sagemaker, "capacity") == ("InService", 2, 2)
+    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName=endpoint, WaiterConfig=FAST_WAIT)
+    assert _counts(sagemaker, endpoint) == ("InService", 2, 2)
     time.sleep(2.5)  # the gateway's route cache
-    served = [_pid(runtime, "capacity") for _ in range(8)]
+    served = [_pid(runtime, endpoint) for _ in range(8)]
     assert len(set(served)) == 2 and served.count(served[0]) == 4  # round robin: each instance every other time
-    described = sagemaker.describe_endpoint(EndpointName="capacity")["ProductionVariants"][0]
+    described = sagemaker.describe_endpoint(EndpointName=endpoint)["ProductionVariants"][0]
     assert described["CurrentWeight"] == 1.0  # a change of count alone leaves the weight
 
     with pytest.raises(ClientError) as unknown:
-        sagemaker.update_endpoint_weights_and_capacities(EndpointName="capacity", DesiredWeightsAndCapacities=[
+        sagemaker.update_endpoint_weights_and_capacities(EndpointName=endpoint, DesiredWeightsAndCapacities=[
             {"VariantName": "Nope", "DesiredInstanceCount": 1}])
     assert unknown.value.response["Error"]["Code"] == "ValidationException"
 
-    sagemaker.update_endpoint_weights_and_capacities(EndpointName="capacity", DesiredWeightsAndCapacities=[
+    sagemaker.update_endpoint_weights_and_capacities(EndpointName=endpoint, DesiredWeightsAndCapacities=[
         {"VariantName": "AllTraffic", "DesiredInstanceCount": 1}])
-    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName="capacity", WaiterConfig=FAST_WAIT)
-    assert _counts(sagemaker, "capacity") == ("InService", 1, 1)
+    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName=endpoint, WaiterConfig=FAST_WAIT)
+    assert _counts(sagemaker, endpoint) == ("InService", 1, 1)
     time.sleep(2.5)
-    assert len({_pid(runtime, "capacity") for _ in range(6)}) == 1
-    sagemaker.delete_endpoint(EndpointName="capacity")
+    assert len({_pid(runtime, endpoint) for _ in range(6)}) == 1
 
 
 @pytest.mark.slow
-def test_target_tracking_scales_out_under_load_and_back_in_when_it_drops(stack):
-    """The rehearsal: load well above 60 invocations per instance per minute on 1 instance -> 2 (the max); then a
+def test_target_tracking_scales_out_under_load_and_back_in_when_it_drops(stack, endpoint):
+    """The rehearsal: load well above 120 invocations per instance per minute on 1 instance -> 2 (the max); then a
     trickle under 90 % of the target -> back to 1 (the min) after 15 low datapoints; its timeline is printed. The
     trickle never leaves a period empty: a period without requests has no datapoint, and no scale-in follows."""
-    sagemaker = _endpoint(stack, "tracked")
+    sagemaker = client("sagemaker", stack[0].url)
     scaling = client("application-autoscaling", stack[0].url)
-    resource = "endpoint/tracked/variant/AllTraffic"
+    resource = f"endpoint/{endpoint}/variant/AllTraffic"
     scaling.register_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource, MinCapacity=1, MaxCapacity=2,
                                      ScalableDimension="sagemaker:variant:DesiredInstanceCount")
     scaling.put_scaling_policy(
@@ -154,7 +156,7 @@ def test_target_tracking_scales_out_under_load_and_back_in_when_it_drops(stack):
         ScalableDimension="sagemaker:variant:DesiredInstanceCount", TargetTrackingScalingPolicyConfiguration={
             **POLICY, "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}})
     runtime = client("sagemaker-runtime", stack[1].url)
-    trickle = threading.Event()  # set: one request a second from the first sender, none from the other
+    trickle = threading.Event()  # set: two requests a second from the first sender, none from the other
     served: deque = deque(maxlen=200)
     stop = threading.Event()
 
@@ -163,16 +165,16 @@ def test_target_tracking_scales_out_under_load_and_back_in_when_it_drops(stack):
             if trickle.is_set() and not first:
                 stop.wait(0.5)
                 continue
-            served.append((time.monotonic(), _pid(runtime, "tracked")))
+            served.append((time.monotonic(), _pid(runtime, endpoint)))
             if trickle.is_set():
-                stop.wait(1.0)
+                stop.wait(0.5)
 
     senders = [threading.Thread(target=send, args=(n == 0,), daemon=True) for n in range(2)]
     started = time.monotonic()
     timeline = []
 
     def watch(want: tuple[str, int, int]) -> bool:
-        now = _counts(sagemaker, "tracked")
+        now = _counts(sagemaker, endpoint)
         assert now[1] <= 2 and now[2] <= 2  # never past MaxCapacity
         if not timeline or timeline[-1][1:] != now:
             timeline.append((round(time.monotonic() - started, 1), *now))
@@ -184,17 +186,18 @@ def test_target_tracking_scales_out_under_load_and_back_in_when_it_drops(stack):
         assert _until(lambda: watch(("InService", 2, 2)), 120), timeline
         out_at = time.monotonic()
         assert _until(lambda: len({pid for at, pid in served if at > out_at + 2.5}) == 2, 30)  # both serve
-        trickle.set()  # about 2 requests per 2 s period, on 2 instances 30 per instance per minute: under 54
+        trickle.set()  # about 2 requests per 1 s period, on 2 instances 60 per instance per minute: under 108
         low_at = round(time.monotonic() - started, 1)
         assert _until(lambda: watch(("InService", 1, 1)), 150), timeline
     finally:
         stop.set()
         for sender in senders:
             sender.join(30)
+        scaling.deregister_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource,
+                                           ScalableDimension="sagemaker:variant:DesiredInstanceCount")
     print(f"\nauto-scaling rehearsal (period {PERIOD_S} s, target {POLICY['TargetValue']:.0f}/instance/min, "
           f"cooldowns out {POLICY['ScaleOutCooldown']} s in {POLICY['ScaleInCooldown']} s): load from 0 s, "
           f"trickle from {low_at} s; (seconds, status, current, desired): {timeline}")
-    sagemaker.delete_endpoint(EndpointName="tracked")
 
 
 def _ask(points: list, current: int = 1, now: float = 1000.0, **config) -> int | None:
