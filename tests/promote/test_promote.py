@@ -42,6 +42,12 @@ def test_plan_apply_noop_new_model_destroy(aws, session):
     assert function["Concurrency"]["ReservedConcurrentExecutions"] == 2
     assert lam.get_alias(FunctionName="dogops-dev-predict", Name="live")["FunctionVersion"] != "$LATEST"
     _assert_role_may_invoke_only_its_endpoint(aws, function["Configuration"]["Role"])
+    scaling = client("application-autoscaling", aws)  # registered, so the emulator's auto-scaling acts on them
+    targets = scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert [(t["ResourceId"], t["MinCapacity"], t["MaxCapacity"]) for t in targets] == [
+        ("endpoint/dogops-dev/variant/AllTraffic", dev.min_capacity, dev.max_capacity)]
+    policy = scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"][0]
+    assert policy["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] == dev.target_invocations
 
     again = plan(dev, IMAGE, f"s3://{BUCKET}/one/model.tar.gz", session)
     assert again.change_set is None and "no changes" in format_plan(dev, again)
@@ -61,6 +67,8 @@ def test_plan_apply_noop_new_model_destroy(aws, session):
     destroy(dev, session, events.append)
     assert not [s for s in cfn.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
     assert client("sagemaker", aws).list_endpoints()["Endpoints"] == []
+    assert scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
+    assert scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"] == []
 
 
 def _assert_role_may_invoke_only_its_endpoint(aws: str, role: str) -> None:
