@@ -20,19 +20,24 @@ the policy:
   endpoint that is not ``InService`` (creating, updating, scaling) is left alone.
 
 A change goes through ``sagemaker_endpoints.set_instance_count`` (servers started or stopped natively;
-``DescribeEndpoint``'s counts follow). Each activity is logged and kept for ``activities`` (newest last).
+``DescribeEndpoint``'s counts follow). Each is a scaling activity, logged and answered by
+``DescribeScalingActivities`` (moto lacks it) as AWS shapes it: newest first, ``InProgress`` until the instances
+serve, then ``Successful`` (``Failed`` when fewer came up); the last 100 per account and region are kept.
 """
 
+import json
 import logging
 import math
 import os
 import threading
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 from moto.applicationautoscaling.models import ApplicationAutoscalingBackend, applicationautoscaling_backends
+from moto.applicationautoscaling.responses import ApplicationAutoScalingResponse
 from moto.cloudwatch.models import MetricAggregatedDatum, cloudwatch_backends
 from moto.sagemaker.models import sagemaker_backends
 
@@ -64,7 +69,8 @@ class _Tracking:
 
 
 _tracking: dict[tuple, _Tracking] = {}
-activities: list[dict] = []  # {"time", "resource", "from", "to", "cause"}
+_activities: dict[tuple[str, str], list[dict]] = {}  # (account, region): DescribeScalingActivities' entries
+KEPT_ACTIVITIES = 100
 
 
 def desired(current: int, metric: float, target: float) -> int:
@@ -144,21 +150,54 @@ def evaluate(account: str, region: str, backend: ApplicationAutoscalingBackend, 
             continue
         if wanted == current or endpoint.endpoint_status != "InService":
             continue
-        for tracking, _ in asks:
+        names = []
+        for (tracking, n), policy in zip(asks, policies):
+            if n is not None and (n > current) == (cause == "out"):
+                names.append(policy.policy_name)
             if cause == "out":
                 tracking.last_out = now
             else:
                 tracking.last_in = now
-        _act(sagemaker, endpoint, target.resource_id, variant, current, wanted, point)
+        alarm = f"TargetTracking-{target.resource_id}-Alarm{'High' if cause == 'out' else 'Low'}"
+        _act(account, region, sagemaker, endpoint, target.resource_id, variant, wanted,
+             f"monitor alarm {alarm} in state ALARM triggered policy {', '.join(names)} "
+             f"(InvocationsPerInstance {point:.1f} per minute, {current} instances)")
 
 
-def _act(sagemaker, endpoint, resource: str, variant: str, current: int, wanted: int, point: float | None) -> None:
-    sagemaker_endpoints.set_instance_count(sagemaker, endpoint, variant, wanted)
-    activity = {"time": datetime.now(timezone.utc).isoformat(), "resource": resource, "from": current, "to": wanted,
-                "cause": f"InvocationsPerInstance {point:.1f} per minute"}
-    activities.append(activity)
-    del activities[:-100]
-    log.info("auto scaling %s: %d -> %d instances (%s)", resource, current, wanted, activity["cause"])
+def _act(account: str, region: str, sagemaker, endpoint, resource: str, variant: str, wanted: int,
+         cause: str) -> None:
+    """Set the variant's count as a scaling activity, recorded as AWS describes one."""
+    activity = {"ActivityId": str(uuid.uuid4()), "ServiceNamespace": "sagemaker", "ResourceId": resource,
+                "ScalableDimension": DIMENSION, "Description": f"Setting desired instance count to {wanted}.",
+                "Cause": cause, "StartTime": time.time(), "StatusCode": "InProgress"}
+    kept = _activities.setdefault((account, region), [])
+    kept.append(activity)
+    del kept[:-KEPT_ACTIVITIES]
+    log.info("auto scaling %s: %s (%s)", resource, activity["Description"], cause)
+
+    def done(serving: int) -> None:
+        activity.update(EndTime=time.time(), StatusCode="Successful" if serving == wanted else "Failed")
+        if serving != wanted:
+            activity["StatusMessage"] = f"{serving} of {wanted} instances serve: a new instance did not start."
+
+    sagemaker_endpoints.set_instance_count(sagemaker, endpoint, variant, wanted, done)
+
+
+def _describe_scaling_activities(self) -> str:
+    """``DescribeScalingActivities``: this account and region's activities, newest first, filtered as asked."""
+    namespace, resource = self._get_param("ServiceNamespace"), self._get_param("ResourceId")
+    dimension, limit = self._get_param("ScalableDimension"), int(self._get_param("MaxResults") or 50)
+    start = int(self._get_param("NextToken") or 0)
+    found = [dict(a) for a in reversed(_activities.get((self.current_account, self.region), []))
+             if a["ServiceNamespace"] == namespace and resource in (None, a["ResourceId"])
+             and dimension in (None, a["ScalableDimension"])]
+    answer: dict = {"ScalingActivities": found[start:start + limit]}
+    if start + limit < len(found):
+        answer["NextToken"] = str(start + limit)
+    return json.dumps(answer)
+
+
+ApplicationAutoScalingResponse.describe_scaling_activities = _describe_scaling_activities
 
 
 class _Evaluator:

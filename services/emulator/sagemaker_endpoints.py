@@ -33,6 +33,7 @@ an endpoint is only recorded, ``InService`` at once as in moto, and something el
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -171,13 +172,16 @@ def _delete_endpoint(self, endpoint_name: str) -> None:
                       _publisher(self.region_name, endpoint_name))
 
 
-def set_instance_count(backend, endpoint: FakeEndpoint, variant: str, count: int) -> None:
+def set_instance_count(backend, endpoint: FakeEndpoint, variant: str, count: int,
+                       done: Callable[[int], None] = lambda serving: None) -> None:
     """``variant`` of ``endpoint`` to ``count`` instances: ``DesiredInstanceCount`` now; natively the endpoint is
-    ``Updating`` until the servers are there, then ``CurrentInstanceCount`` follows (elsewhere at once)."""
+    ``Updating`` until the servers are there, then ``CurrentInstanceCount`` follows (elsewhere at once);
+    ``done(n)`` then, with how many serve."""
     entry = next(v for v in endpoint.production_variants if v["VariantName"] == variant)
     entry["DesiredInstanceCount"] = count
     if hosting() != "native":
         entry["CurrentInstanceCount"] = count
+        done(count)
         return
     endpoint.endpoint_status = "Updating"
     endpoint.last_modified_time = utcnow()
@@ -190,6 +194,7 @@ def set_instance_count(backend, endpoint: FakeEndpoint, variant: str, count: int
                 entry["CurrentInstanceCount"] = serving
             endpoint.endpoint_status = "InService"
             endpoint.last_modified_time = utcnow()
+        done(serving)
 
     reconciler.scale((backend.account_id, backend.region_name, endpoint.endpoint_name), variant, count,
                      _publisher(backend.region_name, endpoint.endpoint_name), scaled)

@@ -195,6 +195,10 @@ def test_target_tracking_scales_out_under_load_and_back_in_when_it_drops(stack, 
             sender.join(30)
         scaling.deregister_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource,
                                            ScalableDimension="sagemaker:variant:DesiredInstanceCount")
+    activities = scaling.describe_scaling_activities(ServiceNamespace="sagemaker", ResourceId=resource)
+    assert [(a["Description"], a["StatusCode"]) for a in activities["ScalingActivities"]] == [
+        ("Setting desired instance count to 1.", "Successful"), ("Setting desired instance count to 2.", "Successful")]
+    assert "AlarmLow" in activities["ScalingActivities"][0]["Cause"]
     print(f"\nauto-scaling rehearsal (period {PERIOD_S} s, target {POLICY['TargetValue']:.0f}/instance/min, "
           f"cooldowns out {POLICY['ScaleOutCooldown']} s in {POLICY['ScaleInCooldown']} s): load from 0 s, "
           f"trickle from {low_at} s; (seconds, status, current, desired): {timeline}")
@@ -274,6 +278,9 @@ def test_a_stacks_target_and_policy_scale_the_endpoint_and_go_with_the_stack(tmp
 
         assert _until(scaled, 30)
         assert _counts(sagemaker, "stacked") == ("InService", 3, 3)  # ceil(1 * 300 / 60) = 5, held at 3
+        activity = scaling.describe_scaling_activities(ServiceNamespace="sagemaker")["ScalingActivities"][0]
+        assert activity["ResourceId"] == "endpoint/stacked/variant/AllTraffic"
+        assert activity["StatusCode"] == "Successful" and "triggered policy stacked-invocations" in activity["Cause"]
 
         stacks.delete_stack(StackName="scaling")
         assert scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
