@@ -287,9 +287,9 @@ def handle(request: Request) -> Response:
         try:
             sent = json.loads(request.get_data())
             entry = {"url": str(sent["url"]).rstrip("/"), "container": str(sent.get("container", "")),
-                     "variants": {str(k): str(v).rstrip("/") for k, v in (sent.get("variants") or {}).items()},
-                     "instances": {str(k): [str(u).rstrip("/") for u in v]
-                                   for k, v in (sent.get("instances") or {}).items()}}
+                     "variants": {str(k): str(v).rstrip("/") for k, v in (sent.get("variants") or {}).items()}}
+            if sent.get("instances"):
+                entry["instances"] = {str(k): [str(u).rstrip("/") for u in v] for k, v in sent["instances"].items()}
             config = str(sent.get("config") or "")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return _json(400, {"error": f"bad request: {exc!r}"})
