@@ -65,6 +65,7 @@ class Stack:
         self.env.update(DOGOPS_STATE_DIR=str(state_dir), DOGOPS_EMULATOR_PORT=str(free_port()),
                         DOGOPS_GATEWAY_PORT=str(free_port()), DOGOPS_SERVING_PORT=str(free_port()))
         self.exports: dict[str, str] = {}
+        self.seen: dict[int, int] = {}  # every process of the stack seen, with its start time
 
     def dogops(self, *args, timeout: float = 120) -> subprocess.CompletedProcess:
         return subprocess.run([str(BIN / "dogops"), *args], env=self.env, cwd=ROOT, text=True, capture_output=True,
@@ -91,18 +92,26 @@ class Stack:
                             aws_access_key_id=self.exports["AWS_ACCESS_KEY_ID"],
                             aws_secret_access_key=self.exports["AWS_SECRET_ACCESS_KEY"], config=Config(**config))
 
+    def track(self) -> set[int]:
+        """The stack's live processes (every role's), each remembered with its start time; returned."""
+        table, found = roles(self)
+        live = set().union(*found.values())
+        for pid in live:
+            self.seen.setdefault(pid, table[pid][3])
+        return live
+
     def leftovers(self) -> list[int]:
-        """Live processes whose environment carries this stack's state dir (every process the stack started)."""
-        mark = f"DOGOPS_STATE_DIR={self.dir}".encode()
-        found = []
-        for entry in Path("/proc").iterdir():
+        """Processes once tracked that still run (the same start time: not a reused pid), and any whose environment
+        carries this stack's state dir."""
+        mark, table = f"DOGOPS_STATE_DIR={self.dir}".encode(), _table()
+        found = {pid for pid, started in self.seen.items() if pid in table and table[pid][3] == started}
+        for pid in table.keys() - {os.getpid()}:
             try:
-                if entry.name.isdigit() and int(entry.name) != os.getpid() and mark in (
-                        entry / "environ").read_bytes().split(b"\0") and _stat(int(entry.name))[0] != "Z":
-                    found.append(int(entry.name))
-            except (OSError, IndexError):
+                if mark in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                    found.add(pid)
+            except OSError:
                 continue
-        return found
+        return sorted(found)
 
 
 def _stat(pid: int) -> list[str]:
@@ -110,13 +119,15 @@ def _stat(pid: int) -> list[str]:
 
 
 def _table() -> dict[int, tuple[int, bytes, int]]:
-    """Every process: pid -> (parent, command line, RSS bytes)."""
+    """Every live process: pid -> (parent, command line, RSS bytes, start time)."""
     table = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                table[int(entry.name)] = (int(_stat(int(entry.name))[1]), (entry / "cmdline").read_bytes(),
-                                          int((entry / "statm").read_text().split()[1]) * PAGE)
+                stat = _stat(int(entry.name))
+                if stat[0] != "Z":
+                    table[int(entry.name)] = (int(stat[1]), (entry / "cmdline").read_bytes(),
+                                              int((entry / "statm").read_text().split()[1]) * PAGE, int(stat[19]))
             except (OSError, ValueError, IndexError):
                 continue
     return table
@@ -126,7 +137,7 @@ def _tree(table: dict, pid: int | None) -> set[int]:
     found, frontier = set(), {pid} & table.keys()
     while frontier:
         found |= frontier
-        frontier = {p for p, (parent, _, _) in table.items() if parent in frontier} - found
+        frontier = {p for p, (parent, *_) in table.items() if parent in frontier} - found
     return found
 
 
@@ -144,6 +155,7 @@ def roles(stack: Stack) -> tuple[dict, dict[str, set[int]]]:
 
 
 def rss(stack: Stack) -> dict[str, dict]:
+    stack.track()
     table, found = roles(stack)
     return {role: {"processes": len(pids), "rss_mib": round(sum(table[p][2] for p in pids) / 2**20, 1)}
             for role, pids in found.items()}
@@ -271,7 +283,7 @@ def kill_in_turn(stack: Stack, load: Load, kills: list[str]) -> list[dict]:
         if not pool:
             results.append({"killed": name, "pid": None, "recovery_s": None, "note": "no such process found"})
             continue
-        pid, restarts = pool[0], stack.state().get("restarts", {}).get(name, 0)
+        pid, restarts, processes = pool[0], stack.state().get("restarts", {}).get(name, 0), stack.track()
         before = time.monotonic()
         os.kill(pid, signal.SIGKILL)
         recovery = None
@@ -286,10 +298,18 @@ def kill_in_turn(stack: Stack, load: Load, kills: list[str]) -> list[dict]:
         elif name == "emulator" and stack.state().get("restarts", {}).get(name, 0) <= restarts:
             note = "the supervisor did not count a restart"
         results.append({"killed": name, "pid": pid, "recovery_s": None if recovery is None else round(recovery, 1),
-                        "replaced": back, "note": note, **load.summary(before, time.monotonic())})
-        print(f"  {name} (pid {pid}) SIGKILLed: first success after {results[-1]['recovery_s']} s"
+                        "replaced": back, "note": note, "processes_before": len(processes),
+                        "orphans": _orphans(stack, processes), **load.summary(before, time.monotonic())})
+        print(f"  {name} (pid {pid}) SIGKILLed: first success after {results[-1]['recovery_s']} s, "
+              f"{results[-1]['orphans']} of the stack's {len(processes)} processes left outside it"
               f"{'; ' + note if note else ''}", flush=True)
     return results
+
+
+def _orphans(stack: Stack, before: set[int]) -> int:
+    """How many of the processes the stack had before a kill still run outside every role's tree (orphaned)."""
+    now, alive = stack.track(), set(stack.leftovers())
+    return len((before & alive) - now)
 
 
 def _wait_back(stack: Stack, name: str, pid: int, count: int, since: float) -> bool:
@@ -328,12 +348,13 @@ def report(figures: dict) -> str:
         lines.append(f"  {role:<16}{end['processes']:>6}{start['rss_mib']:>15}{end['rss_mib']:>13}{growth:>9}")
     if figures["kills"]:
         lines.append(f"  {'killed (SIGKILL)':<16}{'recovery s':>11}{'requests':>10}{'retried':>9}{'lost':>6}"
-                     f"  failed attempts / note")
+                     f"{'orphans':>9}  failed attempts / note")
         for kill in figures["kills"]:
             lines.append(f"  {kill['killed']:<16}{str(kill['recovery_s']):>11}{kill.get('requests', 0):>10}"
-                         f"{kill.get('retried', 0):>9}{kill.get('lost', 0):>6}  {kill.get('errors') or ''} "
+                         f"{kill.get('retried', 0):>9}{kill.get('lost', 0):>6}{kill.get('orphans', '-'):>9}  {kill.get('errors') or ''} "
                          f"{kill['note']}".rstrip())
     lines.append(f"state intact: {figures['state_intact']}; processes left after down: {figures['leftovers']}")
+    lines += [f"  left: {command}" for command in figures["leftover_commands"]]
     lines.append("FAILED: " + "; ".join(figures["failures"]) if figures["failures"] else "all checks passed")
     return "\n".join(lines)
 
@@ -389,7 +410,12 @@ def run(args) -> dict:
             load.stop.set()
         down = stack.dogops("down", timeout=180)
         print(down.stdout.strip(), flush=True)
-        left = stack.leftovers()
+        waited = time.monotonic()
+        while (left := stack.leftovers()) and time.monotonic() - waited < 10:  # a moment for those still exiting
+            time.sleep(0.5)
+        table = _table()
+        figures["leftover_commands"] = [table[pid][1].replace(b"\0", b" ").decode(errors="replace")[:160]
+                                        for pid in left if pid in table]
         for pid in left:
             os.kill(pid, signal.SIGKILL)
         figures["leftovers"] = len(left)

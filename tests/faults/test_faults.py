@@ -2,7 +2,8 @@
 native stack on free ports takes 16 concurrent Lambda invocations (real boto3 ``lambda.invoke`` of the project's
 prediction function, which calls the endpoint through the gateway) with no error, then each of its processes is
 SIGKILLed under that load: every one but the supervisor comes back by itself, no request the client retried is
-lost, and the function, the endpoint and the bucket's objects are intact afterwards; no process is left."""
+lost, nothing is orphaned, and the function, the endpoint and the bucket's objects are intact afterwards; no
+process is left."""
 
 import json
 import subprocess
@@ -32,6 +33,7 @@ def test_load_then_each_process_killed_under_it(tmp_path):
     for kill in figures["kills"]:
         assert kill["pid"] and kill["recovery_s"] is not None, kill
         assert kill["replaced"] == (kill["killed"] != "supervisor"), kill  # nothing restarts the native supervisor
+        assert kill["orphans"] == 0, kill  # what the killed process had started went with it
     assert figures["lost"] == 0 and figures["all_requests"]["requests"] > steady["requests"]
     assert figures["state_intact"] and figures["leftovers"] == 0
     assert figures["failures"] == []
