@@ -29,7 +29,6 @@ import json
 import logging
 import math
 import os
-import threading
 import time
 import uuid
 from collections import deque
@@ -42,6 +41,7 @@ from moto.cloudwatch.models import MetricAggregatedDatum, cloudwatch_backends
 from moto.sagemaker.models import sagemaker_backends
 
 from . import cloudwatch, sagemaker_endpoints
+from .periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -200,34 +200,19 @@ def _describe_scaling_activities(self) -> str:
 ApplicationAutoScalingResponse.describe_scaling_activities = _describe_scaling_activities
 
 
-class _Evaluator:
-    """The thread that evaluates every policy each period (started by the first scaling policy)."""
-
-    def __init__(self):
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="autoscaling", daemon=True)
-                self._thread.start()
-
-    def _run(self) -> None:
-        period = period_s()
-        while True:
-            time.sleep(period)
-            end = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=PUBLISH_LAG_S)
-            now = time.monotonic()
-            for account in list(applicationautoscaling_backends):
-                for region, backend in list(applicationautoscaling_backends[account].items()):
-                    try:
-                        evaluate(account, region, backend, now, end, period)
-                    except Exception:  # noqa: BLE001 - one region's trouble stops no other
-                        log.exception("auto scaling not evaluated in %s %s", account, region)
+def _evaluate_all() -> None:
+    """Every policy of every account and region, on the period just ended."""
+    end = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=PUBLISH_LAG_S)
+    now = time.monotonic()
+    for account in list(applicationautoscaling_backends):
+        for region, backend in list(applicationautoscaling_backends[account].items()):
+            try:
+                evaluate(account, region, backend, now, end, period_s())
+            except Exception:  # noqa: BLE001 - one region's trouble stops no other
+                log.exception("auto scaling not evaluated in %s %s", account, region)
 
 
-_evaluator = _Evaluator()
+_evaluator = Periodic("autoscaling", _evaluate_all, period_s)  # started by the first scaling policy
 _moto_put_scaling_policy = ApplicationAutoscalingBackend.put_scaling_policy
 
 

@@ -20,8 +20,6 @@ import json
 import logging
 import math
 import os
-import threading
-import time
 from datetime import datetime, timedelta, timezone
 
 from moto.cloudwatch.exceptions import InvalidParameterValue
@@ -35,6 +33,8 @@ from moto.cloudwatch.models import (
 )
 from moto.cloudwatch.responses import CloudWatchResponse
 from moto.core.responses import ActionResult
+
+from .periodic import Periodic
 
 log = logging.getLogger(__name__)
 
@@ -311,35 +311,17 @@ def _reason(values: dict, breaching: list, count: int, words: str, threshold: fl
             f"{'was' if len(shown) == 1 else 'were'} not {words} the threshold ({threshold}).")
 
 
-class _Evaluator:
-    """The thread that evaluates every alarm of every account and region (started by the first alarm)."""
-
-    def __init__(self):
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def start(self) -> None:
-        with self._lock:
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="cloudwatch-alarms", daemon=True)
-                self._thread.start()
-
-    def _run(self) -> None:
-        interval = float(os.environ.get("DOGOPS_ALARM_EVALUATION_S", "60"))
-        while True:
-            time.sleep(interval)
-            self.evaluate_all()
-
-    @staticmethod
-    def evaluate_all() -> None:
-        now = datetime.now(timezone.utc).replace(tzinfo=None)
-        for account in list(cloudwatch_backends):
-            for region, backend in list(cloudwatch_backends[account].items()):
-                for alarm in list(backend.alarms.values()):
-                    try:
-                        evaluate(backend, alarm, now)
-                    except Exception:  # noqa: BLE001 - one alarm's trouble stops no other
-                        log.exception("alarm %s (%s %s) not evaluated", alarm.name, account, region)
+def _evaluate_all() -> None:
+    """Every alarm of every account and region."""
+    now = datetime.now(timezone.utc).replace(tzinfo=None)
+    for account in list(cloudwatch_backends):
+        for region, backend in list(cloudwatch_backends[account].items()):
+            for alarm in list(backend.alarms.values()):
+                try:
+                    evaluate(backend, alarm, now)
+                except Exception:  # noqa: BLE001 - one alarm's trouble stops no other
+                    log.exception("alarm %s (%s %s) not evaluated", alarm.name, account, region)
 
 
-_evaluator = _Evaluator()
+_evaluator = Periodic("cloudwatch-alarms", _evaluate_all,  # started by the first alarm
+                      lambda: float(os.environ.get("DOGOPS_ALARM_EVALUATION_S", "60")))

@@ -18,7 +18,6 @@ patches it in.
 import json
 import logging
 import re
-import threading
 import time
 from datetime import datetime
 from typing import Any
@@ -31,6 +30,7 @@ from moto.scheduler.exceptions import ScheduleNotFound
 from moto.scheduler.models import EventBridgeSchedulerBackend, scheduler_backends
 
 from .iam_authorize import ALLOWED, evaluate, identity_policies
+from .periodic import Periodic
 
 log = logging.getLogger(__name__)
 AT = re.compile(r"at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)")
@@ -186,22 +186,7 @@ class Firer:
     def __init__(self):
         self.ran: dict[str, float] = {}  # schedule ARN -> the last_modified_date it ran at
         self.history: list[tuple[str, str]] = []  # (schedule ARN, outcome), for the log and tests
-        self.lock = threading.Lock()
-        self.thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        with self.lock:
-            if self.thread is None:
-                self.thread = threading.Thread(target=self._loop, name="scheduler", daemon=True)
-                self.thread.start()
-
-    def _loop(self) -> None:
-        while True:
-            time.sleep(POLL_S)
-            try:
-                self.tick(time.time())
-            except Exception:  # the emulator goes on; the next tick tries again
-                log.exception("scheduler tick failed")
+        self.start = Periodic("scheduler", lambda: self.tick(time.time()), lambda: POLL_S).start
 
     def tick(self, now: float) -> None:
         for account, regions in list(scheduler_backends.items()):

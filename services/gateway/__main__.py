@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.argv = ["gunicorn", "--bind", f"{args.host}:{args.port}", "--workers", "1", "--worker-class", "gthread",
                 "--threads", str(args.threads), "--worker-connections",
                 os.environ.get("DOGOPS_GATEWAY_MAX_CONNECTIONS") or "1000", "--timeout", "120", "--graceful-timeout", "10",
-                "--access-logfile", "-", "services.gateway.app:create_app()"]
+                "--access-logfile", "-", "--no-control-socket", "services.gateway.app:create_app()"]
     run()
 
 
