@@ -127,7 +127,7 @@ def test_an_ec2_spot_instance_pulls_trains_and_resumes_after_the_notice(session,
     out = dogops(stack_env, workdir, "promote", "train", "--stage", STAGE, "--config", "ec2.yaml", "--image", image,
                  "--ec2", "--name", job, "--ami", "ami-12c6146b", DOGOPS_EC2_DOCKER="docker",
                  DOGOPS_SPOT_INTERRUPT="epoch=2", DOGOPS_SYNC_S="2")
-    for expected in ("spot interruption notice", "(attempt 2)", "resuming from checkpoint", "model uploaded to",
+    for expected in ("spot interruption notice", "(attempt 2, powers off after ", "resuming from checkpoint", "model uploaded to",
                      "recorded as the dev candidate"):
         assert expected in out, expected
     assert "REHEARSAL: `train` on the host" not in out  # the image ran, not a stand-in
