@@ -1,10 +1,14 @@
 """The stack's own entrypoints as subprocesses on free loopback ports: ``python -m services.emulator`` and
 ``python -m services.gateway``, each waited for on its ``/_dogops/health``."""
 
+import io
 import os
 import subprocess
 import sys
+import tarfile
+import threading
 import time
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import boto3
@@ -99,3 +103,25 @@ def deploy_function(emulator_url: str, name: str, source: str, timeout: int = 10
                         Code={"ZipFile": build_zip({"lambda_function.py": source.encode()})}, Timeout=timeout)
     if concurrency is not None:
         lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=concurrency)
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    """A stand-in HTTP server on a free loopback port, serving ``handler`` on a daemon thread; ``url`` is its base."""
+
+    daemon_threads = True
+
+    def __init__(self, handler):
+        super().__init__(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server_address[1]}"
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def tar_gz(files: dict[str, bytes]) -> bytes:
+    """A ``model.tar.gz`` holding ``files`` (name: bytes)."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()

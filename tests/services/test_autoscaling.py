@@ -5,9 +5,7 @@ get requests, round robin) with ``DescribeEndpoint``'s counts following; a targe
 The model answers with its worker's pid, so which instance served a request is seen, not assumed. The target
 tracking rules themselves (3 datapoints out, 15 in, cooldowns, missing data) are checked on ``proposal``."""
 
-import io
 import json
-import tarfile
 import threading
 import time
 from collections import deque
@@ -17,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from services.emulator.autoscaling import _Tracking, proposal
 
-from .processes import client, emulator, gateway
+from .processes import client, emulator, gateway, tar_gz
 
 ROLE = "arn:aws:iam::123456789012:role/sagemaker"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5.1-cpu-py311-ubuntu22.04-sagemaker"
@@ -45,16 +43,6 @@ def output_fn(prediction, accept):
 POLICY = {"TargetValue": 120.0, "ScaleOutCooldown": 5, "ScaleInCooldown": 5}
 
 
-def _archive(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     """An emulator hosting natively with a 1 s auto-scaling period, a gateway and the pid model."""
@@ -64,7 +52,7 @@ def stack(tmp_path_factory):
     gw = gateway(logs, server.url)
     client("s3", server.url).create_bucket(Bucket="models")
     client("s3", server.url).put_object(Bucket="models", Key="pid/model.tar.gz",
-                                        Body=_archive({"code/inference.py": PID_MODEL}))
+                                        Body=tar_gz({"code/inference.py": PID_MODEL}))
     client("sagemaker", server.url).create_model(ModelName="pid", ExecutionRoleArn=ROLE, PrimaryContainer={
         "Image": IMAGE, "ModelDataUrl": "s3://models/pid/model.tar.gz",
         "Environment": {"SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"}})

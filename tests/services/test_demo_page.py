@@ -10,10 +10,9 @@ answer → bars, and the metrics of each step) is exercised in seconds.
 import io
 import json
 import math
-import threading
 import time
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -58,18 +57,15 @@ def handler(event, context):
 '''
 
 
-class Model(ThreadingHTTPServer):
+class Model(processes.LoopbackServer):
     """The model server's stand-in: the top five as the real one answers them; 500 for a source naming
     ``model-error``."""
 
-    daemon_threads = True
     BREEDS = ["Akita", "Beagle", "Borzoi", "Dalmatian", "Whippet"]
     PROBABILITIES = [0.62, 0.2, 0.1, 0.05, 0.03]
 
     def __init__(self):
-        super().__init__(("127.0.0.1", 0), ModelHandler)
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+        super().__init__(ModelHandler)
 
 
 class ModelHandler(BaseHTTPRequestHandler):

@@ -6,8 +6,7 @@ refused before anything runs; the stack's state is the same afterwards."""
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -47,16 +46,12 @@ async function attempt(name, url, init) {{
 </script>"""
 
 
-class Attacker(ThreadingHTTPServer):
+class Attacker(processes.LoopbackServer):
     """Serves the hostile page on its own origin (another port of 127.0.0.1)."""
-
-    daemon_threads = True
 
     def __init__(self, page: str):
         self.page = page.encode()
-        super().__init__(("127.0.0.1", 0), AttackerHandler)
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+        super().__init__(AttackerHandler)
 
 
 class AttackerHandler(BaseHTTPRequestHandler):

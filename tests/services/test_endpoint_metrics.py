@@ -2,10 +2,9 @@
 real ``InvokeEndpoint`` calls through a real gateway: counts exact, latencies within what the model server and the
 caller measured themselves."""
 
-import threading
 import time
 from datetime import datetime, timedelta, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -16,16 +15,12 @@ VARIANT = "primary-variant"
 DIMS = [{"Name": "EndpointName", "Value": "metered"}, {"Name": "VariantName", "Value": VARIANT}]
 
 
-class Model(ThreadingHTTPServer):
+class Model(processes.LoopbackServer):
     """A model server stand-in: answers the status the request's body names after sleeping its milliseconds, and
     says in its custom attributes how long it took itself (``served_us=``)."""
 
-    daemon_threads = True
-
     def __init__(self):
-        super().__init__(("127.0.0.1", 0), ModelHandler)
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+        super().__init__(ModelHandler)
 
 
 class ModelHandler(BaseHTTPRequestHandler):

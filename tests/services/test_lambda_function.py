@@ -11,10 +11,9 @@ the answer, and that records what the function sent.
 import base64
 import importlib.util
 import json
-import threading
 import time
 import types
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import boto3
 import pytest
@@ -23,6 +22,7 @@ from botocore.config import Config
 from dogops.lambda_package import SOURCE
 
 from ..conftest import free_port
+from .processes import LoopbackServer
 
 TOPK = "application/vnd.dogops.topk+json"
 PREDICTIONS = [{"rank": r, "breed": f"Breed {r}", "class": f"00{r}.Breed_{r}", "index": r - 1,
@@ -55,16 +55,12 @@ ANSWERS = {  # endpoint name -> (status, headers, JSON body)
 }
 
 
-class Runtime(ThreadingHTTPServer):
+class Runtime(LoopbackServer):
     """SageMaker Runtime's ``InvokeEndpoint`` on loopback, recording ``(endpoint, headers, body)`` per request."""
 
-    daemon_threads = True
-
     def __init__(self):
-        super().__init__(("127.0.0.1", 0), RuntimeHandler)
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
         self.calls: list[tuple[str, dict, bytes]] = []
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+        super().__init__(RuntimeHandler)
 
 
 class RuntimeHandler(BaseHTTPRequestHandler):

@@ -7,7 +7,6 @@ import io
 import json
 import os
 import signal
-import tarfile
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 import torch
 from botocore.exceptions import WaiterError
 
-from .processes import client, emulator, gateway
+from .processes import client, emulator, gateway, tar_gz
 
 ROLE = "arn:aws:iam::123456789012:role/sagemaker"
 IMAGE = "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-inference:2.5.1-cpu-py311-ubuntu22.04-sagemaker"
@@ -32,16 +31,6 @@ def _net(seed: int) -> torch.nn.Module:
 def _expected(net) -> list:
     with torch.no_grad():
         return net(torch.tensor(ROWS)).tolist()
-
-
-def _archive(files: dict[str, bytes]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def _scripted(net) -> bytes:
@@ -64,7 +53,7 @@ def stack(tmp_path_factory):
 
 
 def _model(stack, name: str, files: dict[str, bytes], **container) -> None:
-    client("s3", stack[0].url).put_object(Bucket="models", Key=f"{name}/model.tar.gz", Body=_archive(files))
+    client("s3", stack[0].url).put_object(Bucket="models", Key=f"{name}/model.tar.gz", Body=tar_gz(files))
     client("sagemaker", stack[0].url).create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={
         "Image": IMAGE, "ModelDataUrl": f"s3://models/{name}/model.tar.gz", **container})
 
@@ -273,7 +262,7 @@ def test_an_s3_submit_directory_is_fetched_for_the_server(stack):
     weights = io.BytesIO()
     torch.save(net.state_dict(), weights)
     client("s3", stack[0].url).put_object(Bucket="models", Key="sourced/sourcedir.tar.gz",
-                                          Body=_archive({"inference.py": INFERENCE}))
+                                          Body=tar_gz({"inference.py": INFERENCE}))
     _model(stack, "sourced", {"model.pth": weights.getvalue()}, Environment={
         "SAGEMAKER_PROGRAM": "inference.py", "SAGEMAKER_SUBMIT_DIRECTORY": "s3://models/sourced/sourcedir.tar.gz"})
     _config(stack, "sourced", {"AllTraffic": ("sourced", 1.0)})

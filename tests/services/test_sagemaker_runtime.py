@@ -7,9 +7,8 @@ or the real ``serve`` on a trained model.
 
 import contextlib
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
@@ -22,16 +21,12 @@ MAX_BODY = 6291456
 VARIANT = "primary-variant"
 
 
-class Backend(ThreadingHTTPServer):
+class Backend(processes.LoopbackServer):
     """A container stand-in: records each request; ``mode=`` in the custom attributes picks the answer."""
 
-    daemon_threads = True
-
     def __init__(self):
-        super().__init__(("127.0.0.1", 0), BackendHandler)
-        self.url = f"http://127.0.0.1:{self.server_address[1]}"
         self.requests: list[tuple[dict, bytes]] = []
-        threading.Thread(target=self.serve_forever, daemon=True).start()
+        super().__init__(BackendHandler)
 
 
 class BackendHandler(BaseHTTPRequestHandler):
