@@ -18,7 +18,6 @@ make back through it); a class of None is not counted (the stack's own health an
 """
 
 import json
-import re
 import threading
 import uuid
 from collections.abc import Callable
@@ -27,15 +26,19 @@ from werkzeug.serving import ThreadedWSGIServer
 from werkzeug.wrappers import Response
 from werkzeug.wsgi import ClosingIterator
 
-SCOPE = re.compile(r"Credential=[^/,\s]+/\d{8}/[^/]+/([^/]+)/aws4_request")
-QUERY_SCOPE = re.compile(r"X-Amz-Credential=[^/&]+(?:/|%2F)\d{8}(?:/|%2F)[^/&%]+(?:/|%2F)([^/&%]+)", re.IGNORECASE)
+from . import sigv4
+
 MESSAGE = "Rate exceeded"
 
 
 def service(environ) -> str | None:
-    """The AWS service a request is signed for (its SigV4 scope), or None when it is not signed."""
-    found = SCOPE.search(environ.get("HTTP_AUTHORIZATION", "")) or QUERY_SCOPE.search(environ.get("QUERY_STRING", ""))
-    return found.group(1) if found else None
+    """The AWS service a request is signed for (its SigV4 scope), or None when it is not signed (or not well)."""
+    headers = {"Authorization": environ.get("HTTP_AUTHORIZATION", ""), "X-Amz-Date": environ.get("HTTP_X_AMZ_DATE", "")}
+    try:
+        signed = sigv4.parse(headers, environ.get("QUERY_STRING", ""))
+    except sigv4.SignatureError:
+        return None
+    return signed.service if signed else None
 
 
 def _xml(status: int, body: str) -> Response:
