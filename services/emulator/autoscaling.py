@@ -19,6 +19,13 @@ the policy:
   scale-out wins and a scale-in needs every policy; ``SuspendedState`` (dynamic scaling in/out) is honoured; an
   endpoint that is not ``InService`` (creating, updating, scaling) is left alone.
 
+The two alarms are real too: ``PutScalingPolicy`` creates them in the emulator's CloudWatch as AWS names and shapes
+them (``TargetTracking-endpoint/<name>/variant/<variant>-AlarmHigh-<uuid>``: ``InvocationsPerInstance`` Sum over
+60 s, 3 periods above ``TargetValue``; ``...-AlarmLow-<uuid>``: 15 periods under 90 % of it, none with
+``DisableScaleIn``), answered in the policy's ``Alarms`` and by ``DescribeAlarms``, evaluated by the emulator's
+CloudWatch (their actions are this thread's decisions, which name them in the activity's cause); a changed policy
+gets new ones, and a deleted policy or deregistered target (which deletes its policies, as on AWS) takes them along.
+
 A change goes through ``sagemaker_endpoints.set_instance_count`` (servers started or stopped natively;
 ``DescribeEndpoint``'s counts follow). Each is a scaling activity, logged and answered by
 ``DescribeScalingActivities`` (moto lacks it) as AWS shapes it: newest first, ``InProgress`` until the instances
@@ -35,7 +42,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from moto.applicationautoscaling.models import ApplicationAutoscalingBackend, applicationautoscaling_backends
+from moto.applicationautoscaling.models import (
+    ApplicationAutoscalingBackend,
+    FakeApplicationAutoscalingPolicy,
+    applicationautoscaling_backends,
+)
 from moto.applicationautoscaling.responses import ApplicationAutoScalingResponse
 from moto.cloudwatch.models import MetricAggregatedDatum, cloudwatch_backends
 from moto.sagemaker.models import sagemaker_backends
@@ -158,7 +169,8 @@ def evaluate(account: str, region: str, backend: ApplicationAutoscalingBackend, 
                 tracking.last_out = now
             else:
                 tracking.last_in = now
-        alarm = f"TargetTracking-{target.resource_id}-Alarm{'High' if cause == 'out' else 'Low'}"
+        side = f"{target.resource_id}-Alarm{'High' if cause == 'out' else 'Low'}-"
+        alarm = ", ".join(a.name for p in policies for a in p.alarms if p.policy_name in names and side in a.name)
         _act(account, region, sagemaker, endpoint, target.resource_id, variant, wanted,
              f"monitor alarm {alarm} in state ALARM triggered policy {', '.join(names)} "
              f"(InvocationsPerInstance {point:.1f} per minute, {current} instances)")
@@ -217,9 +229,51 @@ _moto_put_scaling_policy = ApplicationAutoscalingBackend.put_scaling_policy
 
 
 def _put_scaling_policy(self, *args, **kwargs):
+    before = dict(self.policies)
     policy = _moto_put_scaling_policy(self, *args, **kwargs)
+    for key, old in before.items():
+        if self.policies.get(key) is policy:  # a changed policy: its old alarms go (moto left them)
+            old.delete_alarms(self.account_id, self.region_name)
     _evaluator.start()
     return policy
 
 
+def _deregister_scalable_target(self, namespace: str, r_id: str, dimension: str) -> None:
+    """moto's, and the target's scaling policies (with their alarms) deleted, as AWS does."""
+    _moto_deregister_scalable_target(self, namespace, r_id, dimension)
+    for key, policy in list(self.policies.items()):
+        if (policy.service_namespace, policy.resource_id, policy.scalable_dimension) == (namespace, r_id, dimension):
+            policy.delete_alarms(self.account_id, self.region_name)
+            del self.policies[key]
+
+
+def _create_alarms(self: FakeApplicationAutoscalingPolicy) -> None:
+    """moto's (DynamoDB, ECS), and for target tracking on a SageMaker variant's invocations per instance the two
+    alarms AWS creates."""
+    _moto_create_alarms(self)
+    config = self.target_tracking_scaling_policy_configuration or {}
+    parts = self.resource_id.split("/")
+    if (self.service_namespace != "sagemaker" or self.scalable_dimension != DIMENSION or len(parts) != 4
+            or config.get("PredefinedMetricSpecification", {}).get("PredefinedMetricType") != METRIC):
+        return
+    target = float(config["TargetValue"])
+    action = f"{self.policy_arn}:createdBy/{uuid.uuid4()}"
+    backend = cloudwatch_backends[self.account_id][self.region_name]
+    sides = [("High", "GreaterThanThreshold", OUT_DATAPOINTS, target)]
+    if not config.get("DisableScaleIn"):
+        sides.append(("Low", "LessThanThreshold", IN_DATAPOINTS, IN_FRACTION * target))
+    for side, comparison, periods, threshold in sides:
+        self.alarms.append(backend.put_metric_alarm(
+            name=f"TargetTracking-{self.resource_id}-Alarm{side}-{uuid.uuid4()}", namespace="AWS/SageMaker",
+            metric_name="InvocationsPerInstance", comparison_operator=comparison, evaluation_periods=periods,
+            period=60, threshold=threshold, statistic="Sum",
+            description=f"DO NOT EDIT OR DELETE. For TargetTrackingScaling policy {action}.",
+            dimensions=[{"Name": "EndpointName", "Value": parts[1]}, {"Name": "VariantName", "Value": parts[3]}],
+            alarm_actions=[action]))
+
+
 ApplicationAutoscalingBackend.put_scaling_policy = _put_scaling_policy
+_moto_deregister_scalable_target = ApplicationAutoscalingBackend.deregister_scalable_target
+ApplicationAutoscalingBackend.deregister_scalable_target = _deregister_scalable_target
+_moto_create_alarms = FakeApplicationAutoscalingPolicy.create_alarms
+FakeApplicationAutoscalingPolicy.create_alarms = _create_alarms

@@ -99,4 +99,4 @@ class ScalingPolicy(CloudFormationModel):
                                         account_id: str, region_name: str) -> None:
         policies = applicationautoscaling_backends[account_id][region_name].policies
         for key in [key for key, policy in policies.items() if policy.policy_arn == resource_name]:
-            del policies[key]
+            policies.pop(key).delete_alarms(account_id, region_name)  # its target-tracking alarms go with it

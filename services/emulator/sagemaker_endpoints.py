@@ -4,9 +4,11 @@ new config in place (keeping its name and creation time), needed to republish a 
 emulator's table of hosted endpoints: where the gateway sends ``InvokeEndpoint``. In memory, like the rest of the
 emulator's state.
 
-Instance counts: natively a variant runs ``InitialInstanceCount`` servers. A new count (``DesiredInstanceCount``)
-makes the endpoint ``Updating`` until the servers are there, then ``InService`` with ``CurrentInstanceCount``
-following, as on AWS (moto set both at once); weights change at once. In the other modes only the counts change.
+Instance counts: a variant runs ``InitialInstanceCount`` servers (natively processes, with ``host`` containers).
+A new count (``DesiredInstanceCount``) makes the endpoint ``Updating`` until the servers are there, then
+``InService`` with ``CurrentInstanceCount`` following, as on AWS (moto set both at once): natively when the
+reconciler has them, with ``host`` when the hoster registers a route whose ``instances`` it counts. Weights change
+at once. With ``off`` only the counts change.
 
 Hosting (``DOGOPS_HOSTING``): with ``native``, every endpoint moto's backend creates, rolls or deletes (through
 the API, an SDK or a CloudFormation stack) is made real by ``services.hosting.reconciler``: a ``serve`` process
@@ -54,6 +56,7 @@ PREFIX = settings.HOSTING_ROUTES
 _routes: dict[tuple[str, str], dict] = {}
 _claims: set[tuple[str, str, str]] = set()  # (region, endpoint, config) a hoster has taken
 _previous: dict[tuple[str, str], FakeEndpoint | None] = {}  # host mode: the state an update rolls back to
+_scaling: dict[tuple[str, str], tuple[str, Callable[[int], None]]] = {}  # host mode: (variant, done) till routed
 _lock = threading.Lock()
 
 
@@ -167,6 +170,7 @@ def _delete_endpoint(self, endpoint_name: str) -> None:
     with _lock:
         _routes.pop((self.region_name, endpoint_name), None)
         _previous.pop((self.region_name, endpoint_name), None)
+        _scaling.pop((self.region_name, endpoint_name), None)
         _claims.difference_update({c for c in _claims if c[:2] == (self.region_name, endpoint_name)})
     reconciler.remove((self.account_id, self.region_name, endpoint_name),
                       _publisher(self.region_name, endpoint_name))
@@ -174,17 +178,21 @@ def _delete_endpoint(self, endpoint_name: str) -> None:
 
 def set_instance_count(backend, endpoint: FakeEndpoint, variant: str, count: int,
                        done: Callable[[int], None] = lambda serving: None) -> None:
-    """``variant`` of ``endpoint`` to ``count`` instances: ``DesiredInstanceCount`` now; natively the endpoint is
-    ``Updating`` until the servers are there, then ``CurrentInstanceCount`` follows (elsewhere at once);
-    ``done(n)`` then, with how many serve."""
+    """``variant`` of ``endpoint`` to ``count`` instances: ``DesiredInstanceCount`` now; the endpoint is
+    ``Updating`` until the servers are there (natively the reconciler's, with ``host`` the hoster's route), then
+    ``CurrentInstanceCount`` follows (with ``off`` at once); ``done(n)`` then, with how many serve."""
     entry = next(v for v in endpoint.production_variants if v["VariantName"] == variant)
     entry["DesiredInstanceCount"] = count
-    if hosting() != "native":
+    if hosting() == "off":
         entry["CurrentInstanceCount"] = count
         done(count)
         return
     endpoint.endpoint_status = "Updating"
     endpoint.last_modified_time = utcnow()
+    if hosting() == "host":  # the hoster sees Updating, brings the containers to the count and routes them
+        with _lock:
+            _scaling[(backend.region_name, endpoint.endpoint_name)] = (variant, done)
+        return
 
     def scaled(serving: int) -> None:
         with _lock:
@@ -254,13 +262,22 @@ def _current(key: tuple[str, str], config: str) -> FakeEndpoint | None:
     return endpoint if endpoint is not None and endpoint.endpoint_config_name == config else None
 
 
-def _settle(key: tuple[str, str], config: str, failure: str | None) -> None:
-    """Host mode: the hoster's outcome for the endpoint on ``config``: ``InService``, or ``Failed`` with the
-    reason (an update's failure puts the previous state back, ``InService`` with the reason, as SageMaker
-    rolls back)."""
+def _settle(key: tuple[str, str], config: str, failure: str | None) -> Callable[[], None]:
+    """Host mode: the hoster's outcome for the endpoint on ``config``: ``InService`` with each variant's
+    ``CurrentInstanceCount`` its routed instances, or ``Failed`` with the reason (an update's failure puts the
+    previous state back, ``InService`` with the reason, as SageMaker rolls back). Called under ``_lock``; what it
+    returns reports a count change's outcome, to be called after."""
     endpoint = _current(key, config)
     if hosting() != "host" or endpoint is None or endpoint.endpoint_status not in ("Creating", "Updating"):
-        return
+        return lambda: None
+    route = _routes.get(key)
+    instances = (route or {}).get("instances") or {}
+    counted = {v["VariantName"]: len(instances.get(v["VariantName"]) or [route]) if route else 0
+               for v in endpoint.production_variants}  # a route without instances: one server for every variant
+    if failure is None:
+        for variant in endpoint.production_variants:
+            variant["CurrentInstanceCount"] = counted[variant["VariantName"]]
+    scaling = _scaling.pop(key, None)
     old = _previous.pop(key, None)
     if failure is not None and endpoint.endpoint_status == "Updating" and old is not None and key in _routes:
         _backend(key[0]).endpoints[key[1]] = endpoint = old
@@ -269,6 +286,11 @@ def _settle(key: tuple[str, str], config: str, failure: str | None) -> None:
         endpoint.endpoint_status = "Failed" if failure is not None else "InService"
     endpoint.failure_reason = failure[:1024] if failure is not None else None
     endpoint.last_modified_time = utcnow()
+    if scaling is None:
+        return lambda: None
+    variant, done = scaling
+    serving = 0 if failure is not None else counted.get(variant, 0)
+    return lambda: done(serving)
 
 
 def handle(request: Request) -> Response:
@@ -297,8 +319,8 @@ def handle(request: Request) -> Response:
             return _json(404, {"error": f"no endpoint {key[1]} in {key[0]}"})
         with _lock:
             _routes[key] = entry
-            if config:
-                _settle(key, config, None)
+            report = _settle(key, config, None) if config else (lambda: None)
+        report()
         return _json(200, entry)
     if request.method == "DELETE":
         with _lock:
@@ -327,8 +349,11 @@ def _outcome(request: Request, key: tuple[str, str], what: str) -> Response:
         if _current(key, config) is None:
             return _json(404, {"error": f"no endpoint {key[1]} on config {config} in {key[0]}"})
         if what == "failure":
-            _settle(key, config, reason or "The endpoint could not be hosted.")
-            return _json(200, {"reported": True})
-        claimed = (*key, config) not in _claims
-        _claims.add((*key, config))
+            report = _settle(key, config, reason or "The endpoint could not be hosted.")
+        else:
+            claimed = (*key, config) not in _claims
+            _claims.add((*key, config))
+    if what == "failure":
+        report()
+        return _json(200, {"reported": True})
     return _json(200, {"claimed": claimed})

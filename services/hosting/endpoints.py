@@ -1,6 +1,8 @@
 """SageMaker hosting on the local stack: an endpoint created through the API or CloudFormation is served by its
-own container (``containers``: the model's image, by digest, pulled from the registry the emulator's ECR names),
-its ``model.tar.gz`` extracted at ``/opt/ml/model`` read-only. No AWS credentials go in: the model is mounted.
+own containers, one per instance of its (first) variant (``containers``: the model's image, by digest, pulled from
+the registry the emulator's ECR names), its ``model.tar.gz`` extracted at ``/opt/ml/model`` read-only. No AWS
+credentials go in: the model is mounted. A new instance count adds or removes containers; the route names them
+all (the gateway sends to each in turn) and the emulator counts them as ``CurrentInstanceCount``.
 
 The gateway finds the container through the emulator's route table (``services.emulator.sagemaker_endpoints``):
 ``InvokeEndpoint`` for a hosted endpoint goes there, any other endpoint to the stack's own serving.
@@ -27,6 +29,7 @@ Containers carry the label ``dogops.endpoint=<name>``; each model is extracted u
 (default ``<tmp>/dogops-hosting``) and removed with its container.
 """
 
+import dataclasses
 import json
 import logging
 import os
@@ -110,12 +113,13 @@ def _namespace_port() -> int:
 
 
 def _containers(endpoint: str | None) -> list[dict]:
-    """The endpoint's containers (None: every endpoint's): name, labels, running."""
+    """The endpoint's containers (None: every endpoint's), oldest first: name, labels, running."""
     ids = docker("ps", "-aq", "--filter", f"label={LABEL}" + (f"={endpoint}" if endpoint else "")).stdout.split()
     if not ids:
         return []
+    found = sorted(json.loads(docker("inspect", *ids).stdout), key=lambda c: c["Created"])
     return [{"name": c["Name"].lstrip("/"), "labels": c["Config"]["Labels"] or {}, "running": c["State"]["Running"]}
-            for c in json.loads(docker("inspect", *ids).stdout)]
+            for c in found]
 
 
 def _routes_url(session, endpoint: str) -> str:
@@ -123,12 +127,14 @@ def _routes_url(session, endpoint: str) -> str:
     return settings.routes_url(sagemaker.meta.endpoint_url, sagemaker.meta.region_name or settings.REGION, endpoint)
 
 
-def register_route(routes_url: str, url: str, container: str = "", config: str = "") -> None:
+def register_route(routes_url: str, url: str, container: str = "", config: str = "",
+                   instances: dict[str, list[str]] | None = None) -> None:
     """Route ``InvokeEndpoint`` for an endpoint to the model server at ``url``: ``routes_url`` is its entry in the
     emulator's route table (``<emulator>/_dogops/hosting/<region>/<endpoint>``); ``config``: the endpoint config
-    it serves (the endpoint is then in service)."""
-    answer = requests.put(routes_url, timeout=10, auth=RootAuth(),
-                          json={"url": url, "container": container, "config": config})
+    it serves (the endpoint is then in service); ``instances``: a variant's servers, each an instance (the
+    gateway sends to each in turn; ``CurrentInstanceCount`` is how many)."""
+    body = {"url": url, "container": container, "config": config, **({"instances": instances} if instances else {})}
+    answer = requests.put(routes_url, timeout=10, auth=RootAuth(), json=body)
     if answer.status_code != 200:
         raise HostingError(f"the emulator did not take the route {routes_url}: {answer.status_code} "
                            f"{answer.text[:500]}")
@@ -146,17 +152,28 @@ def claim(routes_url: str, config: str) -> bool:
     return bool(_post(routes_url, "claim", {"config": config}).get("claimed"))
 
 
-def _register(session, hosted: Hosted, config: str) -> None:
-    register_route(_routes_url(session, hosted.endpoint), hosted.route, hosted.container, config)
+@dataclasses.dataclass(frozen=True)
+class _Target:
+    """What the endpoint is to run: its config, its first variant's name and instance count (``DesiredInstanceCount``,
+    else ``InitialInstanceCount``), and that variant's model's container definition (Image, ModelDataUrl, ...)."""
+
+    config: str
+    variant: str
+    count: int
+    definition: dict
 
 
-def _model_of(session, endpoint: str) -> tuple[str, dict]:
-    """The endpoint's config name, and its first variant's container definition (Image, ModelDataUrl, ...)."""
+def _target(session, endpoint: str) -> _Target:
     sagemaker = session.client("sagemaker")
-    config = sagemaker.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
+    described = sagemaker.describe_endpoint(EndpointName=endpoint)
+    config = described["EndpointConfigName"]
     variant = sagemaker.describe_endpoint_config(EndpointConfigName=config)["ProductionVariants"][0]
     model = sagemaker.describe_model(ModelName=variant["ModelName"])
-    return config, model.get("PrimaryContainer") or model["Containers"][0]
+    now = next((v for v in described.get("ProductionVariants") or [] if v["VariantName"] == variant["VariantName"]),
+               {})
+    count = now.get("DesiredInstanceCount") or variant.get("InitialInstanceCount") or 1
+    return _Target(config, variant["VariantName"], max(1, int(count)),
+                   model.get("PrimaryContainer") or model["Containers"][0])
 
 
 def _download(session, url: str, into: Path) -> None:
@@ -173,70 +190,119 @@ def hosting_dir() -> Path:
     return Path(os.environ.get("DOGOPS_HOSTING_DIR") or Path(tempfile.gettempdir()) / "dogops-hosting")
 
 
-def host_endpoint(name: str, session, network: str | None = None, image_of=None) -> Hosted:
-    """Serve endpoint ``name`` (on the emulator ``session`` points at) from a container, and route the
-    gateway's ``InvokeEndpoint`` there. Already serving its current config: nothing changes. After an update:
-    the new container first, then the route, then the old one goes (no downtime). ``network``: as
-    ``run_model``'s (default ``hosting_network()``); ``image_of(uri)``: the local image for the model's image
-    (default: itself). Another hoster that claimed this config first: its outcome, waited for."""
-    config, definition = _model_of(session, name)
+def host_endpoint(name: str, session, network: str | None = None, image_of=None) -> list[Hosted]:
+    """Serve endpoint ``name`` (on the emulator ``session`` points at) from containers, one per instance of its
+    variant, and route the gateway's ``InvokeEndpoint`` to them; the containers serving, in route order.
+
+    Already serving its current config: its containers are brought to the variant's instance count (a new count
+    from ``UpdateEndpointWeightsAndCapacities`` or auto-scaling: new ones first, then the route, then the removed
+    ones go; one that does not start leaves the others serving, fewer than asked). After an update: the new
+    containers first, then the route, then the old ones go (no downtime). ``network``: as ``run_model``'s (default
+    ``hosting_network()``); ``image_of(uri)``: the local image for the model's image (default: itself). Another
+    hoster that claimed this config first: its outcome, waited for."""
+    target = _target(session, name)
     old = _containers(name)
-    for container in old:
-        labels = container["labels"]
-        if container["running"] and labels.get(CONFIG_LABEL) == config:
-            route = labels[ROUTE_LABEL]
-            url = route if route.startswith("http://127.0.0.1:") else published_url(container["name"])
-            if container_healthy(container["name"], url, labels):
-                hosted = Hosted(name, container["name"], url, route, 0.0)
-                _register(session, hosted, config)
-                for other in old:
-                    if other is not container:
-                        _discard(other)
-                return hosted
+    serving = [c for c in old if c["running"] and c["labels"].get(CONFIG_LABEL) == target.config]
+    serving = [hosted for hosted in map(_serving, serving) if hosted is not None]
+    if serving:
+        return _scale(session, name, target, serving, old, network, image_of)
     routes_url = _routes_url(session, name)
-    if not claim(routes_url, config):
-        return _outcome(session, name, config)
+    if not claim(routes_url, target.config):
+        return _outcome(session, name, target.config)
+    started: list[Hosted] = []
+    try:
+        for _ in range(target.count):
+            started.append(_start(session, name, target, network, image_of, like=started[0] if started else None))
+    except BaseException as exc:
+        for hosted in started:
+            _discard(hosted.container, str(hosting_dir() / hosted.container))
+        reason = f"The primary container for production variant {target.variant} did not pass the ping health " \
+                 f"check. {exc}" if isinstance(exc, HostingError) else f"{type(exc).__name__}: {exc}"
+        _post(routes_url, "failure", {"config": target.config, "reason": reason[:1024]})
+        raise
+    _route(session, name, target, started)
+    _retire(old)
+    return started
+
+
+def _scale(session, name: str, target: _Target, serving: list[Hosted], old: list[dict], network,
+           image_of) -> list[Hosted]:
+    """The endpoint's containers on its config brought to ``target.count``, routed; every other one retired."""
+    kept = serving[:target.count]
+    for _ in range(target.count - len(kept)):
+        try:
+            kept.append(_start(session, name, target, network, image_of, like=serving[0]))
+        except (HostingError, OSError) as exc:
+            log.warning("endpoint %s: a new instance did not start: %s", name, exc)
+            break
+    _route(session, name, target, kept)
+    _retire([c for c in old if c["name"] not in {hosted.container for hosted in kept}])
+    return kept
+
+
+def _serving(container: dict) -> Hosted | None:
+    """A running container of the endpoint as a ``Hosted``, when it answers ``/ping``."""
+    labels = container["labels"]
+    route = labels[ROUTE_LABEL]
+    url = route if route.startswith("http://127.0.0.1:") else published_url(container["name"])
+    if not container_healthy(container["name"], url, labels):
+        return None
+    return Hosted(labels[LABEL], container["name"], url, route, 0.0)
+
+
+def _start(session, name: str, target: _Target, network: str | None, image_of, like: Hosted | None) -> Hosted:
+    """One more container (instance) for the endpoint's variant, its log and use watched: its model from S3, or
+    copied from ``like``'s (a serving instance's, on this machine already)."""
     container = f"dogops-endpoint-{name}-{uuid.uuid4().hex[:8]}"
     model_dir = hosting_dir() / container
     try:
-        _download(session, definition["ModelDataUrl"], model_dir)
+        if like is not None:
+            shutil.copytree(_model_dir(like.container), model_dir, symlinks=True)
+        else:
+            _download(session, target.definition["ModelDataUrl"], model_dir)
         network = network or hosting_network()
-        env = {**(definition.get("Environment") or {}), "DOGOPS_FETCH_ALLOW": _fetch_allow(network)}
-        image = image_of(definition["Image"]) if image_of else definition["Image"]
+        env = {**(target.definition.get("Environment") or {}), "DOGOPS_FETCH_ALLOW": _fetch_allow(network)}
+        image = image_of(target.definition["Image"]) if image_of else target.definition["Image"]
         port = _namespace_port() if network and network.startswith("container:") else 8080
         hosted = run_model(image, model_dir, container, network, env,
-                           {LABEL: name, CONFIG_LABEL: config, DIR_LABEL: str(model_dir)}, port)
-    except BaseException as exc:
+                           {LABEL: name, CONFIG_LABEL: target.config, DIR_LABEL: str(model_dir)}, port)
+    except BaseException:
         shutil.rmtree(model_dir, ignore_errors=True)
-        reason = f"The primary container for production variant {_variant(session, config)} did not pass the ping " \
-                 f"health check. {exc}" if isinstance(exc, HostingError) else f"{type(exc).__name__}: {exc}"
-        _post(routes_url, "failure", {"config": config, "reason": reason[:1024]})
         raise
     hosted.endpoint = name
-    _watch(session, hosted, config)
-    _register(session, hosted, config)
-    if old:
-        time.sleep(settings.HOSTING_CACHE_SECONDS + 0.5)  # the gateway may still send to the old one that long
-        for container in old:
-            _discard(container)
+    _watch(session, hosted, target.variant)
     return hosted
 
 
-def _watch(session, hosted: Hosted, config: str) -> None:
+def _model_dir(container: str) -> Path:
+    labels = docker("inspect", "--format", "{{json .Config.Labels}}", container).stdout
+    return Path(json.loads(labels)[DIR_LABEL])
+
+
+def _route(session, name: str, target: _Target, hosted: list[Hosted]) -> None:
+    """The gateway's route to ``hosted`` (the variant's instances), naming the config: the endpoint is in service."""
+    register_route(_routes_url(session, name), hosted[0].route, hosted[0].container, target.config,
+                   {target.variant: [h.route for h in hosted]})
+
+
+def _retire(containers: list[dict]) -> None:
+    """Stop and remove ``containers`` once the gateway can no longer be using them."""
+    if containers:
+        time.sleep(settings.HOSTING_CACHE_SECONDS + 0.5)  # the gateway may still send to them that long
+    for container in containers:
+        _discard(container["name"], container["labels"].get(DIR_LABEL))
+
+
+def _watch(session, hosted: Hosted, variant: str) -> None:
     """The container's log and use to CloudWatch, as an instance's; trouble there leaves the hosting as it is."""
     try:
-        ContainerWatch(session, hosted.endpoint, _variant(session, config), hosted.container, hosted.ready_s)
+        ContainerWatch(session, hosted.endpoint, variant, hosted.container, hosted.ready_s)
     except Exception as exc:  # noqa: BLE001 - observability never fails an endpoint
         log.warning("endpoint %s: no CloudWatch log or metrics for %s: %s", hosted.endpoint, hosted.container, exc)
 
 
-def _variant(session, config: str) -> str:
-    return session.client("sagemaker").describe_endpoint_config(
-        EndpointConfigName=config)["ProductionVariants"][0]["VariantName"]
-
-
-def _outcome(session, name: str, config: str) -> Hosted:
-    """The endpoint as another hoster left it: its container once in service; HostingError when it failed."""
+def _outcome(session, name: str, config: str) -> list[Hosted]:
+    """The endpoint as another hoster left it: its instances once in service; HostingError when it failed."""
     sagemaker = session.client("sagemaker")
     deadline = time.monotonic() + ping_timeout() + 120
     while time.monotonic() < deadline:
@@ -250,12 +316,12 @@ def _outcome(session, name: str, config: str) -> Hosted:
     if answer.status_code != 200:
         raise HostingError(f"endpoint {name} is in service on {config}, but has no route: {answer.status_code}")
     entry = answer.json()
-    return Hosted(name, entry.get("container", ""), entry["url"], entry["url"], 0.0)
+    urls = next(iter((entry.get("instances") or {}).values()), [entry["url"]])
+    return [Hosted(name, entry.get("container", "") if url == entry["url"] else "", url, url, 0.0) for url in urls]
 
 
-def _discard(container: dict) -> None:
-    remove(container["name"])
-    folder = container["labels"].get(DIR_LABEL)
+def _discard(container: str, folder: str | None) -> None:
+    remove(container)
     if folder:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -269,7 +335,7 @@ def unhost_endpoint(name: str, session) -> None:
     if not engine_answers():  # no engine here (native mode): no endpoint container can be running
         return
     for container in _containers(name):
-        _discard(container)
+        _discard(container["name"], container["labels"].get(DIR_LABEL))
 
 
 def main(argv: list[str] | None = None) -> int:

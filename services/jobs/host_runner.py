@@ -10,9 +10,11 @@ stack's root key) for
   ``DOGOPS_RUNNER_GRACE_S`` (default 2) of their creation (``dogops promote train|tune`` claim theirs at once, to
   run them in their own shell with its settings): claimed and run here in Docker (``training.run_on_host``,
   ``tuning.run_on_host``), whoever created them (an SDK's ``fit()``, boto3, a tuner);
-- endpoints ``Creating`` or ``Updating`` (``DOGOPS_HOSTING=host``): served by a container of the model's image
-  (AWS's PyTorch inference containers: ``DOGOPS_FRAMEWORK_SERVING_IMAGE``, default ``dogops-serving:dev``) in the
-  gateway's network namespace (``services.hosting.endpoints``), and those deleted on the emulator removed.
+- endpoints ``Creating`` or ``Updating`` (``DOGOPS_HOSTING=host``): served by containers of the model's image,
+  one per instance (AWS's PyTorch inference containers: ``DOGOPS_FRAMEWORK_SERVING_IMAGE``, default
+  ``dogops-serving:dev``) in the gateway's network namespace (``services.hosting.endpoints``); a new instance count
+  (``UpdateEndpointWeightsAndCapacities``, auto-scaling) adds or removes containers; those deleted on the emulator
+  removed.
 
 It holds no Docker socket for anyone else: no container gets one. It exits when the emulator has not answered
 for ``DOGOPS_RUNNER_PATIENCE_S`` (default 60) seconds, i.e. once the stack is down.
@@ -79,7 +81,9 @@ class Runner:
     def _host(self, name: str) -> None:
         try:
             hosted = endpoints.host_endpoint(name, self.session, endpoints.gateway_namespace(), serving_image)
-            log.info("endpoint %s: container %s ready in %.1f s", name, hosted.container, hosted.ready_s)
+            log.info("endpoint %s: %d instance(s): %s", name, len(hosted),
+                     ", ".join(f"{h.container} (ready in {h.ready_s:.1f} s)" if h.ready_s else h.container
+                               for h in hosted))
         except HostingError as exc:
             log.warning("endpoint %s: %s", name, exc)
         except Exception:  # noqa: BLE001 - the runner goes on with the other endpoints

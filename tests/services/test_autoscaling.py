@@ -255,8 +255,10 @@ def test_a_stacks_target_and_policy_scale_the_endpoint_and_go_with_the_stack(tmp
             ("endpoint/stacked/variant/AllTraffic", 1, 3)]
         policy = scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
         assert [p["TargetTrackingScalingPolicyConfiguration"]["TargetValue"] for p in policy] == [60.0]
-
         cloudwatch = client("cloudwatch", server.url)
+        high, low = _alarms(cloudwatch, "stacked")
+        assert sorted(a["AlarmName"] for a in policy[0]["Alarms"]) == [high["AlarmName"], low["AlarmName"]]
+
         dimensions = [{"Name": "EndpointName", "Value": "stacked"}, {"Name": "VariantName", "Value": "AllTraffic"}]
 
         def scaled() -> bool:  # 5 per second on 1 instance: 300 per minute, 5 times the target
@@ -269,9 +271,66 @@ def test_a_stacks_target_and_policy_scale_the_endpoint_and_go_with_the_stack(tmp
         activity = scaling.describe_scaling_activities(ServiceNamespace="sagemaker")["ScalingActivities"][0]
         assert activity["ResourceId"] == "endpoint/stacked/variant/AllTraffic"
         assert activity["StatusCode"] == "Successful" and "triggered policy stacked-invocations" in activity["Cause"]
+        assert f"monitor alarm {high['AlarmName']} in state ALARM" in activity["Cause"]
 
         stacks.delete_stack(StackName="scaling")
         assert scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"] == []
         assert scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"] == []
+        assert cloudwatch.describe_alarms()["MetricAlarms"] == []
+    finally:
+        server.stop()
+
+
+def _alarms(cloudwatch, endpoint: str) -> list[dict]:
+    """The target-tracking alarms of the endpoint's AllTraffic variant (High before Low), checked for AWS's shape."""
+    found = cloudwatch.describe_alarms(AlarmNamePrefix=f"TargetTracking-endpoint/{endpoint}/variant/AllTraffic-")
+    alarms = sorted(found["MetricAlarms"], key=lambda a: "AlarmLow" in a["AlarmName"])
+    for alarm in alarms:
+        assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"], alarm["Period"]) == (
+            "AWS/SageMaker", "InvocationsPerInstance", "Sum", 60)
+        assert alarm["Dimensions"] == [{"Name": "EndpointName", "Value": endpoint},
+                                       {"Name": "VariantName", "Value": "AllTraffic"}]
+        assert alarm["AlarmDescription"].startswith("DO NOT EDIT OR DELETE. For TargetTrackingScaling policy arn:")
+        assert alarm["AlarmActions"][0].startswith("arn:aws:autoscaling:us-east-1:")
+    if alarms:
+        assert (alarms[0]["AlarmName"].split("-AlarmHigh-")[0], alarms[0]["ComparisonOperator"],
+                alarms[0]["EvaluationPeriods"]) == (f"TargetTracking-endpoint/{endpoint}/variant/AllTraffic",
+                                                    "GreaterThanThreshold", 3)
+    if len(alarms) == 2:
+        assert "-AlarmLow-" in alarms[1]["AlarmName"]
+        assert (alarms[1]["ComparisonOperator"], alarms[1]["EvaluationPeriods"]) == ("LessThanThreshold", 15)
+        assert alarms[1]["Threshold"] == pytest.approx(0.9 * alarms[0]["Threshold"])
+    return alarms
+
+
+def test_a_policys_alarms_follow_it_and_its_target(tmp_path):
+    """The two alarms AWS creates for a target-tracking policy: in CloudWatch with the policy, replaced when it
+    changes (only the high one with DisableScaleIn), gone with it; deregistering the target deletes its policies."""
+    server = emulator(tmp_path)
+    try:
+        scaling = client("application-autoscaling", server.url)
+        cloudwatch = client("cloudwatch", server.url)
+        resource = "endpoint/watched/variant/AllTraffic"
+        scaling.register_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource, MinCapacity=1,
+                                         MaxCapacity=2, ScalableDimension="sagemaker:variant:DesiredInstanceCount")
+
+        def put(**config) -> dict:
+            return scaling.put_scaling_policy(
+                PolicyName="tracked", ServiceNamespace="sagemaker", ResourceId=resource,
+                PolicyType="TargetTrackingScaling", ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+                TargetTrackingScalingPolicyConfiguration={**config, "PredefinedMetricSpecification": {
+                    "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}})
+
+        answer = put(TargetValue=200.0)
+        high, low = _alarms(cloudwatch, "watched")
+        assert sorted(a["AlarmName"] for a in answer["Alarms"]) == [high["AlarmName"], low["AlarmName"]]
+        assert (high["Threshold"], low["Threshold"], high["StateValue"]) == (200.0, 180.0, "INSUFFICIENT_DATA")
+        put(TargetValue=300.0, DisableScaleIn=True)
+        [high] = _alarms(cloudwatch, "watched")
+        assert high["Threshold"] == 300.0
+        scaling.deregister_scalable_target(ServiceNamespace="sagemaker", ResourceId=resource,
+                                           ScalableDimension="sagemaker:variant:DesiredInstanceCount")
+        assert scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"] == []
+        assert cloudwatch.describe_alarms()["MetricAlarms"] == []
     finally:
         server.stop()

@@ -84,7 +84,37 @@ def test_a_hoster_that_lost_the_claim_gets_the_winners_outcome(server, monkeypat
         assert claim(routes_url(server.url, "us-east-1", name), config)
     register_route(routes_url(server.url, "us-east-1", "won"), "http://127.0.0.1:9", "winner", config="one")
     _post(routes_url(server.url, "us-east-1", "lost"), "failure", {"config": "two", "reason": "no ping"})
-    hosted = _outcome(session, "won", "one")
+    [hosted] = _outcome(session, "won", "one")
     assert (hosted.container, hosted.url) == ("winner", "http://127.0.0.1:9")
     with pytest.raises(HostingError, match="Failed no ping"):
         _outcome(session, "lost", "two")
+
+
+def test_a_new_instance_count_is_updating_until_the_hoster_routes_that_many(server):
+    """``UpdateEndpointWeightsAndCapacities`` in host mode: ``Updating`` with the desired count until the hoster
+    registers the variant's instances; ``CurrentInstanceCount`` is how many it routed (fewer when one did not
+    start), and a route without instances is one server."""
+    sm = client("sagemaker", server.url)
+    sm.create_endpoint(EndpointName="counted", EndpointConfigName="one")
+    url = routes_url(server.url, "us-east-1", "counted")
+    assert claim(url, "one")
+    register_route(url, "http://127.0.0.1:9", config="one")
+    variant = {"VariantName": "AllTraffic"}
+
+    def counts():
+        described = sm.describe_endpoint(EndpointName="counted")
+        found = described["ProductionVariants"][0]
+        return described["EndpointStatus"], found["CurrentInstanceCount"], found["DesiredInstanceCount"]
+
+    assert counts() == ("InService", 1, 1)
+    sm.update_endpoint_weights_and_capacities(EndpointName="counted", DesiredWeightsAndCapacities=[
+        {**variant, "DesiredInstanceCount": 3}])
+    assert counts() == ("Updating", 1, 3)
+    register_route(url, "http://127.0.0.1:9", config="one",
+                   instances={"AllTraffic": ["http://127.0.0.1:9", "http://127.0.0.1:10"]})  # the third did not start
+    assert counts() == ("InService", 2, 3)
+    sm.update_endpoint_weights_and_capacities(EndpointName="counted", DesiredWeightsAndCapacities=[
+        {**variant, "DesiredInstanceCount": 1}])
+    register_route(url, "http://127.0.0.1:9", config="one", instances={"AllTraffic": ["http://127.0.0.1:9"]})
+    assert counts() == ("InService", 1, 1)
+    sm.delete_endpoint(EndpointName="counted")
