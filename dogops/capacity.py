@@ -215,7 +215,8 @@ def run(args) -> dict:
     cost = estimate(planned, model_bytes, table)
     print(report(measured, result, planned, cost))
     values = {"min": result["min"], "max": result["max"],
-              "target_invocations_per_instance": result["target_invocations_per_instance"], "p99_ms": p99_ms}
+              "target_invocations_per_instance": result["target_invocations_per_instance"],
+              "p99_ms": int(p99_ms) if p99_ms.is_integer() else p99_ms}
     if args.write:
         check(args.config, stage_limits(planned))
         write_stage(args.config, args.stage, values)

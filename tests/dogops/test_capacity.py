@@ -70,9 +70,9 @@ def test_plan_follows_from_its_own_measurement_and_write_round_trips(trained, da
 def test_write_refuses_what_it_cannot_update_in_place(config):
     with pytest.raises(ValueError, match="no stage 'qa'"):
         write_stage(config, "qa", {"min": 1})
-    config.write_text(config.read_text().replace("autoscaling: {min: 1, max: 2, target_invocations_per_instance: "
-                                                 "5, p99_ms: 500}", "autoscaling:\n      min: 1\n      max: 2\n"
-                                                 "      target_invocations_per_instance: 5"))
+    config.write_text(re.sub(r"autoscaling: \{min: 1, max: 2, target_invocations_per_instance: \d+, p99_ms: 500\}",
+                             "autoscaling:\n      min: 1\n      max: 2\n      target_invocations_per_instance: 5",
+                             config.read_text()))
     text = config.read_text()
     with pytest.raises(ValueError, match=re.escape("no one-line `autoscaling: {...}`")):
         write_stage(config, "dev", {"min": 2})
@@ -99,3 +99,20 @@ def test_a_missing_model_is_named(config, data_dir):
     result = run_script("dogops", "capacity", "--config", config, "--stage", "dev", "--rps", "5", "--model",
                         "/nonexistent/model", "--images", data_dir / "test", timeout=60)
     assert result.returncode == 1 and "no model at /nonexistent/model" in result.stderr, result.stderr
+
+
+@pytest.mark.slow  # two short measurements
+def test_no_plan_without_a_step_in_the_objective_and_none_written_past_the_limits(trained, data_dir, config,
+                                                                                tmp_path):
+    model_dir, _ = trained
+    before = config.read_text()
+    common = ["dogops", "capacity", "--stage", "dev", "--config", config, "--model", model_dir, "--images",
+              data_dir / "test", "--step-s", "1", "--max-steps", "1", "--plot", tmp_path / "c.png", "--write"]
+    impossible = run_script(*common, "--rps", "1", "--p99-ms", "0.001", timeout=240)
+    assert impossible.returncode == 1, impossible.stderr
+    assert "no load meets p99 <= 0.001 ms: at " in impossible.stderr and "raise --p99-ms" in impossible.stderr
+    too_big = run_script(*common, "--rps", "100000", "--p99-ms", "60000", timeout=240)
+    assert too_big.returncode == 1, too_big.stderr
+    assert re.search(r"stages\.dev\.autoscaling\.max is \d+, above limits\.endpoint_max_instances = 4",
+                     too_big.stderr), too_big.stderr
+    assert "wrote" not in too_big.stdout and config.read_text() == before  # printed, not written
