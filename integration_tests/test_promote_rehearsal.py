@@ -1,8 +1,9 @@
 """The promotion rehearsal on the compose stack: ``dogops promote apply`` pushes the image the suite just tested
 to the stack's registry (through ECR), preflights it, plans and applies the ``dev`` CloudFormation stack; the
 endpoint and function CloudFormation created are then served by the local stack and answer a real photo through
-the function URL. Re-applying changes nothing; a new model rolls the endpoint without a failed request; the
-function's own role is refused what it must not do; ``dogops destroy --images`` leaves nothing behind.
+the function URL. Re-applying changes nothing; a new model rolls the endpoint without a failed request; a new
+instance count adds and retires containers; the function's own role is refused what it must not do; ``dogops
+destroy --images`` leaves nothing behind.
 
 The tests run in file order and share one promoted stage (compose mode only: see conftest.py).
 """
@@ -135,6 +136,45 @@ def test_a_new_model_rolls_the_endpoint_without_a_failed_request(promoted, sessi
     assert "UPDATE_COMPLETE" in out
     assert sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] != before
     assert statuses and set(statuses) == {200}, statuses
+
+
+def _endpoint_containers(count: int) -> list[str]:
+    """The endpoint's running containers, once there are ``count`` (a retired one stops within 30 s)."""
+    deadline = time.monotonic() + 90
+    while True:
+        names = subprocess.run(["docker", "ps", "--filter", f"label=dogops.endpoint={ENDPOINT}", "--format",
+                                "{{.Names}}"], capture_output=True, text=True, check=True).stdout.split()
+        if len(names) == count or time.monotonic() > deadline:
+            return names
+        time.sleep(1)
+
+
+def _scaled_to(sagemaker, variant: str, count: int) -> tuple[int, int]:
+    """``UpdateEndpointWeightsAndCapacities`` to ``count``; (current, desired) once the endpoint is in service."""
+    sagemaker.update_endpoint_weights_and_capacities(EndpointName=ENDPOINT, DesiredWeightsAndCapacities=[
+        {"VariantName": variant, "DesiredInstanceCount": count}])
+    assert sagemaker.describe_endpoint(EndpointName=ENDPOINT)["EndpointStatus"] == "Updating"
+    sagemaker.get_waiter("endpoint_in_service").wait(EndpointName=ENDPOINT, WaiterConfig={"Delay": 2,
+                                                                                         "MaxAttempts": 200})
+    described = sagemaker.describe_endpoint(EndpointName=ENDPOINT)["ProductionVariants"][0]
+    return described["CurrentInstanceCount"], described["DesiredInstanceCount"]
+
+
+def test_a_new_instance_count_adds_and_retires_containers(promoted, session, stack_env, runtime, sample_jpeg):
+    """The stage's endpoint to 2 instances and back, as its auto-scaling would: the host runner starts a second
+    container of the model (the gateway sends to each in turn) and then retires the newer one."""
+    sagemaker = client(session, stack_env, "sagemaker")
+    variant = sagemaker.describe_endpoint(EndpointName=ENDPOINT)["ProductionVariants"][0]["VariantName"]
+    [first] = _endpoint_containers(1)  # the roll's old container gone
+    assert _scaled_to(sagemaker, variant, 2) == (2, 2)
+    both = _endpoint_containers(2)
+    assert len(both) == 2 and first in both
+    time.sleep(3)  # the gateway's route cache
+    for _ in range(4):  # two to each container
+        answer = runtime.invoke_endpoint(EndpointName=ENDPOINT, Body=sample_jpeg, ContentType="image/jpeg")
+        _assert_top5(json.loads(answer["Body"].read())["predictions"])
+    assert _scaled_to(sagemaker, variant, 1) == (1, 1)
+    assert _endpoint_containers(1) == [first]  # the newer one left the route, then stopped
 
 
 def _assumed(session, stack_env, role_arn: str) -> boto3.Session:
