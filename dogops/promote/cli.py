@@ -98,12 +98,13 @@ def _apply(args) -> None:
 
 
 def _host_locally(stage, session) -> None:
-    """On the local stack, serve the endpoint CloudFormation created from its own container (as SageMaker would)."""
+    """On the local stack, serve the endpoint CloudFormation created from its own containers, one per instance (as
+    SageMaker would)."""
     from services.hosting.endpoints import host_endpoint
 
-    hosted = host_endpoint(stage.stack_name, session)
-    print(f"local stack: endpoint {hosted.endpoint} served by container {hosted.container} at {hosted.url} "
-          f"(ready in {hosted.ready_s:.1f} s)")
+    for hosted in host_endpoint(stage.stack_name, session):
+        print(f"local stack: endpoint {hosted.endpoint} served by container {hosted.container} at {hosted.url}"
+              + (f" (ready in {hosted.ready_s:.1f} s)" if hosted.ready_s else ""))
 
 
 def _push_image(args, stage, session, image: str) -> str:

@@ -317,7 +317,11 @@ def _outcome(session, name: str, config: str) -> list[Hosted]:
         raise HostingError(f"endpoint {name} is in service on {config}, but has no route: {answer.status_code}")
     entry = answer.json()
     urls = next(iter((entry.get("instances") or {}).values()), [entry["url"]])
-    return [Hosted(name, entry.get("container", "") if url == entry["url"] else "", url, url, 0.0) for url in urls]
+    try:
+        containers = {c["labels"].get(ROUTE_LABEL): c["name"] for c in _containers(name)}
+    except (HostingError, OSError):  # no engine here: the route's own container name only
+        containers = {}
+    return [Hosted(name, containers.get(url, entry.get("container", "")), url, url, 0.0) for url in urls]
 
 
 def _discard(container: str, folder: str | None) -> None:
