@@ -1,11 +1,18 @@
 """CloudWatch on the emulator as AWS answers it (services/emulator/cloudwatch.py), through boto3: datapoints per
 period aligned to the minute, a metric found only by its whole set of dimensions, percentiles of values and counts, and
-alarms whose state is evaluated from the data (every second here)."""
+alarms whose state is evaluated from the data (every second here); its logs through the AWS CLI v2's ``logs tail``."""
 
+import os
+import queue
+import shutil
+import subprocess
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
+
+from services.stack import settings
 
 from .processes import client, emulator
 
@@ -137,3 +144,44 @@ def test_filter_log_events_takes_a_stream_prefix_and_interleaves(url):
     assert logs.filter_log_events(logGroupName="/test/filter", logStreamNamePrefix="nothing/")["events"] == []
     with pytest.raises(logs.exceptions.InvalidParameterException):
         logs.filter_log_events(logGroupName="/test/filter", logStreamNamePrefix="job-a/", logStreamNames=["x"])
+
+
+def _cli_v2() -> str | None:
+    """An AWS CLI v2 here (``logs tail`` is v2's: Debian's ``awscli`` package, which CI installs), else None."""
+    for found in (shutil.which("aws"), "/usr/bin/aws"):
+        if found and os.path.exists(found):
+            version = subprocess.run([found, "--version"], capture_output=True, text=True).stdout
+            if version.startswith("aws-cli/2."):
+                return found
+    return None
+
+
+@pytest.mark.skipif(_cli_v2() is None, reason="needs the AWS CLI v2 (apt-get install awscli; CI installs it)")
+def test_aws_logs_tail_prints_and_follows_a_group(url, tmp_path):
+    """``aws logs tail GROUP --follow`` (the AWS CLI v2, not written here) on the emulator: the events so far, every
+    stream interleaved by time, then one put while it follows."""
+    logs = client("logs", url)
+    logs.create_log_group(logGroupName="/test/tail")
+    now = int(time.time() * 1000)
+    for stream, offset in (("a", 2), ("b", 1)):
+        logs.create_log_stream(logGroupName="/test/tail", logStreamName=stream)
+        logs.put_log_events(logGroupName="/test/tail", logStreamName=stream,
+                            logEvents=[{"timestamp": now - 60_000 + offset, "message": f"from {stream}"}])
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "AWS_ACCESS_KEY_ID": settings.ACCESS_KEY,
+           "AWS_SECRET_ACCESS_KEY": settings.root_secret(), "AWS_DEFAULT_REGION": settings.REGION}
+    tail = [_cli_v2(), "logs", "tail", "/test/tail", "--endpoint-url", url, "--since", "10m", "--format", "short"]
+    printed = subprocess.run(tail, env=env, capture_output=True, text=True, timeout=60)
+    assert printed.returncode == 0, printed.stderr
+    assert [line.split(" ", 1)[1] for line in printed.stdout.splitlines()] == ["from b", "from a"]
+    following = subprocess.Popen([*tail, "--follow"], env={**env, "PYTHONUNBUFFERED": "1"},  # as on a terminal
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in following.stdout], daemon=True).start()
+    try:
+        assert [lines.get(timeout=30).split(" ", 1)[1] for _ in range(2)] == ["from b\n", "from a\n"]
+        logs.put_log_events(logGroupName="/test/tail", logStreamName="a",
+                            logEvents=[{"timestamp": int(time.time() * 1000), "message": "while following"}])
+        assert lines.get(timeout=30).endswith(" while following\n")  # it asks again every 5 s
+    finally:
+        following.kill()
+        following.wait()
