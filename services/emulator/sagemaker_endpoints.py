@@ -180,19 +180,28 @@ def set_instance_count(backend, endpoint: FakeEndpoint, variant: str, count: int
                        done: Callable[[int], None] = lambda serving: None) -> None:
     """``variant`` of ``endpoint`` to ``count`` instances: ``DesiredInstanceCount`` now; the endpoint is
     ``Updating`` until the servers are there (natively the reconciler's, with ``host`` the hoster's route), then
-    ``CurrentInstanceCount`` follows (with ``off`` at once); ``done(n)`` then, with how many serve."""
+    ``CurrentInstanceCount`` follows (with ``off`` at once); ``done(n)`` then, with how many serve. With ``host``,
+    an endpoint routed to a server by hand (compose's own ``serving``: a route without instances) stays as it is:
+    ``done`` with its current count."""
     entry = next(v for v in endpoint.production_variants if v["VariantName"] == variant)
     entry["DesiredInstanceCount"] = count
     if hosting() == "off":
         entry["CurrentInstanceCount"] = count
         done(count)
         return
+    if hosting() == "host":  # the hoster sees Updating, brings the containers to the count and routes them
+        key = (backend.region_name, endpoint.endpoint_name)
+        with _lock:
+            scalable = bool((_routes.get(key) or {}).get("instances"))
+            if scalable:
+                _scaling[key] = (variant, done)
+                endpoint.endpoint_status = "Updating"
+                endpoint.last_modified_time = utcnow()
+        if not scalable:
+            done(int(entry.get("CurrentInstanceCount") or 1))
+        return
     endpoint.endpoint_status = "Updating"
     endpoint.last_modified_time = utcnow()
-    if hosting() == "host":  # the hoster sees Updating, brings the containers to the count and routes them
-        with _lock:
-            _scaling[(backend.region_name, endpoint.endpoint_name)] = (variant, done)
-        return
 
     def scaled(serving: int) -> None:
         with _lock:

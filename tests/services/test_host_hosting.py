@@ -93,12 +93,12 @@ def test_a_hoster_that_lost_the_claim_gets_the_winners_outcome(server, monkeypat
 def test_a_new_instance_count_is_updating_until_the_hoster_routes_that_many(server):
     """``UpdateEndpointWeightsAndCapacities`` in host mode: ``Updating`` with the desired count until the hoster
     registers the variant's instances; ``CurrentInstanceCount`` is how many it routed (fewer when one did not
-    start), and a route without instances is one server."""
+    start)."""
     sm = client("sagemaker", server.url)
     sm.create_endpoint(EndpointName="counted", EndpointConfigName="one")
     url = routes_url(server.url, "us-east-1", "counted")
     assert claim(url, "one")
-    register_route(url, "http://127.0.0.1:9", config="one")
+    register_route(url, "http://127.0.0.1:9", config="one", instances={"AllTraffic": ["http://127.0.0.1:9"]})
     variant = {"VariantName": "AllTraffic"}
 
     def counts():
@@ -118,3 +118,20 @@ def test_a_new_instance_count_is_updating_until_the_hoster_routes_that_many(serv
     register_route(url, "http://127.0.0.1:9", config="one", instances={"AllTraffic": ["http://127.0.0.1:9"]})
     assert counts() == ("InService", 1, 1)
     sm.delete_endpoint(EndpointName="counted")
+
+
+def test_an_endpoint_routed_by_hand_keeps_its_instances(server):
+    """A route without instances (compose's own ``serving``, routed by its one-shot) has no hoster to add any: a new
+    count stays desired, the endpoint in service on the one server."""
+    sm = client("sagemaker", server.url)
+    sm.create_endpoint(EndpointName="by-hand", EndpointConfigName="one")
+    url = routes_url(server.url, "us-east-1", "by-hand")
+    assert claim(url, "one")
+    register_route(url, "http://127.0.0.1:9", config="one")
+    sm.update_endpoint_weights_and_capacities(EndpointName="by-hand", DesiredWeightsAndCapacities=[
+        {"VariantName": "AllTraffic", "DesiredInstanceCount": 2}])
+    described = sm.describe_endpoint(EndpointName="by-hand")
+    found = described["ProductionVariants"][0]
+    assert (described["EndpointStatus"], found["CurrentInstanceCount"], found["DesiredInstanceCount"]) == (
+        "InService", 1, 2)
+    sm.delete_endpoint(EndpointName="by-hand")
