@@ -171,7 +171,8 @@ def test_a_new_instance_count_adds_and_retires_containers(promoted, session, sta
     assert len(both) == 2 and first in both
     time.sleep(3)  # the gateway's route cache
     for _ in range(4):  # two to each container
-        answer = runtime.invoke_endpoint(EndpointName=ENDPOINT, Body=sample_jpeg, ContentType="image/jpeg")
+        answer = runtime.invoke_endpoint(EndpointName=ENDPOINT, Body=sample_jpeg, ContentType="image/jpeg",
+                                         Accept="application/vnd.dogops.topk+json")
         _assert_top5(json.loads(answer["Body"].read())["predictions"])
     assert _scaled_to(sagemaker, variant, 1) == (1, 1)
     assert _endpoint_containers(1) == [first]  # the newer one left the route, then stopped

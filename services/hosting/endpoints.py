@@ -302,15 +302,21 @@ def _watch(session, hosted: Hosted, variant: str) -> None:
 
 
 def _outcome(session, name: str, config: str) -> list[Hosted]:
-    """The endpoint as another hoster left it: its instances once in service; HostingError when it failed."""
+    """The endpoint as another hoster left it: its instances once in service; HostingError when it failed. The
+    outcome is the first change after the one seen first (its ``LastModifiedTime``), so a new count right after it
+    (``Updating`` again) is no wait."""
     sagemaker = session.client("sagemaker")
     deadline = time.monotonic() + ping_timeout() + 120
-    while time.monotonic() < deadline:
+    first, settled = None, False
+    while not settled and time.monotonic() < deadline:
         described = sagemaker.describe_endpoint(EndpointName=name)
-        if described["EndpointStatus"] not in ("Creating", "Updating"):
-            break
-        time.sleep(1)
-    if described["EndpointStatus"] != "InService" or described["EndpointConfigName"] != config:
+        settled = described["EndpointStatus"] not in ("Creating", "Updating") or (
+            first is not None and described["LastModifiedTime"] != first)
+        first = first or described["LastModifiedTime"]
+        if not settled:
+            time.sleep(1)
+    if not settled or described["EndpointStatus"] not in ("InService", "Updating") \
+            or described["EndpointConfigName"] != config:
         raise HostingError(f"endpoint {name}: {described['EndpointStatus']} {described.get('FailureReason', '')}")
     answer = requests.get(_routes_url(session, name), timeout=10, auth=RootAuth())  # what the gateway uses
     if answer.status_code != 200:
