@@ -38,7 +38,7 @@ def test_a_containers_log_and_use_reach_cloudwatch(local, session, sample, monke
     sagemaker, logs, cloudwatch = (client(s, emulator_url) for s in ("sagemaker", "logs", "cloudwatch"))
     sagemaker.create_endpoint(EndpointName="contained", EndpointConfigName="one")
     try:
-        hosted = hosting.host_endpoint("contained", session)
+        [hosted] = hosting.host_endpoint("contained", session)
         assert '"004.Akita"' in _predict(gateway_url, "contained", sample[0])
 
         def messages() -> list[tuple[str, str]]:
