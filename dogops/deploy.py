@@ -10,6 +10,7 @@ local emulator; the SageMaker and S3 clients must both reach it or both reach AW
 import hashlib
 import logging
 import os
+import time
 
 import boto3
 from botocore.exceptions import ClientError
@@ -55,13 +56,32 @@ def deploy_model(record: dict, endpoint: str, image: str, instance_type: str = "
         if "already exist" not in str(exc):
             raise
         log.info("model %s is already deployed as %s", url, model)
-    try:
-        current = sm.describe_endpoint(EndpointName=endpoint)["EndpointConfigName"]
-    except ClientError:
-        current = None
-    if current is None:
+    described = _described(sm, endpoint)
+    if described is not None and described["EndpointConfigName"] != config:
+        described = _settled(sm, endpoint, described)
+    if described is None:
         sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config)
-    elif current != config:
+    elif described["EndpointConfigName"] != config:
         sm.update_endpoint(EndpointName=endpoint, EndpointConfigName=config)
     log.info("endpoint %s serves trial %s (%s) through %s", endpoint, record["trial"], url, config)
     return {"endpoint": endpoint, "model": model, "endpoint_config": config}
+
+
+def _described(sm, endpoint: str) -> dict | None:
+    try:
+        return sm.describe_endpoint(EndpointName=endpoint)
+    except ClientError:
+        return None
+
+
+def _settled(sm, endpoint: str, described: dict, timeout_s: float = 3600, poll_s: float = 5) -> dict | None:
+    """The endpoint's description once no operation is in progress on it (SageMaker refuses UpdateEndpoint
+    until then: ``Cannot update in-progress endpoint``); None once it is deleted."""
+    deadline = time.monotonic() + timeout_s
+    while described is not None and described["EndpointStatus"] in settings.ENDPOINT_IN_PROGRESS:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"endpoint {endpoint} is still {described['EndpointStatus']} after {timeout_s:.0f} s")
+        log.info("endpoint %s is %s: waiting for it before the update", endpoint, described["EndpointStatus"])
+        time.sleep(poll_s)
+        described = _described(sm, endpoint)
+    return described

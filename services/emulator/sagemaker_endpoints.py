@@ -69,12 +69,15 @@ def roll_endpoint(backend, old: FakeEndpoint, config: str, tags: list) -> FakeEn
 
 
 def _update_endpoint(self) -> ActionResult:
-    """``UpdateEndpoint`` on moto's SageMaker backend: the endpoint, now on the new config."""
+    """``UpdateEndpoint`` on moto's SageMaker backend: the endpoint, now on the new config. Refused, as SageMaker
+    refuses it, while an operation is in progress on the endpoint (moto rolled a ``Creating`` one)."""
     backend = self.sagemaker_backend
     name = self._get_param("EndpointName")
     old = backend.endpoints.get(name)
     if old is None:
         backend.describe_endpoint(name)  # raises moto's ValidationError for an unknown endpoint
+    if old.endpoint_status in settings.ENDPOINT_IN_PROGRESS:
+        raise AWSValidationException(f"Cannot update in-progress endpoint \"{old.arn}\".")
     endpoint = roll_endpoint(backend, old, self._get_param("EndpointConfigName"), old.tags)
     return ActionResult({"EndpointArn": endpoint.arn})
 

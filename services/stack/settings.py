@@ -29,6 +29,8 @@ FUNCTION_NAME = _get("DOGOPS_FUNCTION_NAME", "dogops-predict")
 # and how long the gateway reuses an answer from it (an old server must outlive that).
 HOSTING_ROUTES = "/_dogops/hosting"
 HOSTING_CACHE_SECONDS = 2.0
+# The endpoint statuses during which SageMaker refuses UpdateEndpoint ("Cannot update in-progress endpoint").
+ENDPOINT_IN_PROGRESS = ("Creating", "Updating", "SystemUpdating", "RollingBack", "Deleting")
 # The SageMaker execution role of training jobs and models (``bootstrap seed`` makes it; the SDK's config names it).
 SAGEMAKER_ROLE = "dogops-sagemaker-local"
 

@@ -3,9 +3,12 @@ created with boto3 is Creating until a hoster claims its config and registers a 
 config wins; a failure fails a new endpoint and rolls an update back (the old route keeps serving); a delete frees
 the claims, so the same name and config can be hosted again."""
 
+import threading
+
 import boto3
 import pytest
 
+from dogops import deploy
 from services.hosting.containers import HostingError
 from services.hosting.endpoints import _outcome, _post, claim, register_route
 from services.stack import settings
@@ -135,3 +138,28 @@ def test_an_endpoint_routed_by_hand_keeps_its_instances(server):
     assert (described["EndpointStatus"], found["CurrentInstanceCount"], found["DesiredInstanceCount"]) == (
         "InService", 1, 2)
     sm.delete_endpoint(EndpointName="by-hand")
+
+
+def test_an_endpoint_in_progress_refuses_an_update_and_deploy_waits_for_it(server):
+    """SageMaker refuses UpdateEndpoint while the endpoint is Creating or Updating (moto rolled it); ``dogops
+    deploy`` waits until the endpoint has settled, then updates it."""
+    sm = client("sagemaker", server.url)
+    sm.create_endpoint(EndpointName="busy", EndpointConfigName="one")
+    with pytest.raises(sm.exceptions.ClientError) as refused:
+        sm.update_endpoint(EndpointName="busy", EndpointConfigName="two")
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert refused.value.response["Error"]["Message"] == (
+        'Cannot update in-progress endpoint "arn:aws:sagemaker:us-east-1:123456789012:endpoint/busy".')
+    assert _status(server, "busy") == ("Creating", "one", None)  # nothing changed
+
+    url = routes_url(server.url, "us-east-1", "busy")
+    hoster = threading.Timer(1.0, lambda: claim(url, "one") and register_route(url, "http://127.0.0.1:9", config="one"))
+    hoster.start()
+    described = deploy._settled(sm, "busy", sm.describe_endpoint(EndpointName="busy"), timeout_s=60, poll_s=0.2)
+    hoster.join()
+    assert (described["EndpointStatus"], described["EndpointConfigName"]) == ("InService", "one")
+    sm.update_endpoint(EndpointName="busy", EndpointConfigName="two")
+    assert _status(server, "busy") == ("Updating", "two", None)
+    with pytest.raises(sm.exceptions.ClientError, match="Cannot update in-progress endpoint"):
+        sm.update_endpoint(EndpointName="busy", EndpointConfigName="one")
+    sm.delete_endpoint(EndpointName="busy")
