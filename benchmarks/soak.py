@@ -314,13 +314,14 @@ def _orphans(stack: Stack, before: set[int]) -> int:
 
 def _wait_back(stack: Stack, name: str, pid: int, count: int, since: float) -> bool:
     """Whether ``pid``'s role has a replacement within KILL_TIMEOUT_S: a new pid (the emulator's with the stack
-    ready again), as many serve workers as before, a Lambda worker again. The supervisor is looked at once."""
+    ready again, serve's with a worker forked), as many serve workers as before, a Lambda worker again. The supervisor is looked at once."""
     while time.monotonic() - since < KILL_TIMEOUT_S:
         pool = candidates(stack, name)
         if name == "supervisor":
             return bool(pool) and pid not in pool and _alive(pool[0])
         if pid not in pool and len(pool) >= (count if name == "serving-worker" else 1) and (
-                name != "emulator" or stack.state().get("phase") == "ready"):
+                name != "emulator" or stack.state().get("phase") == "ready") and (
+                name != "serving" or candidates(stack, "serving-worker")):  # the new serve has forked its worker
             time.sleep(2)  # a short settle, so that the next kill does not land on a half-started process
             return True
         time.sleep(0.5)
