@@ -313,19 +313,29 @@ def _orphans(stack: Stack, before: set[int]) -> int:
 
 
 def _wait_back(stack: Stack, name: str, pid: int, count: int, since: float) -> bool:
-    """Whether ``pid``'s role has a replacement within KILL_TIMEOUT_S: a new pid (the emulator's with the stack
-    ready again, serve's with a worker forked), as many serve workers as before, a Lambda worker again. The supervisor is looked at once."""
+    """Whether ``pid``'s role has a replacement within KILL_TIMEOUT_S (``_replaced``). The supervisor is looked
+    at once."""
     while time.monotonic() - since < KILL_TIMEOUT_S:
         pool = candidates(stack, name)
         if name == "supervisor":
             return bool(pool) and pid not in pool and _alive(pool[0])
-        if pid not in pool and len(pool) >= (count if name == "serving-worker" else 1) and (
-                name != "emulator" or stack.state().get("phase") == "ready") and (
-                name != "serving" or candidates(stack, "serving-worker")):  # the new serve has forked its worker
+        if _replaced(stack, name, pid, pool, count):
             time.sleep(2)  # a short settle, so that the next kill does not land on a half-started process
             return True
         time.sleep(0.5)
     return False
+
+
+def _replaced(stack: Stack, name: str, pid: int, pool: list[int], count: int) -> bool:
+    """A new pid in ``pool``: the emulator's with the stack ready again, serve's with a worker forked, as many
+    serve workers as before, a Lambda worker again."""
+    if pid in pool or len(pool) < (count if name == "serving-worker" else 1):
+        return False
+    if name == "emulator":
+        return stack.state().get("phase") == "ready"
+    if name == "serving":
+        return bool(candidates(stack, "serving-worker"))
+    return True
 
 
 def _alive(pid: int) -> bool:

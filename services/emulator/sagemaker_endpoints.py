@@ -77,12 +77,17 @@ def _update_endpoint(self) -> ActionResult:
     if old is None:
         backend.describe_endpoint(name)  # raises moto's ValidationError for an unknown endpoint
     if old.endpoint_status in settings.ENDPOINT_IN_PROGRESS:
-        raise AWSValidationException(f"Cannot update in-progress endpoint \"{old.arn}\".")
+        raise _in_progress(old)
     endpoint = roll_endpoint(backend, old, self._get_param("EndpointConfigName"), old.tags)
     return ActionResult({"EndpointArn": endpoint.arn})
 
 
 SageMakerResponse.update_endpoint = _update_endpoint
+
+
+def _in_progress(endpoint: FakeEndpoint) -> AWSValidationException:
+    """SageMaker's refusal of a change to an endpoint that is not in service."""
+    return AWSValidationException(f"Cannot update in-progress endpoint \"{endpoint.arn}\".")
 
 
 def hosting() -> str:
@@ -228,7 +233,7 @@ def _update_weights_and_capacities(self, endpoint_name: str, desired_weights_and
     if endpoint is None:
         raise AWSValidationException(f'Could not find endpoint "{FakeEndpoint.arn_formatter(endpoint_name, self.account_id, self.region_name)}".')
     if endpoint.endpoint_status != "InService":
-        raise AWSValidationException(f"Cannot update in-progress endpoint \"{endpoint.arn}\".")
+        raise _in_progress(endpoint)
     names = [change.get("VariantName") for change in desired_weights_and_capacities]
     known = {v["VariantName"] for v in endpoint.production_variants}
     for name in names:
